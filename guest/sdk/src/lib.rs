@@ -1,0 +1,187 @@
+//! The Rust guest SDK: write an evconn connection handler as one trait
+//! implementation and one `export_handler!` line.
+//!
+//! ```ignore
+//! use evconn_guest::{Connection, Handler};
+//!
+//! #[derive(Default)]
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String> {
+//!         conn.write(&data).map_err(|e| e.to_string())
+//!     }
+//! }
+//!
+//! evconn_guest::export_handler!(Echo);
+//! ```
+//!
+//! The host creates one value of the handler type per component instance
+//! (with `Default`) and calls its methods for every connection that instance
+//! serves, one call at a time. Under the shared isolation model that is every
+//! connection of a reactor worker, so fields of the handler live across
+//! connections; under the per-connection model each connection gets its own.
+#![deny(missing_docs)]
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+/// Bindings generated from the `evconn:listener` WIT package.
+///
+/// Most handlers need only the re-exports at the crate root.
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "handler",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_callbacks",
+        default_bindings_module: "evconn_guest::bindings",
+    });
+}
+
+pub use bindings::evconn::listener::connection::Connection;
+pub use bindings::evconn::listener::listener::{Listener, operator_listeners};
+pub use bindings::evconn::listener::types::{
+    AcceptError, ConnectionEvent, ErrorCode, IpSocketAddress, ListenOptions,
+};
+
+/// The event loop: libevent's `event_base`.
+pub mod reactor {
+    /// Ask the host to stop accepting, flush and close every connection, and
+    /// exit with status 0 (`event_base_loopexit`). Returns at once.
+    pub fn loop_exit() {
+        crate::bindings::evconn::listener::reactor::loop_exit();
+    }
+}
+
+/// A TCP connection handler: the callbacks libevent's example registers.
+///
+/// Every method but `on_data` has a default. Returning `Err` ends the
+/// connection concerned: the host logs the message and closes it after
+/// sending what was already written.
+pub trait Handler: Default + 'static {
+    /// A connection was accepted on `listener` from `peer`.
+    ///
+    /// `conn` is an owned handle: keep it (for example in a map keyed by
+    /// `conn.id()`) to write to the connection from other connections'
+    /// callbacks, or let it drop. Dropping it does not close the connection.
+    /// The default drops it.
+    fn on_accept(
+        &mut self,
+        listener: &Listener,
+        conn: Connection,
+        peer: SocketAddr,
+    ) -> Result<(), String> {
+        let _ = (listener, conn, peer);
+        Ok(())
+    }
+
+    /// Bytes arrived on `conn`.
+    fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String>;
+
+    /// The peer closed its side, or the connection failed. The default
+    /// closes the connection, as libevent's example frees its bufferevent.
+    fn on_event(&mut self, conn: &Connection, event: ConnectionEvent) -> Result<(), String> {
+        let _ = event;
+        conn.close();
+        Ok(())
+    }
+
+    /// `accept()` failed on `listener`. The default ignores it: the host logs
+    /// the error and retries after a pause.
+    fn on_accept_error(&mut self, listener: &Listener, error: AcceptError) {
+        let _ = (listener, error);
+    }
+}
+
+impl From<IpSocketAddress> for SocketAddr {
+    fn from(address: IpSocketAddress) -> Self {
+        match address {
+            IpSocketAddress::Ipv4(v4) => {
+                let (a, b, c, d) = v4.address;
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), v4.port))
+            }
+            IpSocketAddress::Ipv6(v6) => {
+                let (a, b, c, d, e, f, g, h) = v6.address;
+                SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::new(a, b, c, d, e, f, g, h),
+                    v6.port,
+                    v6.flow_info,
+                    v6.scope_id,
+                ))
+            }
+        }
+    }
+}
+
+impl From<SocketAddr> for IpSocketAddress {
+    fn from(address: SocketAddr) -> Self {
+        use bindings::evconn::listener::types::{Ipv4SocketAddress, Ipv6SocketAddress};
+        match address {
+            SocketAddr::V4(v4) => {
+                let [a, b, c, d] = v4.ip().octets();
+                IpSocketAddress::Ipv4(Ipv4SocketAddress { port: v4.port(), address: (a, b, c, d) })
+            }
+            SocketAddr::V6(v6) => {
+                let [a, b, c, d, e, f, g, h] = v6.ip().segments();
+                IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                    port: v6.port(),
+                    flow_info: v6.flowinfo(),
+                    address: (a, b, c, d, e, f, g, h),
+                    scope_id: v6.scope_id(),
+                })
+            }
+        }
+    }
+}
+
+/// Export `$handler`, a type implementing [`Handler`], as the component's
+/// callbacks. Use it once, at the top level of the guest crate.
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:ty) => {
+        thread_local! {
+            static __EVCONN_HANDLER: ::std::cell::RefCell<$handler> =
+                ::std::cell::RefCell::new(<$handler as ::std::default::Default>::default());
+        }
+
+        struct __EvconnCallbacks;
+
+        impl $crate::bindings::exports::evconn::listener::callbacks::Guest for __EvconnCallbacks {
+            fn on_accept(
+                listener: &$crate::Listener,
+                conn: $crate::Connection,
+                peer: $crate::IpSocketAddress,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                __EVCONN_HANDLER.with_borrow_mut(|handler| {
+                    $crate::Handler::on_accept(handler, listener, conn, peer.into())
+                })
+            }
+
+            fn on_data(
+                conn: &$crate::Connection,
+                data: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                __EVCONN_HANDLER.with_borrow_mut(|handler| $crate::Handler::on_data(handler, conn, data))
+            }
+
+            fn on_event(
+                conn: &$crate::Connection,
+                event: $crate::ConnectionEvent,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                __EVCONN_HANDLER.with_borrow_mut(|handler| $crate::Handler::on_event(handler, conn, event))
+            }
+
+            fn on_accept_error(
+                listener: &$crate::Listener,
+                error: $crate::AcceptError,
+            ) {
+                __EVCONN_HANDLER.with_borrow_mut(|handler| {
+                    $crate::Handler::on_accept_error(handler, listener, error)
+                })
+            }
+        }
+
+        $crate::bindings::export_callbacks!(__EvconnCallbacks);
+    };
+}

@@ -1,0 +1,96 @@
+//! Loading a guest: the engine configuration, reading and compiling the
+//! component, and checking it against the `handler` world before serving.
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::bindings::{Handler, HandlerPre};
+use crate::state::HostState;
+
+/// Why a component cannot be served. Each message is one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The file is not WebAssembly at all.
+    #[error("{path} is not a WebAssembly component (no `\\0asm` header)")]
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a core module, not a component.
+    #[error(
+        "{path} is a core WebAssembly module, not a component: build it for \
+         wasm32-wasip2 or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The component is malformed or cannot be compiled.
+    #[error("cannot compile {path}: {reason}")]
+    Compile {
+        /// The file.
+        path: PathBuf,
+        /// What wasmtime said, on one line.
+        reason: String,
+    },
+    /// The component does not fit the `evconn:listener/handler` world.
+    #[error("{path} is not an evconn handler (world evconn:listener/handler@0.1.0): {reason}")]
+    WrongWorld {
+        /// The file.
+        path: PathBuf,
+        /// The missing import or export, on one line.
+        reason: String,
+    },
+}
+
+/// The engine every guest of this host runs on.
+pub fn engine() -> anyhow::Result<Engine> {
+    let config = Config::new();
+    Ok(Engine::new(&config)?)
+}
+
+/// A linker with WASI preview 2 and the `evconn:listener` imports.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Reads, compiles and links the component at `path`.
+pub fn load(engine: &Engine, path: &Path) -> Result<HandlerPre<HostState>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+    if !bytes.starts_with(b"\0asm") {
+        return Err(LoadError::NotWasm { path: path.into() });
+    }
+    // Bytes 4..8 are the version: 1 for a core module, 0x1000d (layer 1)
+    // for a component.
+    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return Err(LoadError::CoreModule { path: path.into() });
+    }
+    let component = Component::new(engine, &bytes)
+        .map_err(|e| LoadError::Compile { path: path.into(), reason: one_line(&e) })?;
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: one_line(&e) };
+    let linker = linker(engine).map_err(|e| LoadError::Compile { path: path.into(), reason: one_line(&e) })?;
+    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+    HandlerPre::new(pre).map_err(wrong_world)
+}
+
+/// An error and its causes on one line.
+fn one_line(error: &wasmtime::Error) -> String {
+    format!("{error:#}").replace('\n', " ")
+}
+
+/// The name guest output is tagged with: the file name without `.wasm`.
+pub fn name(path: &Path) -> String {
+    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+}

@@ -1,0 +1,278 @@
+//! One accepted TCP connection: its socket, the output the guest queued, and
+//! the state machine that flushes and closes it without losing a byte.
+//!
+//! Guest calls (`write`, `close`, ...) change the state synchronously and
+//! wake the connection's task; the task (`Connection::ready`) sends queued
+//! output as the peer takes it and reports when there is input to read.
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::bindings::ErrorCode;
+
+/// How long a closing connection keeps reading (and discarding) what the peer
+/// still sends, so that closing with unread input does not send a reset that
+/// could destroy output the peer has not read yet.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// A connection shared by its task and the guest's handles to it.
+#[derive(Debug)]
+pub struct Connection {
+    /// Names the connection in logs and to the guest; never reused.
+    id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    /// Changed by guest calls and by the task; never held across an await.
+    state: Mutex<State>,
+    /// Wakes the task when `state` changes.
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Bytes the guest wrote that the socket has not taken yet.
+    output: BytesMut,
+    write_side: WriteSide,
+    /// The guest (or the host) asked to close: no callback follows, and the
+    /// connection ends once `output` is sent.
+    closing: bool,
+    reading_paused: bool,
+    /// The peer sent end-of-stream.
+    read_eof: bool,
+    /// Reading or writing failed: the socket is unusable.
+    failed: bool,
+}
+
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+enum WriteSide {
+    #[default]
+    Open,
+    /// `shutdown-write` was called; the FIN goes out once `output` is sent.
+    ShutdownRequested,
+    Shut,
+}
+
+/// What the connection's task should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ready {
+    /// Input is waiting: read it and hand it to the guest.
+    Readable,
+    /// The connection is over: everything written has been sent, or the
+    /// socket failed.
+    Finished,
+}
+
+impl Connection {
+    /// Wraps an accepted socket.
+    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr) -> io::Result<Self> {
+        let local = stream.local_addr()?;
+        // Request/response protocols want each write on the wire at once.
+        stream.set_nodelay(true)?;
+        Ok(Connection {
+            id,
+            stream,
+            peer,
+            local,
+            state: Mutex::default(),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The local end's address.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock would be a host bug; the state is
+        // still consistent enough to close the connection, so carry on.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `data` for the peer, sending at once what the socket takes.
+    pub fn write(&self, data: &[u8]) -> Result<(), ErrorCode> {
+        let mut state = self.state();
+        if state.closing {
+            return Err(ErrorCode::Closed);
+        }
+        if state.failed {
+            return Err(ErrorCode::ConnectionReset);
+        }
+        if state.write_side != WriteSide::Open {
+            return Err(ErrorCode::InvalidState);
+        }
+        let mut rest = data;
+        if state.output.is_empty() {
+            match self.stream.try_write(data) {
+                Ok(n) => rest = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    // Reported to the guest as an error event by the task,
+                    // as a bufferevent reports a failed write.
+                    tracing::debug!(conn = self.id, error = %e, "write failed");
+                    state.failed = true;
+                    self.wake.notify_one();
+                    return Ok(());
+                }
+            }
+        }
+        if !rest.is_empty() {
+            state.output.extend_from_slice(rest);
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Sends end-of-stream once the queued output is sent.
+    pub fn shutdown_write(&self) -> Result<(), ErrorCode> {
+        let mut state = self.state();
+        if state.closing {
+            return Err(ErrorCode::Closed);
+        }
+        if state.write_side == WriteSide::Open {
+            state.write_side = WriteSide::ShutdownRequested;
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Closes the connection once the queued output is sent. Idempotent.
+    pub fn close(&self) {
+        let mut state = self.state();
+        if !state.closing {
+            state.closing = true;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether `close` was called: no more callbacks may be delivered.
+    pub fn is_closing(&self) -> bool {
+        self.state().closing
+    }
+
+    /// Stops or resumes reading from the socket.
+    pub fn set_reading_paused(&self, paused: bool) {
+        let mut state = self.state();
+        if state.reading_paused != paused {
+            state.reading_paused = paused;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Reads what is available into `buffer`. `Ok(0)` is end of stream.
+    /// A failure marks the connection failed.
+    pub fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        let result = self.stream.try_read(buffer);
+        match &result {
+            Ok(0) => self.state().read_eof = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => self.state().failed = true,
+        }
+        result
+    }
+
+    /// Sends queued output until the socket is full or the queue empty, then
+    /// performs a requested write shutdown.
+    fn flush(&self) {
+        let mut state = self.state();
+        while !state.output.is_empty() && !state.failed {
+            match self.stream.try_write(&state.output) {
+                Ok(n) => state.output.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(conn = self.id, error = %e, "write failed");
+                    state.failed = true;
+                }
+            }
+        }
+        if state.output.is_empty() && state.write_side == WriteSide::ShutdownRequested {
+            state.write_side = WriteSide::Shut;
+            let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Waits until there is input to read or the connection is over, sending
+    /// queued output meanwhile.
+    pub async fn ready(&self) -> Ready {
+        loop {
+            let (want_read, want_write) = {
+                let state = self.state();
+                let output_pending = !state.output.is_empty();
+                if state.failed || (state.closing && !output_pending) {
+                    return Ready::Finished;
+                }
+                let shutdown_pending = state.write_side == WriteSide::ShutdownRequested;
+                let want_read = !state.closing && !state.reading_paused && !state.read_eof;
+                (want_read, output_pending || shutdown_pending)
+            };
+            tokio::select! {
+                // Guest calls changed the state: look again.
+                _ = self.wake.notified() => {}
+                // The socket can take more of the queued output.
+                Ok(()) = self.stream.writable(), if want_write => self.flush(),
+                // Input waits; the caller reads it while holding the guest.
+                Ok(()) = self.stream.readable(), if want_read => return Ready::Readable,
+            }
+        }
+    }
+
+    /// Whether the socket failed, so no flush or linger is possible.
+    pub fn failed(&self) -> bool {
+        self.state().failed
+    }
+
+    /// Marks the socket failed after a read error the caller saw.
+    pub fn error_event(&self, error: &io::Error) -> ErrorCode {
+        self.state().failed = true;
+        crate::host_api::error_code(error)
+    }
+
+    /// Ends the connection: sends end-of-stream, then reads and discards what
+    /// the peer still sends until it closes too (at most `LINGER`), so that
+    /// the peer receives every byte written before the socket is dropped.
+    pub async fn finish(&self) {
+        let (failed, read_eof) = {
+            let state = self.state();
+            (state.failed, state.read_eof)
+        };
+        if failed {
+            return;
+        }
+        let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Write);
+        if read_eof {
+            return;
+        }
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            loop {
+                if self.stream.readable().await.is_err() {
+                    return;
+                }
+                match self.stream.try_read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+}

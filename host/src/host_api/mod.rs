@@ -1,0 +1,9 @@
+//! The host side of the WIT imports: what a guest can ask of the host.
+mod connection;
+mod listener;
+mod reactor;
+mod types;
+
+pub use connection::ConnectionHandle;
+pub use listener::ListenerHandle;
+pub use types::{accept_error, error_code};

@@ -1,0 +1,11 @@
+//! `evconn:listener/reactor`: the guest's view of the event loop.
+use crate::bindings::evconn::listener::reactor::Host;
+use crate::state::HostState;
+
+impl Host for HostState {
+    fn loop_exit(&mut self) -> wasmtime::Result<()> {
+        tracing::info!(component = %self.services.component(), "guest asked the host to exit");
+        self.services.stop();
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! evconn's host: accepts TCP connections natively and runs their handlers
+//! as sandboxed WebAssembly components, re-creating libevent's
+//! `evconnlistener` contract over the WIT package `evconn:listener`.
+//!
+//! # Layout
+//! - [`cli`]: the `host` command line, checked before anything is bound.
+//! - [`socket`]: listening sockets with libevent's options and backlog rules.
+//! - [`component`]: the engine, and loading a guest against the world.
+//! - [`server`]: a running host: listeners, worker, orderly stop.
+//! - `listener`: a listening socket's state and accept loop.
+//! - `connection`: an accepted connection's output queue and close logic.
+//! - `worker`: the shared guest instance and the callbacks it receives.
+//! - `services`: what all instances and accept loops share.
+//! - `state`, `host_api`: the store's data and the WIT imports on it.
+//! - `bindings`: code generated from `wit/`.
+//! - `guest_log`: guest stdout and stderr into the host's log.
+pub mod cli;
+pub mod component;
+pub mod server;
+pub mod socket;
+
+mod bindings;
+mod connection;
+mod guest_log;
+mod host_api;
+mod listener;
+mod services;
+mod state;
+mod worker;
+
+pub use bindings::ListenOptions;

@@ -1,0 +1,130 @@
+//! What every instance and accept loop of one host shares: the operator's
+//! listeners, the bind policy, id counters and the shutdown signal.
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::listener::Listener;
+
+/// Shared state of one running host.
+#[derive(Debug)]
+pub struct Services {
+    /// The component's name, for logs.
+    component: Arc<str>,
+    /// The listeners the operator bound, in the order given.
+    operator_listeners: Mutex<Vec<Arc<Listener>>>,
+    /// Addresses a guest may bind; port 0 allows every port of that IP.
+    allow_bind: Vec<SocketAddr>,
+    /// Guest listeners freed without `close-on-free`: their sockets stay open
+    /// until the host exits, as libevent leaves them to their owner.
+    kept_open: Mutex<Vec<Arc<Listener>>>,
+    /// `true` once the host is stopping: accept loops end, connections close.
+    stopping: watch::Sender<bool>,
+    /// Each connection task holds a clone; `None` once stopping, so the
+    /// host can wait for every task to end (`wait_for_connections`).
+    task_tokens: Mutex<Option<mpsc::Sender<()>>>,
+    tasks_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
+    next_connection_id: AtomicU64,
+    next_listener_id: AtomicU64,
+}
+
+/// Held by a connection task for as long as it runs.
+#[derive(Debug)]
+pub struct TaskToken(#[allow(dead_code)] mpsc::Sender<()>);
+
+impl Services {
+    /// Shared state for a host serving `component`.
+    pub fn new(component: Arc<str>, allow_bind: Vec<SocketAddr>) -> Arc<Self> {
+        let (tokens, done) = mpsc::channel(1);
+        Arc::new(Services {
+            component,
+            operator_listeners: Mutex::default(),
+            allow_bind,
+            kept_open: Mutex::default(),
+            stopping: watch::Sender::new(false),
+            task_tokens: Mutex::new(Some(tokens)),
+            tasks_done: tokio::sync::Mutex::new(done),
+            next_connection_id: AtomicU64::new(1),
+            next_listener_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The component's name.
+    pub fn component(&self) -> &Arc<str> {
+        &self.component
+    }
+
+    /// A fresh connection id.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh listener id.
+    pub fn next_listener_id(&self) -> u64 {
+        self.next_listener_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records the operator's listeners.
+    pub fn set_operator_listeners(&self, listeners: Vec<Arc<Listener>>) {
+        *lock(&self.operator_listeners) = listeners;
+    }
+
+    /// The operator's listeners.
+    pub fn operator_listeners(&self) -> Vec<Arc<Listener>> {
+        lock(&self.operator_listeners).clone()
+    }
+
+    /// Whether a guest may bind `address`.
+    pub fn may_bind(&self, address: SocketAddr) -> bool {
+        self.allow_bind.iter().any(|allowed| {
+            allowed.ip() == address.ip() && (allowed.port() == 0 || allowed.port() == address.port())
+        })
+    }
+
+    /// Keeps a freed listener's socket open until the host exits.
+    pub fn keep_open(&self, listener: Arc<Listener>) {
+        lock(&self.kept_open).push(listener);
+    }
+
+    /// Asks the host to stop: `event_base_loopexit`.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Whether `stop` was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// A receiver that sees `true` once the host is stopping.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// A token for a new connection task, or `None` if the host is stopping
+    /// and takes no new work.
+    pub fn task_token(&self) -> Option<TaskToken> {
+        lock(&self.task_tokens).clone().map(TaskToken)
+    }
+
+    /// Waits until every connection task has ended. Call after `stop`.
+    pub async fn wait_for_connections(&self) {
+        lock(&self.task_tokens).take();
+        let mut done = self.tasks_done.lock().await;
+        while done.recv().await.is_some() {}
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing that can panic runs while these locks are held.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Completes once `stopping` (from [`Services::stopping`]) turns `true`, or
+/// its host is gone.
+pub async fn until_stopping(stopping: &mut watch::Receiver<bool>) {
+    // An error means the sender, and so the host, is gone: stop as well.
+    let _ = stopping.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,104 @@
+//! The data of one guest instance's store: its WASI context, its resource
+//! table and the handles it holds to connections and listeners.
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::connection::Connection;
+use crate::guest_log::GuestLog;
+use crate::host_api::{ConnectionHandle, ListenerHandle};
+use crate::listener::Listener;
+use crate::services::Services;
+use crate::worker::Worker;
+
+/// Store data for one instance of the guest component.
+pub struct HostState {
+    wasi: WasiCtx,
+    /// Every handle the instance holds, its own and the host's.
+    pub(crate) table: ResourceTable,
+    pub(crate) services: Arc<Services>,
+    /// The worker whose instance this is, to start accept loops for listeners
+    /// the guest binds. Weak: the worker owns the store.
+    pub(crate) worker: Weak<Worker>,
+    /// Connections this instance serves, each with the host's own table
+    /// entry, lent to callbacks as `borrow<connection>`.
+    connections: HashMap<u64, (Arc<Connection>, Resource<ConnectionHandle>)>,
+    /// The host's table entry for each listener this instance has seen, lent
+    /// to callbacks as `borrow<listener>`; kept for the instance's life.
+    listeners: HashMap<u64, u32>,
+}
+
+impl HostState {
+    /// State for a fresh instance: WASI with nothing granted, output to the log.
+    pub fn new(services: Arc<Services>, worker: Weak<Worker>) -> Self {
+        let component = services.component().clone();
+        // The builder grants nothing by default: no arguments, environment,
+        // preopened directories or socket addresses.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(GuestLog::stdout(component.clone()))
+            .stderr(GuestLog::stderr(component))
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            services,
+            worker,
+            connections: HashMap::new(),
+            listeners: HashMap::new(),
+        }
+    }
+
+    /// Registers an accepted connection: returns the owned handle for
+    /// `on-accept`; the host keeps a second entry for later borrows.
+    pub fn adopt_connection(
+        &mut self,
+        conn: &Arc<Connection>,
+    ) -> wasmtime::Result<Resource<ConnectionHandle>> {
+        let host_entry = self.table.push(ConnectionHandle::new(conn.clone()))?;
+        self.connections.insert(conn.id(), (conn.clone(), host_entry));
+        Ok(self.table.push(ConnectionHandle::new(conn.clone()))?)
+    }
+
+    /// A borrow of `conn` for a callback, if this instance serves it.
+    pub fn borrow_connection(&self, conn: &Connection) -> Option<Resource<ConnectionHandle>> {
+        let (_, entry) = self.connections.get(&conn.id())?;
+        Some(Resource::new_borrow(entry.rep()))
+    }
+
+    /// Forgets a connection that has ended; the guest's own handle, if it kept
+    /// one, stays valid and reports the connection closed.
+    pub fn release_connection(&mut self, conn: &Connection) {
+        if let Some((_, entry)) = self.connections.remove(&conn.id()) {
+            let _ = self.table.delete(entry);
+        }
+    }
+
+    /// Every connection this instance serves.
+    pub fn connections(&self) -> impl Iterator<Item = &Arc<Connection>> {
+        self.connections.values().map(|(conn, _)| conn)
+    }
+
+    /// A borrow of `listener` for a callback.
+    pub fn borrow_listener(
+        &mut self,
+        listener: &Arc<Listener>,
+    ) -> wasmtime::Result<Resource<ListenerHandle>> {
+        let rep = match self.listeners.get(&listener.id()) {
+            Some(rep) => *rep,
+            None => {
+                let entry = self.table.push(ListenerHandle::lent(listener.clone()))?;
+                self.listeners.insert(listener.id(), entry.rep());
+                entry.rep()
+            }
+        };
+        Ok(Resource::new_borrow(rep))
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
