@@ -52,6 +52,11 @@ pub enum LoadError {
     },
 }
 
+/// A guest compiled and linked against the host's imports, ready to
+/// instantiate as often as needed.
+#[derive(Clone)]
+pub struct Compiled(pub(crate) HandlerPre<HostState>);
+
 /// The engine every guest of this host runs on.
 pub fn engine() -> anyhow::Result<Engine> {
     let config = Config::new();
@@ -67,7 +72,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 }
 
 /// Reads, compiles and links the component at `path`.
-pub fn load(engine: &Engine, path: &Path) -> Result<HandlerPre<HostState>, LoadError> {
+pub fn load(engine: &Engine, path: &Path) -> Result<Compiled, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
     if !bytes.starts_with(b"\0asm") {
         return Err(LoadError::NotWasm { path: path.into() });
@@ -82,7 +87,7 @@ pub fn load(engine: &Engine, path: &Path) -> Result<HandlerPre<HostState>, LoadE
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: one_line(&e) };
     let linker = linker(engine).map_err(|e| LoadError::Compile { path: path.into(), reason: one_line(&e) })?;
     let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    HandlerPre::new(pre).map_err(wrong_world)
+    HandlerPre::new(pre).map(Compiled).map_err(wrong_world)
 }
 
 /// An error and its causes on one line.

@@ -4,16 +4,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::bindings::{HandlerPre, ListenOptions};
+use crate::bindings::ListenOptions;
+use crate::component::Compiled;
 use crate::listener::{Listener, Owner};
 use crate::services::{Services, until_stopping};
-use crate::state::HostState;
 use crate::worker::Worker;
 
 /// Everything a host needs to serve, checked and bound beforehand.
 pub struct Server {
     /// The compiled, linked guest.
-    pub component: HandlerPre<HostState>,
+    pub component: Compiled,
     /// The name guest output is tagged with.
     pub component_name: String,
     /// The operator's listening sockets, bound, with their options.
@@ -37,7 +37,7 @@ impl Server {
             listeners.push(listener);
         }
         services.set_operator_listeners(listeners.clone());
-        let worker = Worker::new(self.component, services.clone())
+        let worker = Worker::new(self.component.0, services.clone())
             .await
             .map_err(|e| anyhow::anyhow!("the guest failed to start: {e:#}"))?;
         for listener in listeners {

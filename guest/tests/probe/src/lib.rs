@@ -1,0 +1,237 @@
+//! A test guest that exposes the whole `evconn:listener` world to tests as a
+//! line protocol: each line a client sends is a command, answered by one line.
+//!
+//! | command | answer |
+//! | --- | --- |
+//! | `ping` | `pong` |
+//! | `whoami` | `conn ID peer ADDR local ADDR listener ID fd FD` |
+//! | `operators` | `operators ID:FD:ADDR ...` |
+//! | `bind ADDR BACKLOG OPT,OPT` (`-` for none) | `bound ID FD ADDR` or `error CODE` |
+//! | `enable ID`, `disable ID` | `ok` or `error CODE` |
+//! | `callback ID on|off` | `ok` |
+//! | `free ID` (drops a bound listener's handle) | `ok` |
+//! | `count` | connections this instance accepted |
+//! | `send CONN TEXT` (through the kept owned handle) | `ok` or `error CODE` |
+//! | `pause`, `resume CONN` | `ok` |
+//! | `shutdown-write` | `ok`, then end of stream |
+//! | `close` | nothing: the connection closes |
+//! | `fail` | nothing: the callback returns an error |
+//! | `trap` | nothing: the guest panics |
+//! | `exit` | `ok`, then the host exits |
+//!
+//! Accept errors are only logged (`accept error ERRNO (TEXT)`), so tests can
+//! watch the host back off and recover.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use evconn_guest::{
+    AcceptError, Connection, ConnectionEvent, Handler, ListenOptions, Listener, operator_listeners,
+    reactor,
+};
+
+#[derive(Default)]
+struct Probe {
+    /// Owned handles kept from `on-accept`, by connection id.
+    connections: HashMap<u64, Connection>,
+    /// Unfinished command lines, by connection id.
+    partial: HashMap<u64, Vec<u8>>,
+    /// The listener each connection arrived on: (id, fd).
+    arrived_on: HashMap<u64, (u64, i32)>,
+    /// Listeners this instance bound, by id.
+    bound: HashMap<u64, Listener>,
+    accepted: u64,
+}
+
+impl Handler for Probe {
+    fn on_accept(&mut self, listener: &Listener, conn: Connection, _peer: SocketAddr) -> Result<(), String> {
+        self.accepted += 1;
+        self.arrived_on.insert(conn.id(), (listener.id(), listener.fd()));
+        self.connections.insert(conn.id(), conn);
+        Ok(())
+    }
+
+    fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String> {
+        let mut buffer = self.partial.remove(&conn.id()).unwrap_or_default();
+        buffer.extend_from_slice(&data);
+        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line).trim().to_string();
+            if let Some(reply) = self.command(conn, &line)? {
+                conn.write(format!("{reply}\n").as_bytes()).map_err(|e| e.to_string())?;
+            }
+        }
+        self.partial.insert(conn.id(), buffer);
+        Ok(())
+    }
+
+    fn on_event(&mut self, conn: &Connection, event: ConnectionEvent) -> Result<(), String> {
+        if let ConnectionEvent::Error(code) = event {
+            eprintln!("connection {} failed: {code}", conn.id());
+        }
+        self.forget(conn.id());
+        conn.close();
+        Ok(())
+    }
+
+    fn on_accept_error(&mut self, _listener: &Listener, error: AcceptError) {
+        eprintln!("accept error {} ({})", error.errno, error.description);
+    }
+}
+
+impl Probe {
+    fn forget(&mut self, id: u64) {
+        self.connections.remove(&id);
+        self.partial.remove(&id);
+        self.arrived_on.remove(&id);
+    }
+
+    fn listener(&self, id: &str) -> Option<Listener> {
+        let id: u64 = id.parse().ok()?;
+        if self.bound.contains_key(&id) {
+            return None;
+        }
+        operator_listeners().into_iter().find(|l| l.id() == id)
+    }
+
+    /// Runs one command; `Ok(None)` sends no answer, `Err` fails the callback.
+    fn command(&mut self, conn: &Connection, line: &str) -> Result<Option<String>, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            ["ping"] => "pong".to_string(),
+            ["whoami"] => {
+                let (listener, fd) = self.arrived_on.get(&conn.id()).copied().unwrap_or((0, -1));
+                format!(
+                    "conn {} peer {} local {} listener {listener} fd {fd}",
+                    conn.id(),
+                    SocketAddr::from(conn.peer_address()),
+                    SocketAddr::from(conn.local_address())
+                )
+            }
+            ["operators"] => {
+                let all: Vec<String> = operator_listeners()
+                    .iter()
+                    .map(|l| {
+                        let address = l.local_address().map(|a| SocketAddr::from(a).to_string());
+                        format!("{}:{}:{}", l.id(), l.fd(), address.unwrap_or_else(|e| e.to_string()))
+                    })
+                    .collect();
+                format!("operators {}", all.join(" "))
+            }
+            ["bind", address, backlog, options] => {
+                let address: SocketAddr = address.parse().map_err(|e| format!("bad address: {e}"))?;
+                let backlog: i32 = backlog.parse().map_err(|e| format!("bad backlog: {e}"))?;
+                match Listener::bind(address.into(), parse_options(options)?, backlog) {
+                    Ok(listener) => {
+                        let local = listener.local_address().map_err(|e| e.to_string())?;
+                        let answer = format!("bound {} {} {}", listener.id(), listener.fd(), SocketAddr::from(local));
+                        self.bound.insert(listener.id(), listener);
+                        answer
+                    }
+                    Err(code) => format!("error {}", code.name()),
+                }
+            }
+            [verb @ ("enable" | "disable"), id] => {
+                let result = with_listener(self, id, |l| if *verb == "enable" { l.enable() } else { l.disable() });
+                match result {
+                    Some(Ok(())) => "ok".to_string(),
+                    Some(Err(code)) => format!("error {}", code.name()),
+                    None => "error no-such-listener".to_string(),
+                }
+            }
+            ["callback", id, state] => {
+                match with_listener(self, id, |l| l.set_accept_callback(*state == "on")) {
+                    Some(()) => "ok".to_string(),
+                    None => "error no-such-listener".to_string(),
+                }
+            }
+            ["free", id] => {
+                let id: u64 = id.parse().map_err(|e| format!("bad id: {e}"))?;
+                match self.bound.remove(&id) {
+                    Some(listener) => {
+                        drop(listener);
+                        "ok".to_string()
+                    }
+                    None => "error no-such-listener".to_string(),
+                }
+            }
+            ["count"] => self.accepted.to_string(),
+            ["send", id, text @ ..] => {
+                let id: u64 = id.parse().map_err(|e| format!("bad id: {e}"))?;
+                match self.connections.get(&id) {
+                    Some(other) => match other.write(format!("{}\n", text.join(" ")).as_bytes()) {
+                        Ok(()) => "ok".to_string(),
+                        Err(code) => format!("error {}", code.name()),
+                    },
+                    None => "error no-such-connection".to_string(),
+                }
+            }
+            ["pause"] => {
+                conn.pause_reading();
+                "ok".to_string()
+            }
+            ["resume", id] => {
+                let id: u64 = id.parse().map_err(|e| format!("bad id: {e}"))?;
+                match self.connections.get(&id) {
+                    Some(other) => {
+                        other.resume_reading();
+                        "ok".to_string()
+                    }
+                    None => "error no-such-connection".to_string(),
+                }
+            }
+            ["shutdown-write"] => {
+                conn.write(b"ok\n").map_err(|e| e.to_string())?;
+                conn.shutdown_write().map_err(|e| e.to_string())?;
+                return Ok(None);
+            }
+            ["close"] => {
+                self.forget(conn.id());
+                conn.close();
+                return Ok(None);
+            }
+            ["fail"] => return Err("asked to fail".to_string()),
+            ["trap"] => panic!("asked to trap"),
+            ["exit"] => {
+                reactor::loop_exit();
+                "ok".to_string()
+            }
+            _ => format!("error unknown-command {line:?}"),
+        };
+        Ok(Some(answer))
+    }
+}
+
+/// Runs `f` on the listener named by `id`: one this instance bound, or one
+/// of the operator's.
+fn with_listener<R>(probe: &Probe, id: &str, f: impl FnOnce(&Listener) -> R) -> Option<R> {
+    let numeric: u64 = id.parse().ok()?;
+    match probe.bound.get(&numeric) {
+        Some(listener) => Some(f(listener)),
+        None => probe.listener(id).map(|l| f(&l)),
+    }
+}
+
+fn parse_options(text: &str) -> Result<ListenOptions, String> {
+    let mut options = ListenOptions::empty();
+    if text == "-" {
+        return Ok(options);
+    }
+    for name in text.split(',') {
+        let option = match name {
+            "leave-sockets-blocking" => ListenOptions::LEAVE_SOCKETS_BLOCKING,
+            "close-on-free" => ListenOptions::CLOSE_ON_FREE,
+            "close-on-exec" => ListenOptions::CLOSE_ON_EXEC,
+            "reuseable" => ListenOptions::REUSEABLE,
+            "threadsafe" => ListenOptions::THREADSAFE,
+            "disabled" => ListenOptions::DISABLED,
+            "deferred-accept" => ListenOptions::DEFERRED_ACCEPT,
+            "reuseable-port" => ListenOptions::REUSEABLE_PORT,
+            "bind-ipv6-only" => ListenOptions::BIND_IPV6_ONLY,
+            other => return Err(format!("unknown option {other:?}")),
+        };
+        options = options | option;
+    }
+    Ok(options)
+}
+
+evconn_guest::export_handler!(Probe);

@@ -1,0 +1,89 @@
+//! The echo guest over real TCP: every byte comes back, in order, for many
+//! clients at once, and a client's half-close is answered with all its data
+//! and then end of stream.
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use rand::{Rng, RngCore, SeedableRng};
+use support::TestHost;
+
+/// Sends `payload`, half-closes, and reads everything back until end of stream.
+fn echo_round(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut reader = stream.try_clone().unwrap();
+    let received = std::thread::scope(|scope| {
+        let reading = scope.spawn(move || {
+            let mut received = Vec::with_capacity(payload.len());
+            reader.read_to_end(&mut received).expect("reads to end of stream");
+            received
+        });
+        stream.write_all(payload).expect("writes");
+        stream.shutdown(Shutdown::Write).expect("half-closes");
+        reading.join().unwrap()
+    });
+    received
+}
+
+/// 50 concurrent clients with random payloads from 1 byte to 4 MiB each get
+/// their own bytes back, byte for byte.
+#[test]
+fn fifty_clients_get_their_bytes_back() {
+    let host = TestHost::start(&support::guest("echo"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut sizes: Vec<usize> = (0..48).map(|_| rng.random_range(1..=4 << 20)).collect();
+    sizes.extend([1, 4 << 20]); // both ends of the range, always
+    let payloads: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&size| {
+            let mut payload = vec![0u8; size];
+            rng.fill_bytes(&mut payload);
+            payload
+        })
+        .collect();
+
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = payloads
+            .iter()
+            .map(|payload| scope.spawn(|| echo_round(host.addr, payload)))
+            .collect();
+        for (client, payload) in clients.into_iter().zip(&payloads) {
+            let received = client.join().unwrap();
+            assert_eq!(received.len(), payload.len(), "length of a {}-byte echo", payload.len());
+            assert!(received == *payload, "a {}-byte echo came back altered", payload.len());
+        }
+    });
+}
+
+/// A client that writes in small pieces, reading as it goes, sees every
+/// piece come back before it half-closes; then end of stream.
+#[test]
+fn half_close_gets_everything_back_then_end_of_stream() {
+    let host = TestHost::start(&support::guest("echo"));
+    let mut stream = TcpStream::connect(host.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for piece in [&b"hello"[..], b" ", b"world", b"\n"] {
+        stream.write_all(piece).unwrap();
+        let mut back = vec![0u8; piece.len()];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(back, piece);
+    }
+    stream.write_all(b"tail").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("end of stream, not a reset");
+    assert_eq!(rest, b"tail");
+}
+
+/// The echo guest serves IPv6 clients as well as IPv4 ones.
+#[test]
+fn serves_ipv6_loopback() {
+    let host = TestHost::builder(&support::guest("echo"))
+        .listen("[::1]:0", evconn_host::ListenOptions::REUSEABLE)
+        .start();
+    assert!(host.addr.is_ipv6());
+    assert_eq!(echo_round(host.addr, b"over ipv6"), b"over ipv6");
+}

@@ -1,0 +1,345 @@
+//! Test support: builds the guests, starts hosts on loopback (in this process
+//! or as the `host` binary) and talks to them.
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use evconn_host::ListenOptions;
+use evconn_host::server::Server;
+use evconn_host::socket::bind_listener;
+
+/// The workspace's root folder.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// The compiled component of the guest crate `name` (`echo`, `probe`, ...).
+///
+/// The first call in a test process builds every guest in the workspace for
+/// wasm32-wasip2 (a no-op when they are up to date), into a target folder of
+/// their own so the build never waits on the outer `cargo test`.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target = workspace().join("target").join("guests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args(["build", "--quiet", "--workspace", "--exclude", "evconn-host"])
+            .args(["--target", "wasm32-wasip2", "--profile", "guest"])
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the guests failed (is the wasm32-wasip2 target installed?)");
+        target.join("wasm32-wasip2").join("guest")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "no guest named {name} at {}", path.display());
+    path
+}
+
+/// Logs of in-process hosts go to the test's captured output.
+fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// The compiled form of a guest, made once per test process and engine.
+fn compiled(component: &Path) -> evconn_host::component::Compiled {
+    static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, evconn_host::component::Compiled>>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| evconn_host::component::engine().expect("an engine"));
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
+    cache
+        .entry(component.to_path_buf())
+        .or_insert_with(|| evconn_host::component::load(engine, component).expect("the guest loads"))
+        .clone()
+}
+
+/// A host running in this process on its own thread, stopped on drop.
+pub struct TestHost {
+    /// The first listener's address.
+    pub addr: SocketAddr,
+    /// Every listener's address, in order.
+    pub addrs: Vec<SocketAddr>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Options for a [`TestHost`].
+pub struct TestHostBuilder {
+    component: PathBuf,
+    listeners: Vec<(SocketAddr, ListenOptions)>,
+    allow_bind: Vec<SocketAddr>,
+}
+
+impl TestHostBuilder {
+    /// Adds a listener on `address` (port 0 picks one) with `options`.
+    pub fn listen(mut self, address: &str, options: ListenOptions) -> Self {
+        self.listeners.push((address.parse().expect("a socket address"), options));
+        self
+    }
+
+    /// Lets the guest bind `address`.
+    pub fn allow_bind(mut self, address: &str) -> Self {
+        self.allow_bind.push(address.parse().expect("a socket address"));
+        self
+    }
+
+    /// Binds the listeners and starts serving.
+    pub fn start(mut self) -> TestHost {
+        init_logging();
+        if self.listeners.is_empty() {
+            self.listeners.push(("127.0.0.1:0".parse().unwrap(), ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_FREE));
+        }
+        let pre = compiled(&self.component);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listeners: Vec<_> = {
+            let _entered = runtime.enter();
+            self.listeners
+                .iter()
+                .map(|(address, options)| (bind_listener(*address, *options, -1).expect("binds"), *options))
+                .collect()
+        };
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|(l, _)| l.local_addr().unwrap()).collect();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = Server {
+            component: pre,
+            component_name: evconn_host::component::name(&self.component),
+            listeners,
+            allow_bind: self.allow_bind,
+            shutdown_timeout: Duration::from_secs(5),
+        };
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(server.run(async {
+                let _ = stopped.await;
+            }))
+        });
+        TestHost { addr: addrs[0], addrs, stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl TestHost {
+    /// A host serving `component` on one listener on 127.0.0.1.
+    pub fn start(component: &Path) -> TestHost {
+        Self::builder(component).start()
+    }
+
+    /// A host to configure before starting.
+    pub fn builder(component: &Path) -> TestHostBuilder {
+        TestHostBuilder { component: component.to_path_buf(), listeners: Vec::new(), allow_bind: Vec::new() }
+    }
+
+    /// Whether the host has stopped on its own (the guest called `loop-exit`).
+    pub fn has_exited(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the host to stop on its own; `false` if it still runs after `timeout`.
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.has_exited() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// Stops the host and returns how its run ended.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread.join().expect("the host thread does not panic"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let result = self.shut_down();
+        if !std::thread::panicking() {
+            result.expect("the host stops cleanly");
+        }
+    }
+}
+
+/// The `host` binary, built by cargo for these tests.
+pub fn host_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_host")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago, for the `host` binary,
+/// whose `--listen` refuses port 0 as libevent's example does.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `host` binary running as a child process, its stderr collected.
+pub struct HostProcess {
+    pub child: Child,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl HostProcess {
+    /// Starts `host` with `args`.
+    pub fn spawn(args: &[&str]) -> Self {
+        Self::spawn_with(Command::new(host_binary()).args(args))
+    }
+
+    /// Starts a prepared command (the `host` binary, or a wrapper of it).
+    pub fn spawn_with(command: &mut Command) -> Self {
+        let mut child = command
+            .env("RUST_LOG", "info,cranelift=warn,wasmtime=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the host starts");
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        for stream in [Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stdout.take().unwrap())] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("host| {line}");
+                    log.0.lock().unwrap().push(line);
+                    log.1.notify_all();
+                }
+            });
+        }
+        HostProcess { child, log }
+    }
+
+    /// Waits for a log line containing `needle`; returns it, or `None` after `timeout`.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.0.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = self.log.1.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// How many log lines so far contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.log.0.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Everything logged so far.
+    pub fn output(&self) -> String {
+        self.log.0.lock().unwrap().join("\n")
+    }
+
+    /// Waits for the process to exit; `None` if it still runs after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader threads take the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `host` binary with `component` on a free loopback port, plus
+/// `extra` flags, and waits until it listens.
+pub fn spawn_listening(component: &Path, extra: &[&str]) -> (HostProcess, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let address = addr.to_string();
+    let mut args = vec!["--component", component.to_str().unwrap(), "--listen", &address];
+    args.extend_from_slice(extra);
+    let host = HostProcess::spawn(&args);
+    assert!(
+        host.wait_for_line("listening", Duration::from_secs(60)).is_some(),
+        "the host did not start listening:\n{}",
+        host.output()
+    );
+    (host, addr)
+}
+
+/// A client of the `probe` guest's line protocol.
+pub struct Probe {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Probe {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connects");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Probe { stream, reader }
+    }
+
+    /// Sends `command` and returns the answer line.
+    pub fn ask(&mut self, command: &str) -> String {
+        self.send(command);
+        self.read_line().unwrap_or_else(|| panic!("no answer to {command:?}"))
+    }
+
+    /// Sends `command` without waiting for an answer.
+    pub fn send(&mut self, command: &str) {
+        self.stream.write_all(format!("{command}\n").as_bytes()).expect("sends");
+    }
+
+    /// The next line, or `None` at end of stream.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(line.trim_end().to_string()),
+            Err(e) => panic!("reading an answer failed: {e}"),
+        }
+    }
+
+    /// Whether the host closed the connection (end of stream or reset).
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
+    }
+}
