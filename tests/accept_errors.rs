@@ -1,2 +1,144 @@
-//! (being written)
+//! `accept()` failing with `EMFILE`: the `host` binary runs under a
+//! descriptor limit lowered with `prlimit` so that its next accept fails.
+//! The echo guest shuts the host down as libevent's example does; the probe
+//! guest only logs, and the host backs off instead of spinning, then serves
+//! the waiting client once descriptors are free again.
 mod support;
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{HostProcess, Probe};
+
+/// The descriptors open in process `pid`.
+fn open_fds(pid: u32) -> BTreeSet<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the host's descriptor table is readable")
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect()
+}
+
+/// Lowers the descriptor limit of `pid` so that its next new descriptor
+/// fails with `EMFILE`, and returns the limit. The kernel hands out the
+/// lowest free number and refuses one at or above the limit, so the limit is
+/// the lowest free number (holes above it, or descriptors above it that stay
+/// open, do not matter).
+fn leave_no_descriptor(pid: u32) -> u32 {
+    let open = open_fds(pid);
+    let limit = (0..).find(|fd| !open.contains(fd)).unwrap();
+    eprintln!("host {pid} holds {} descriptors {open:?}; limiting it to {limit}", open.len());
+    let status = Command::new("prlimit")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("prlimit runs");
+    assert!(status.success(), "prlimit failed: {status}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3..5], [limit.to_string(), limit.to_string()], "{line}");
+    limit
+}
+
+/// The CPU time (user + system, in clock ticks) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5), utime and stime; `rest` starts at field 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    assert!(ticks > 0, "sysconf(_SC_CLK_TCK) failed");
+    ticks as u64
+}
+
+/// The echo guest, told that `accept()` failed with `EMFILE`, logs the line
+/// of libevent's example and calls `loop-exit`: the host exits by itself
+/// with status 0.
+#[test]
+fn echo_guest_shuts_the_host_down_on_emfile() {
+    let (mut host, addr) = support::spawn_listening(&support::guest("echo"), &[]);
+    // One client served first, so every descriptor the running host needs is open.
+    let mut first = TcpStream::connect(addr).unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    first.write_all(b"hello").unwrap();
+    let mut back = [0u8; 5];
+    first.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+
+    leave_no_descriptor(host.pid());
+    let _second = TcpStream::connect(addr).unwrap(); // waits in the backlog; accept fails
+    let line = "Got an error 24 (Too many open files) on the listener. Shutting down.";
+    assert!(
+        host.wait_for_line(line, Duration::from_secs(10)).is_some(),
+        "no {line:?} in the log:\n{}",
+        host.output()
+    );
+    // The host closes the open connection as it stops.
+    let mut rest = Vec::new();
+    let read = first.read_to_end(&mut rest);
+    assert!(matches!(read, Ok(0)), "end of stream on the served connection, got {read:?}");
+    drop(first); // so the host need not wait for this side to close
+
+    let status = host
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the host still runs 10 s after the accept error:\n{}", host.output()));
+    assert!(status.success(), "exit status {status}:\n{}", host.output());
+    assert_eq!(host.count_lines(line), 1, "one error, one shutdown:\n{}", host.output());
+}
+
+/// While `accept()` keeps failing with `EMFILE` the host backs off (little
+/// CPU, few retries) instead of spinning as libevent does, and serves the
+/// waiting client once a descriptor is free again.
+#[test]
+fn emfile_backs_off_then_recovers() {
+    let (host, addr): (HostProcess, _) = support::spawn_listening(&support::guest("probe"), &[]);
+    let pid = host.pid();
+    let mut first = Probe::connect(addr);
+    assert_eq!(first.ask("ping"), "pong");
+
+    leave_no_descriptor(pid);
+    let mut waiting = Probe::connect(addr); // the kernel completes the handshake
+    waiting.send("ping");
+    let error_line = "accept error 24 ";
+    let line = host
+        .wait_for_line(error_line, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no accept error logged:\n{}", host.output()));
+    assert!(line.contains("accept error 24 (Too many open files)"), "{line}");
+
+    // The error persists: watch the host for 1.5 s.
+    let ticks_before = cpu_ticks(pid);
+    let errors_before = host.count_lines(error_line);
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ticks = cpu_ticks(pid) - ticks_before;
+    let errors = host.count_lines(error_line) - errors_before;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = ticks as f64 / clock_ticks_per_second() as f64 / elapsed;
+    eprintln!("under EMFILE: {ticks} ticks in {elapsed:.2} s ({:.1}% of a core), {errors} accept errors", cpu * 100.0);
+    assert!(cpu < 0.30, "the host used {:.0}% of a core while accept failed", cpu * 100.0);
+    assert!(errors < 15, "{errors} accept errors in {elapsed:.2} s: the host does not back off");
+    assert!(errors >= 1, "the host stopped retrying accept");
+
+    // Still not served, then a descriptor is freed.
+    waiting.stream.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    let peeked = waiting.stream.peek(&mut [0u8; 1]);
+    assert!(
+        matches!(&peeked, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "the waiting client got {peeked:?} before a descriptor was free"
+    );
+    waiting.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    drop(first);
+    let freed = Instant::now();
+    assert_eq!(waiting.read_line().as_deref(), Some("pong"), "served within 5 s of a descriptor being freed");
+    eprintln!("served {:?} after the first client closed", freed.elapsed());
+}

@@ -15,7 +15,7 @@ fn echo_round(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).expect("connects");
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut reader = stream.try_clone().unwrap();
-    let received = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let reading = scope.spawn(move || {
             let mut received = Vec::with_capacity(payload.len());
             reader.read_to_end(&mut received).expect("reads to end of stream");
@@ -24,8 +24,7 @@ fn echo_round(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
         stream.write_all(payload).expect("writes");
         stream.shutdown(Shutdown::Write).expect("half-closes");
         reading.join().unwrap()
-    });
-    received
+    })
 }
 
 /// 50 concurrent clients with random payloads from 1 byte to 4 MiB each get

@@ -12,12 +12,14 @@ use crate::state::HostState;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    // The field is not named `source`: thiserror would make it the error's
+    // source, and `{:#}` would then print the system's message twice.
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// What the system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not WebAssembly at all.
     #[error("{path} is not a WebAssembly component (no `\\0asm` header)")]
@@ -73,7 +75,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 
 /// Reads, compiles and links the component at `path`.
 pub fn load(engine: &Engine, path: &Path) -> Result<Compiled, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
     if !bytes.starts_with(b"\0asm") {
         return Err(LoadError::NotWasm { path: path.into() });
     }

@@ -142,8 +142,14 @@ impl Listener {
     /// (and connections queue in its backlog) until the host exits.
     pub fn free(&self) {
         self.accept_state.send_replace(AcceptState::Freed);
-        if self.options.contains(ListenOptions::CLOSE_ON_FREE) {
-            self.lock_socket().take();
+        if self.options.contains(ListenOptions::CLOSE_ON_FREE)
+            && let Some(socket) = self.lock_socket().take()
+        {
+            // The accept loop holds the socket until it next runs, so the
+            // descriptor may outlive this call; stop listening now (Linux
+            // takes a listening socket out of LISTEN on SHUT_RD) so the
+            // port refuses connections at once, as libevent's close does.
+            let _ = socket2::SockRef::from(&*socket).shutdown(std::net::Shutdown::Read);
         }
     }
 
@@ -188,6 +194,8 @@ impl Listener {
                     }
                 }
                 Err(e) if is_retriable(&e) => {}
+                // `free` shut the socket down: not an error to report.
+                Err(_) if self.accept_state() == AcceptState::Freed => break,
                 Err(e) => {
                     let pause = backoff.next();
                     tracing::warn!(listener = self.id, address = %self.local, error = %e, retry_in = ?pause, "accept failed");

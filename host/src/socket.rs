@@ -41,15 +41,16 @@ pub enum BindError {
     )]
     ZeroBacklog(SocketAddr),
     /// A system call failed.
-    #[error("cannot {step} {address}: {source}")]
+    // The field is not the error's source: the message already ends with
+    // it, and `{:#}` would print it twice.
+    #[error("cannot {step} {address}: {error}")]
     Io {
         /// What was being done: `create a socket for`, `bind`, `listen on`, ...
         step: &'static str,
         /// The address being bound.
         address: SocketAddr,
         /// What the system said.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -58,7 +59,7 @@ impl BindError {
     pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             BindError::ZeroBacklog(_) => None,
-            BindError::Io { source, .. } => Some(source),
+            BindError::Io { error, .. } => Some(error),
         }
     }
 }
@@ -88,7 +89,7 @@ pub fn bind_listener(
     let Some(backlog) = listen_backlog(backlog) else {
         return Err(BindError::ZeroBacklog(address));
     };
-    let io = |step| move |source| BindError::Io { step, address, source };
+    let io = |step| move |error| BindError::Io { step, address, error };
 
     let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))
         .map_err(io("create a socket for"))?;
