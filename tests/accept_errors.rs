@@ -98,7 +98,8 @@ fn echo_guest_shuts_the_host_down_on_emfile() {
 
 /// While `accept()` keeps failing with `EMFILE` the host backs off (little
 /// CPU, few retries) instead of spinning as libevent does, and serves the
-/// waiting client once a descriptor is free again.
+/// waiting client once a descriptor is free again; with the table full and
+/// nobody waiting, it reports nothing.
 #[test]
 fn emfile_backs_off_then_recovers() {
     let (host, addr): (HostProcess, _) = support::spawn_listening(&support::guest("probe"), &[]);
@@ -141,4 +142,13 @@ fn emfile_backs_off_then_recovers() {
     let freed = Instant::now();
     assert_eq!(waiting.read_line().as_deref(), Some("pong"), "served within 5 s of a descriptor being freed");
     eprintln!("served {:?} after the first client closed", freed.elapsed());
+
+    // The served client took the freed descriptor, so the table is full
+    // again, but nobody waits: accept() would still fail with EMFILE, yet
+    // there is nothing to report.
+    let errors_before = host.count_lines(error_line);
+    std::thread::sleep(Duration::from_millis(2500));
+    let errors = host.count_lines(error_line) - errors_before;
+    assert_eq!(errors, 0, "accept errors reported while no connection was waiting");
+    assert_eq!(waiting.ask("ping"), "pong");
 }

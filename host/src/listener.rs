@@ -198,8 +198,15 @@ impl Listener {
                 Err(_) if self.accept_state() == AcceptState::Freed => break,
                 Err(e) => {
                     let pause = backoff.next();
-                    tracing::warn!(listener = self.id, address = %self.local, error = %e, retry_in = ?pause, "accept failed");
-                    worker.accept_error(&self, &e).await;
+                    // Linux's accept() fails with EMFILE before it looks at the
+                    // queue, and the listener stays readable after an error, so
+                    // the retries fail too whether or not anyone is waiting.
+                    // Only a connection that really waits makes it an error
+                    // worth reporting; otherwise keep backing off quietly.
+                    if has_pending_connection(&socket) {
+                        tracing::warn!(listener = self.id, address = %self.local, error = %e, retry_in = ?pause, "accept failed");
+                        worker.accept_error(&self, &e).await;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         // The host is shutting down.
@@ -212,6 +219,14 @@ impl Listener {
         }
         tracing::debug!(listener = self.id, "accept loop ended");
     }
+}
+
+/// Whether a connection waits in `socket`'s accept queue.
+fn has_pending_connection(socket: &TcpListener) -> bool {
+    let mut poll = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, a zero timeout: poll(2) only writes `revents`.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & libc::POLLIN != 0
 }
 
 /// Errors libevent retries silently: they concern one connection attempt,

@@ -336,10 +336,4 @@ impl Probe {
             Err(e) => panic!("reading an answer failed: {e}"),
         }
     }
-
-    /// Whether the host closed the connection (end of stream or reset).
-    pub fn is_closed(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
-    }
 }
