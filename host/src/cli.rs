@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::{ArgAction, Parser};
 
 use crate::bindings::ListenOptions;
+use crate::limits::Limits;
 use crate::server::Server;
+use crate::worker::Isolation;
 use crate::socket::{DEFAULT_BACKLOG, OPTION_NAMES, bind_listener, option_by_name};
 
 /// Runs TCP connection handlers written as WebAssembly components.
@@ -49,10 +51,47 @@ pub struct Args {
     #[arg(long = "allow-bind", value_name = "ADDR")]
     pub allow_bind: Vec<SocketAddr>,
 
-    /// Seconds to let open connections send what was written to them when
-    /// the host stops.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub shutdown_timeout: u64,
+    /// Which connections share a guest instance. `shared` (libevent's
+    /// model): one instance per reactor worker serves all its connections,
+    /// one callback at a time; the guest may keep state across connections
+    /// (a chat room needs this), and a trap closes every connection the
+    /// instance served. `connection`: each connection gets a fresh instance
+    /// from the pooling allocator; nothing is shared, a trap ends only that
+    /// connection, and each open connection costs an instance's memory.
+    #[arg(long, value_enum, default_value = "shared")]
+    pub isolation: Isolation,
+
+    /// The longest one guest callback may run, such as 500ms or 2s; past it
+    /// the callback traps. A running guest yields to the reactor every 10 ms,
+    /// so the accept loop keeps serving meanwhile.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub guest_timeout: Duration,
+
+    /// The most linear memory one instance may grow to, such as 64M; growing
+    /// past it fails inside the guest.
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_size)]
+    pub guest_memory: usize,
+
+    /// The most connections served at once; more wait in the kernel's
+    /// backlog until one closes. Default: 10000, or under
+    /// --isolation connection as many as vm.max_map_count allows, at most 10000.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// Output queued for one connection at which the host stops reading from
+    /// it until the peer has taken half (libevent's watermarks), such as 1M.
+    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
+    pub write_buffer: usize,
+
+    /// Close a connection that passed no bytes either way for this long,
+    /// after telling the guest (a timeout event); 0 for never.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
+    /// may go on before they are closed; a second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 
     /// Log more: -v for each connection, -vv for everything. RUST_LOG, when
     /// set, takes precedence.
@@ -85,6 +124,39 @@ impl Args {
         }
     }
 
+    /// The limits the flags ask for, checked against this machine.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let max_connections = match (self.max_connections, self.isolation) {
+            (Some(n), Isolation::Connection) => {
+                let n = n as usize;
+                let most = most_pooled_instances();
+                if n > most {
+                    anyhow::bail!(
+                        "--max-connections {n} needs {n} pooled instances under --isolation connection, \
+                         but vm.max_map_count allows about {most}: lower it, or raise vm.max_map_count"
+                    );
+                }
+                n
+            }
+            (Some(n), Isolation::Shared) => n as usize,
+            (None, Isolation::Connection) => most_pooled_instances().min(Limits::default().max_connections),
+            (None, Isolation::Shared) => Limits::default().max_connections,
+        };
+        if self.guest_timeout.is_zero() {
+            anyhow::bail!("--guest-timeout must be longer than 0");
+        }
+        if self.guest_memory < MIN_GUEST_MEMORY {
+            anyhow::bail!("--guest-memory must be at least {}K: one WebAssembly page", MIN_GUEST_MEMORY >> 10);
+        }
+        Ok(Limits {
+            guest_timeout: self.guest_timeout,
+            guest_memory: self.guest_memory,
+            max_connections,
+            write_buffer: self.write_buffer.max(1),
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+        })
+    }
+
     /// Checks what clap cannot check alone.
     fn validate(&self) -> anyhow::Result<()> {
         if self.backlog == 0 {
@@ -114,6 +186,62 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port as u16))
 }
 
+/// One WebAssembly page: the least memory an instance can have.
+const MIN_GUEST_MEMORY: usize = 64 << 10;
+
+/// Memory mappings one pooled instance needs, measured with the echo guest
+/// (reserved slot and live instance together), with room to spare.
+const MAPPINGS_PER_POOLED_INSTANCE: usize = 6;
+
+/// Mappings left for everything but the instance pool.
+const MAPPINGS_FOR_THE_REST: usize = 8192;
+
+/// How many pooled instances `vm.max_map_count` leaves room for.
+fn most_pooled_instances() -> usize {
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .unwrap_or(65_530);
+    max_map_count.saturating_sub(MAPPINGS_FOR_THE_REST) / MAPPINGS_PER_POOLED_INSTANCE
+}
+
+/// Parses a duration: a number with `ms`, `s` or `m`, or seconds alone.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 2s or 1m"))?;
+    if !(0.0..=1e9).contains(&value) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+/// Parses a size in bytes: a number with `K`, `M` or `G` (powers of 1024),
+/// or bytes alone.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let (number, shift) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 30),
+        _ => (text, 0),
+    };
+    let value: usize = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 65536, 64K or 16M"))?;
+    value.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
+}
+
 fn parse_listen_option(name: &str) -> Result<ListenOptions, String> {
     option_by_name(name).ok_or_else(|| {
         let names: Vec<_> = OPTION_NAMES.iter().map(|(n, _)| *n).collect();
@@ -125,11 +253,12 @@ fn parse_listen_option(name: &str) -> Result<ListenOptions, String> {
 /// SIGINT, SIGTERM or the guest's `loop-exit`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.validate()?;
+    let limits = args.limits()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the reactor")?;
-    let engine = crate::component::engine()?;
+    let engine = crate::component::engine(args.isolation, &limits)?;
     let component = crate::component::load(&engine, &args.component)?;
 
     let options = args.listen_options();
@@ -147,7 +276,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         component_name: crate::component::name(&args.component),
         listeners,
         allow_bind: args.allow_bind,
-        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        shutdown_timeout: args.shutdown_timeout,
+        isolation: args.isolation,
+        limits,
     };
     runtime.block_on(server.run(stop_signal()))
 }
@@ -164,9 +295,17 @@ async fn stop_signal() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-        _ = terminate.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping; a second signal exits at once"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: stopping; a second signal exits at once"),
     }
+    tokio::spawn(async move {
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => libc::SIGINT,
+            _ = terminate.recv() => libc::SIGTERM,
+        };
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(128 + signal);
+    });
 }
 
 #[cfg(test)]
@@ -182,5 +321,21 @@ mod tests {
         }
         assert_eq!(parse_listen_address("[::1]:1").unwrap(), "[::1]:1".parse().unwrap());
         assert_eq!(parse_listen_address("127.0.0.1:65535").unwrap(), "127.0.0.1:65535".parse().unwrap());
+    }
+
+    /// Durations and sizes read as documented; nonsense is refused.
+    #[test]
+    fn parses_durations_and_sizes() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_size("65536").unwrap(), 65536);
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert!(parse_size("lots").is_err());
     }
 }

@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::{Handler, HandlerPre};
+use crate::limits::{EPOCH_TICK, Limits};
+use crate::worker::Isolation;
 use crate::state::HostState;
 
 /// Why a component cannot be served. Each message is one line naming the file.
@@ -59,10 +61,49 @@ pub enum LoadError {
 #[derive(Clone)]
 pub struct Compiled(pub(crate) HandlerPre<HostState>);
 
-/// The engine every guest of this host runs on.
-pub fn engine() -> anyhow::Result<Engine> {
-    let config = Config::new();
-    Ok(Engine::new(&config)?)
+/// Pool slots beyond `--max-connections`, for instances made for accept
+/// errors while every connection slot is taken.
+const SPARE_INSTANCES: usize = 4;
+/// Core instances a component made by `wit-component` holds: the guest's
+/// module plus the shims and adapters around it.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Memories (and tables) a component may hold: the guest's and an adapter's.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+
+/// The engine every guest of this host runs on, with its epoch ticker.
+///
+/// Epoch interruption bounds each callback (`Limits::guest_timeout`); one
+/// ticker thread per engine advances the epoch every `EPOCH_TICK` and ends
+/// when the engine is dropped.
+/// Under the per-connection model instances come from the pooling
+/// allocator, with a slot for each of `limits.max_connections` (and a few
+/// for accept-error calls), each memory capped at `limits.guest_memory`.
+pub fn engine(isolation: Isolation, limits: &Limits) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    if isolation == Isolation::Connection {
+        let instances = u32::try_from(limits.max_connections + SPARE_INSTANCES).unwrap_or(u32::MAX);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+            .total_memories(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+            .total_tables(instances.saturating_mul(MEMORIES_PER_COMPONENT))
+            .total_stacks(instances)
+            .max_memory_size(limits.guest_memory);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    let engine = Engine::new(&config)?;
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(engine)
 }
 
 /// A linker with WASI preview 2 and the `evconn:listener` imports.

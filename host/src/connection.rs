@@ -7,7 +7,7 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
@@ -32,6 +32,8 @@ pub struct Connection {
     state: Mutex<State>,
     /// Wakes the task when `state` changes.
     wake: Notify,
+    /// Queued output at which reading stops until half of it is sent.
+    write_high_watermark: usize,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +49,11 @@ struct State {
     read_eof: bool,
     /// Reading or writing failed: the socket is unusable.
     failed: bool,
+    /// Reading stopped because `output` reached the high watermark: the
+    /// peer is not reading what it is sent.
+    backpressure: bool,
+    /// When bytes last moved either way.
+    last_activity: Option<Instant>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
@@ -70,7 +77,8 @@ pub enum Ready {
 
 impl Connection {
     /// Wraps an accepted socket.
-    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr) -> io::Result<Self> {
+    /// Reading pauses while more than `write_buffer` bytes of output wait.
+    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr, write_buffer: usize) -> io::Result<Self> {
         let local = stream.local_addr()?;
         // Request/response protocols want each write on the wire at once.
         stream.set_nodelay(true)?;
@@ -79,8 +87,9 @@ impl Connection {
             stream,
             peer,
             local,
-            state: Mutex::default(),
+            state: Mutex::new(State { last_activity: Some(Instant::now()), ..State::default() }),
             wake: Notify::new(),
+            write_high_watermark: write_buffer.max(1),
         })
     }
 
@@ -120,7 +129,10 @@ impl Connection {
         let mut rest = data;
         if state.output.is_empty() {
             match self.stream.try_write(data) {
-                Ok(n) => rest = &data[n..],
+                Ok(n) => {
+                    rest = &data[n..];
+                    state.last_activity = Some(Instant::now());
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     // Reported to the guest as an error event by the task,
@@ -134,6 +146,10 @@ impl Connection {
         }
         if !rest.is_empty() {
             state.output.extend_from_slice(rest);
+            if state.output.len() >= self.write_high_watermark && !state.backpressure {
+                tracing::debug!(conn = self.id, queued = state.output.len(), "peer not reading: reading paused");
+                state.backpressure = true;
+            }
             self.wake.notify_one();
         }
         Ok(())
@@ -181,7 +197,7 @@ impl Connection {
         let result = self.stream.try_read(buffer);
         match &result {
             Ok(0) => self.state().read_eof = true,
-            Ok(_) => {}
+            Ok(_) => self.state().last_activity = Some(Instant::now()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => self.state().failed = true,
         }
@@ -194,13 +210,20 @@ impl Connection {
         let mut state = self.state();
         while !state.output.is_empty() && !state.failed {
             match self.stream.try_write(&state.output) {
-                Ok(n) => state.output.advance(n),
+                Ok(n) => {
+                    state.output.advance(n);
+                    state.last_activity = Some(Instant::now());
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::debug!(conn = self.id, error = %e, "write failed");
                     state.failed = true;
                 }
             }
+        }
+        if state.backpressure && state.output.len() <= self.write_high_watermark / 2 {
+            tracing::debug!(conn = self.id, "output drained: reading resumed");
+            state.backpressure = false;
         }
         if state.output.is_empty() && state.write_side == WriteSide::ShutdownRequested {
             state.write_side = WriteSide::Shut;
@@ -219,7 +242,8 @@ impl Connection {
                     return Ready::Finished;
                 }
                 let shutdown_pending = state.write_side == WriteSide::ShutdownRequested;
-                let want_read = !state.closing && !state.reading_paused && !state.read_eof;
+                let want_read =
+                    !state.closing && !state.reading_paused && !state.read_eof && !state.backpressure;
                 (want_read, output_pending || shutdown_pending)
             };
             tokio::select! {
@@ -231,6 +255,11 @@ impl Connection {
                 Ok(()) = self.stream.readable(), if want_read => return Ready::Readable,
             }
         }
+    }
+
+    /// When bytes last moved either way.
+    pub fn last_activity(&self) -> Instant {
+        self.state().last_activity.unwrap_or_else(Instant::now)
     }
 
     /// Whether the socket failed, so no flush or linger is possible.

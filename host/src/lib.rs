@@ -6,16 +6,20 @@
 //! - [`cli`]: the `host` command line, checked before anything is bound.
 //! - [`socket`]: listening sockets with libevent's options and backlog rules.
 //! - [`component`]: the engine, and loading a guest against the world.
+//! - [`limits`]: what a guest or a peer may use.
 //! - [`server`]: a running host: listeners, worker, orderly stop.
 //! - `listener`: a listening socket's state and accept loop.
 //! - `connection`: an accepted connection's output queue and close logic.
-//! - `worker`: the shared guest instance and the callbacks it receives.
+//! - `worker`: which instance serves which connection, and trap recovery.
+//! - `instance`: one guest instance, its limits, and the calls into it.
+//! - `stats`: counters for logs.
 //! - `services`: what all instances and accept loops share.
 //! - `state`, `host_api`: the store's data and the WIT imports on it.
 //! - `bindings`: code generated from `wit/`.
 //! - `guest_log`: guest stdout and stderr into the host's log.
 pub mod cli;
 pub mod component;
+pub mod limits;
 pub mod server;
 pub mod socket;
 
@@ -23,9 +27,12 @@ mod bindings;
 mod connection;
 mod guest_log;
 mod host_api;
+mod instance;
 mod listener;
 mod services;
 mod state;
+mod stats;
 mod worker;
 
 pub use bindings::ListenOptions;
+pub use worker::Isolation;

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::bindings::ListenOptions;
-use crate::services::until_stopping;
+use crate::services::until_set;
 use crate::worker::Worker;
 
 /// Whether the accept loop runs.
@@ -165,30 +165,43 @@ impl Listener {
         let mut accept_state = self.accept_state.subscribe();
         let mut stopping = worker.services().stopping();
         let mut backoff = Backoff::default();
+        let services = worker.services().clone();
         loop {
             let state = *accept_state.borrow_and_update();
-            let accepted = match state {
+            let (accepted, permit) = match state {
                 AcceptState::Freed => break,
                 AcceptState::Disabled => tokio::select! {
                     // The host is shutting down.
-                    _ = until_stopping(&mut stopping) => break,
+                    _ = until_set(&mut stopping) => break,
                     // Enabled or freed: look again.
                     _ = accept_state.changed() => continue,
                 },
-                AcceptState::Enabled => tokio::select! {
-                    // The host is shutting down.
-                    _ = until_stopping(&mut stopping) => break,
-                    // Disabled or freed: look again.
-                    _ = accept_state.changed() => continue,
-                    // A connection, or an error from accept(2).
-                    accepted = socket.accept() => accepted,
-                },
+                AcceptState::Enabled => {
+                    // At --max-connections, wait here: new connections
+                    // queue in the kernel's backlog meanwhile.
+                    let permit = tokio::select! {
+                        // The host is shutting down.
+                        _ = until_set(&mut stopping) => break,
+                        // Disabled or freed: look again.
+                        _ = accept_state.changed() => continue,
+                        // A connection slot is free.
+                        permit = services.connection_permit() => permit,
+                    };
+                    tokio::select! {
+                        // The host is shutting down.
+                        _ = until_set(&mut stopping) => break,
+                        // Disabled or freed: look again.
+                        _ = accept_state.changed() => continue,
+                        // A connection, or an error from accept(2).
+                        accepted = socket.accept() => (accepted, permit),
+                    }
+                }
             };
             match accepted {
                 Ok((stream, peer)) => {
                     backoff.reset();
                     if self.deliver.load(Ordering::Relaxed) {
-                        worker.spawn_connection(self.clone(), stream, peer);
+                        worker.spawn_connection(self.clone(), stream, peer, permit);
                     } else {
                         tracing::debug!(listener = self.id, %peer, "accepted and closed: no accept callback");
                     }
@@ -210,7 +223,7 @@ impl Listener {
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         // The host is shutting down.
-                        _ = until_stopping(&mut stopping) => break,
+                        _ = until_set(&mut stopping) => break,
                         // Disabled or freed: look again at once.
                         _ = accept_state.changed() => {}
                     }

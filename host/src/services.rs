@@ -4,15 +4,22 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use crate::limits::Limits;
 use crate::listener::Listener;
+use crate::stats::Stats;
 
 /// Shared state of one running host.
 #[derive(Debug)]
 pub struct Services {
     /// The component's name, for logs.
     component: Arc<str>,
+    limits: Limits,
+    /// What happened so far.
+    pub stats: Stats,
+    /// One permit per connection served (`Limits::max_connections`).
+    connection_permits: Arc<Semaphore>,
     /// The listeners the operator bound, in the order given.
     operator_listeners: Mutex<Vec<Arc<Listener>>>,
     /// Addresses a guest may bind; port 0 allows every port of that IP.
@@ -20,8 +27,12 @@ pub struct Services {
     /// Guest listeners freed without `close-on-free`: their sockets stay open
     /// until the host exits, as libevent leaves them to their owner.
     kept_open: Mutex<Vec<Arc<Listener>>>,
-    /// `true` once the host is stopping: accept loops end, connections close.
+    /// `true` once the host is stopping: accept loops end; open connections
+    /// go on until they end or `closing` is set.
     stopping: watch::Sender<bool>,
+    /// `true` once open connections must close (after sending what was
+    /// written to them): the shutdown timeout has passed.
+    closing: watch::Sender<bool>,
     /// Each connection task holds a clone; `None` once stopping, so the
     /// host can wait for every task to end (`wait_for_connections`).
     task_tokens: Mutex<Option<mpsc::Sender<()>>>,
@@ -36,14 +47,18 @@ pub struct TaskToken(#[allow(dead_code)] mpsc::Sender<()>);
 
 impl Services {
     /// Shared state for a host serving `component`.
-    pub fn new(component: Arc<str>, allow_bind: Vec<SocketAddr>) -> Arc<Self> {
+    pub fn new(component: Arc<str>, limits: Limits, allow_bind: Vec<SocketAddr>) -> Arc<Self> {
         let (tokens, done) = mpsc::channel(1);
         Arc::new(Services {
             component,
+            connection_permits: Arc::new(Semaphore::new(limits.max_connections)),
+            limits,
+            stats: Stats::default(),
             operator_listeners: Mutex::default(),
             allow_bind,
             kept_open: Mutex::default(),
             stopping: watch::Sender::new(false),
+            closing: watch::Sender::new(false),
             task_tokens: Mutex::new(Some(tokens)),
             tasks_done: tokio::sync::Mutex::new(done),
             next_connection_id: AtomicU64::new(1),
@@ -54,6 +69,17 @@ impl Services {
     /// The component's name.
     pub fn component(&self) -> &Arc<str> {
         &self.component
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Waits for a free connection slot (`Limits::max_connections`).
+    pub async fn connection_permit(&self) -> OwnedSemaphorePermit {
+        // The semaphore is never closed.
+        self.connection_permits.clone().acquire_owned().await.expect("the semaphore stays open")
     }
 
     /// A fresh connection id.
@@ -90,6 +116,7 @@ impl Services {
 
     /// Asks the host to stop: `event_base_loopexit`.
     pub fn stop(&self) {
+        lock(&self.task_tokens).take();
         self.stopping.send_replace(true);
     }
 
@@ -103,6 +130,16 @@ impl Services {
         self.stopping.subscribe()
     }
 
+    /// Tells every open connection to close once its output is sent.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// A receiver that sees `true` once open connections must close.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
     /// A token for a new connection task, or `None` if the host is stopping
     /// and takes no new work.
     pub fn task_token(&self) -> Option<TaskToken> {
@@ -111,7 +148,6 @@ impl Services {
 
     /// Waits until every connection task has ended. Call after `stop`.
     pub async fn wait_for_connections(&self) {
-        lock(&self.task_tokens).take();
         let mut done = self.tasks_done.lock().await;
         while done.recv().await.is_some() {}
     }
@@ -122,9 +158,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Completes once `stopping` (from [`Services::stopping`]) turns `true`, or
-/// its host is gone.
-pub async fn until_stopping(stopping: &mut watch::Receiver<bool>) {
+/// Completes once `flag` (from [`Services::stopping`] or
+/// [`Services::closing`]) turns `true`, or its host is gone.
+pub async fn until_set(flag: &mut watch::Receiver<bool>) {
     // An error means the sender, and so the host, is gone: stop as well.
-    let _ = stopping.wait_for(|stop| *stop).await;
+    let _ = flag.wait_for(|set| *set).await;
 }

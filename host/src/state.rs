@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
+use std::time::Instant;
+
 use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::connection::Connection;
@@ -12,6 +15,10 @@ use crate::host_api::{ConnectionHandle, ListenerHandle};
 use crate::listener::Listener;
 use crate::services::Services;
 use crate::worker::Worker;
+
+/// The most elements a guest table may grow to: far above what compiled
+/// languages need, far below what would hurt the host.
+const TABLE_ELEMENTS: usize = 1 << 20;
 
 /// Store data for one instance of the guest component.
 pub struct HostState {
@@ -28,6 +35,10 @@ pub struct HostState {
     /// The host's table entry for each listener this instance has seen, lent
     /// to callbacks as `borrow<listener>`; kept for the instance's life.
     listeners: HashMap<u64, u32>,
+    /// Caps the instance's memories and tables (`Limits::guest_memory`).
+    pub(crate) store_limits: StoreLimits,
+    /// When the running callback must have returned by.
+    pub(crate) call_deadline: Instant,
 }
 
 impl HostState {
@@ -40,6 +51,10 @@ impl HostState {
             .stdout(GuestLog::stdout(component.clone()))
             .stderr(GuestLog::stderr(component))
             .build();
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(services.limits().guest_memory)
+            .table_elements(TABLE_ELEMENTS)
+            .build();
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -47,6 +62,8 @@ impl HostState {
             worker,
             connections: HashMap::new(),
             listeners: HashMap::new(),
+            store_limits,
+            call_deadline: Instant::now(),
         }
     }
 

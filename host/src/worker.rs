@@ -1,73 +1,148 @@
-//! A reactor worker's guest: one shared instance (libevent's model) that
-//! serves every connection of the worker, one callback at a time, and is
-//! replaced after a trap.
+//! A reactor worker's guests: under the shared model one instance serves
+//! every connection, one callback at a time (libevent's model); under the
+//! per-connection model each connection gets an instance of its own. Either
+//! way a trapped instance is dropped, its connections closed, and the next
+//! one made after a pause that grows while traps keep coming.
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
-use wasmtime::Store;
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::bindings::{ConnectionEvent, Handler, HandlerPre};
+use crate::bindings::{ConnectionEvent, HandlerPre};
 use crate::connection::{Connection, Ready};
-use crate::host_api::accept_error;
+use crate::instance::{Instance, Outcome};
 use crate::listener::Listener;
-use crate::services::{Services, until_stopping};
+use crate::services::{Services, until_set};
 use crate::state::HostState;
 
 /// The most bytes handed to one `on-data` call.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Read buffers kept for reuse; more are freed after use.
+const SPARE_READ_BUFFERS: usize = 16;
+
+/// Which connections share a guest instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Isolation {
+    /// One instance serves every connection (libevent's model): callbacks
+    /// are serialised and the guest may keep state across connections.
+    Shared,
+    /// Each connection gets its own instance: nothing is shared, and a trap
+    /// ends only that connection.
+    Connection,
+}
+
 /// Runs guest callbacks for the connections of one reactor.
 pub struct Worker {
     pre: HandlerPre<HostState>,
     services: Arc<Services>,
-    /// The instance and the read buffer; locked for the length of one read
-    /// and callback, which serialises callbacks as the shared model promises.
-    guest: tokio::sync::Mutex<Guest>,
+    isolation: Isolation,
+    /// The instance of the shared model, locked for one read and callback at
+    /// a time. Unused under the per-connection model.
+    shared: tokio::sync::Mutex<Slot>,
+    /// Buffers lent to one read and the callback that follows it, so that
+    /// idle connections hold none.
+    read_buffers: Mutex<Vec<Box<[u8]>>>,
+    /// Slows down making instances while traps keep coming.
+    trap_backoff: Mutex<TrapBackoff>,
 }
 
-struct Guest {
-    /// `None` after a trap, until the next callback instantiates a fresh one.
+/// Where an instance lives: the worker's shared one, or a connection's own.
+#[derive(Default)]
+struct Slot {
+    /// `None` before the first callback and after a trap.
     instance: Option<Instance>,
-    /// Counts instances made, so a connection can tell whether the instance
-    /// that accepted it is still the current one.
-    generation: u64,
-    /// Filled by one read and lent to the callback that follows it; one
-    /// buffer for the whole worker keeps idle connections small.
-    read_buffer: Box<[u8]>,
-}
-
-struct Instance {
-    store: Store<HostState>,
-    exports: Handler,
+    /// Counts instances made in this slot.
     generation: u64,
 }
 
-/// How a callback ended.
-enum Outcome {
-    Returned,
-    /// The guest returned `err`: the connection concerned is closed.
-    GuestError(String),
-    /// The guest trapped: the instance is gone.
-    Trapped,
+/// A slot borrowed for one step: locked (shared) or owned by the task.
+enum SlotGuard<'a> {
+    Shared(tokio::sync::MutexGuard<'a, Slot>),
+    Own(&'a mut Slot),
+}
+
+impl Deref for SlotGuard<'_> {
+    type Target = Slot;
+    fn deref(&self) -> &Slot {
+        match self {
+            SlotGuard::Shared(guard) => guard,
+            SlotGuard::Own(slot) => slot,
+        }
+    }
+}
+
+impl DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Slot {
+        match self {
+            SlotGuard::Shared(guard) => guard,
+            SlotGuard::Own(slot) => slot,
+        }
+    }
+}
+
+impl Slot {
+    /// The current instance, if it is the one of `generation`.
+    fn current(&mut self, generation: u64) -> Option<&mut Instance> {
+        self.instance.as_mut().filter(|i| i.generation == generation)
+    }
+}
+
+/// The pause before making an instance after a trap: none after a lone
+/// trap, then 10 ms doubling to 1 s while traps come less than a second
+/// apart.
+#[derive(Debug, Default)]
+struct TrapBackoff {
+    last_trap: Option<Instant>,
+    pause: Duration,
+}
+
+impl TrapBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_secs(1);
+    const QUIET: Duration = Duration::from_secs(1);
+
+    fn record_trap(&mut self) {
+        let now = Instant::now();
+        let recent = self.last_trap.is_some_and(|last| now - last < Self::QUIET);
+        self.pause = if recent { (self.pause * 2).clamp(Self::FIRST, Self::MAX) } else { Duration::ZERO };
+        self.last_trap = Some(now);
+    }
+
+    fn pause(&self) -> Duration {
+        match self.last_trap {
+            Some(last) if last.elapsed() < Self::QUIET => self.pause,
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 impl Worker {
-    /// A worker for `pre`, with its first instance made at once so that a
-    /// guest that traps while starting is reported before serving.
-    pub async fn new(pre: HandlerPre<HostState>, services: Arc<Services>) -> wasmtime::Result<Arc<Self>> {
+    /// A worker for `pre`. Under the shared model its instance is made at
+    /// once, so a guest that traps while starting is reported before serving;
+    /// under the per-connection model one instance is made and dropped to
+    /// check the same.
+    pub async fn new(
+        pre: HandlerPre<HostState>,
+        services: Arc<Services>,
+        isolation: Isolation,
+    ) -> wasmtime::Result<Arc<Self>> {
         let worker = Arc::new(Worker {
             pre,
             services,
-            guest: tokio::sync::Mutex::new(Guest {
-                instance: None,
-                generation: 0,
-                read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
-            }),
+            isolation,
+            shared: tokio::sync::Mutex::default(),
+            read_buffers: Mutex::default(),
+            trap_backoff: Mutex::default(),
         });
-        let mut guest = worker.guest.lock().await;
-        worker.instantiate(&mut guest).await?;
-        drop(guest);
+        let mut first = Slot::default();
+        worker.instantiate(&mut first).await?;
+        if isolation == Isolation::Shared {
+            *worker.shared.lock().await = first;
+        }
         Ok(worker)
     }
 
@@ -76,34 +151,62 @@ impl Worker {
         &self.services
     }
 
-    async fn instantiate(self: &Arc<Self>, guest: &mut Guest) -> wasmtime::Result<()> {
-        let state = HostState::new(self.services.clone(), Arc::downgrade(self));
-        let mut store = Store::new(self.pre.engine(), state);
-        let exports = self.pre.instantiate_async(&mut store).await?;
-        guest.generation += 1;
-        guest.instance = Some(Instance { store, exports, generation: guest.generation });
+    async fn instantiate(self: &Arc<Self>, slot: &mut Slot) -> wasmtime::Result<()> {
+        let generation = slot.generation + 1;
+        let instance = Instance::new(&self.pre, &self.services, Arc::downgrade(self), generation).await?;
+        self.services.stats.instances.increment();
+        slot.generation = generation;
+        slot.instance = Some(instance);
         Ok(())
     }
 
-    /// The current instance, made afresh if the last one trapped.
-    async fn instance<'g>(self: &Arc<Self>, guest: &'g mut Guest) -> Option<&'g mut Instance> {
-        if guest.instance.is_none() {
-            if let Err(e) = self.instantiate(guest).await {
+    /// The slot's instance, made afresh (after the trap pause) if needed.
+    async fn instance<'s>(self: &Arc<Self>, slot: &'s mut Slot) -> Option<&'s mut Instance> {
+        if slot.instance.is_none() {
+            let pause = lock(&self.trap_backoff).pause();
+            if !pause.is_zero() {
+                tracing::debug!(?pause, "traps keep coming: waiting before a new instance");
+                tokio::time::sleep(pause).await;
+            }
+            if let Err(e) = self.instantiate(slot).await {
                 tracing::error!(component = %self.services.component(), error = %format!("{e:#}"), "cannot instantiate the guest");
                 return None;
             }
-            tracing::info!(component = %self.services.component(), generation = guest.generation, "guest instance replaced");
+            if self.isolation == Isolation::Shared {
+                tracing::info!(component = %self.services.component(), generation = slot.generation, "guest instance replaced");
+            }
         }
-        guest.instance.as_mut()
+        slot.instance.as_mut()
     }
 
-    /// Serves a connection accepted on `listener` in a task of its own.
-    pub fn spawn_connection(self: &Arc<Self>, listener: Arc<Listener>, stream: TcpStream, peer: SocketAddr) {
+    /// The slot for one step of a connection (or accept error).
+    async fn slot<'a>(&'a self, own: &'a mut Option<Slot>) -> SlotGuard<'a> {
+        match own {
+            Some(slot) => SlotGuard::Own(slot),
+            None => SlotGuard::Shared(self.shared.lock().await),
+        }
+    }
+
+    /// A slot of its own under the per-connection model.
+    fn own_slot(&self) -> Option<Slot> {
+        (self.isolation == Isolation::Connection).then(Slot::default)
+    }
+
+    /// Serves a connection accepted on `listener` in a task of its own,
+    /// holding `permit` (a `--max-connections` slot) until it ends.
+    pub fn spawn_connection(
+        self: &Arc<Self>,
+        listener: Arc<Listener>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) {
         let Some(token) = self.services.task_token() else { return };
         let worker = self.clone();
         tokio::spawn(async move {
             let id = worker.services.next_connection_id();
-            let conn = match Connection::new(id, stream, peer) {
+            let write_buffer = worker.services.limits().write_buffer;
+            let conn = match Connection::new(id, stream, peer, write_buffer) {
                 Ok(conn) => Arc::new(conn),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "connection lost before it was served");
@@ -113,60 +216,63 @@ impl Worker {
             tracing::debug!(conn = id, %peer, listener = listener.id(), "accepted");
             worker.serve(&listener, &conn).await;
             tracing::debug!(conn = id, "closed");
-            drop(token);
+            drop((token, permit));
         });
     }
 
     /// Delivers `conn`'s callbacks until it ends.
     async fn serve(self: &Arc<Self>, listener: &Arc<Listener>, conn: &Arc<Connection>) {
-        let generation = self.accept(listener, conn).await;
-        let mut stopping = self.services.stopping();
+        let mut own = self.own_slot();
+        let generation = self.accept(&mut own, listener, conn).await;
+        let mut closing = self.services.closing();
+        let idle_timeout = self.services.limits().idle_timeout;
         loop {
+            let idle_deadline = idle_timeout.map(|t| conn.last_activity() + t);
+            let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 ready = conn.ready() => match ready {
-                    Ready::Readable => self.read(conn, generation).await,
+                    Ready::Readable => self.read(&mut own, conn, generation).await,
                     Ready::Finished => break,
                 },
-                // The host is stopping: flush what was written, then close.
-                _ = until_stopping(&mut stopping), if !conn.is_closing() => conn.close(),
+                // The shutdown timeout passed: flush what was written, close.
+                _ = until_set(&mut closing), if !conn.is_closing() => conn.close(),
+                // No bytes moved for --idle-timeout (unless they just did).
+                _ = tokio::time::sleep_until(idle_deadline.map_or(far, Into::into)),
+                    if idle_deadline.is_some() && !conn.is_closing() =>
+                {
+                    if idle_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                        self.idle(&mut own, conn, generation).await;
+                    }
+                }
             }
         }
         conn.finish().await;
-        let mut guest = self.guest.lock().await;
-        if let Some(instance) = guest.instance.as_mut().filter(|i| i.generation == generation) {
+        let mut slot = self.slot(&mut own).await;
+        if let Some(instance) = slot.current(generation) {
             instance.store.data_mut().release_connection(conn);
         }
     }
 
     /// Calls `on-accept`; returns the generation of the instance that
     /// accepted (0 if none could, in which case the connection is closing).
-    async fn accept(self: &Arc<Self>, listener: &Arc<Listener>, conn: &Arc<Connection>) -> u64 {
-        let mut guest = self.guest.lock().await;
-        let Some(instance) = self.instance(&mut guest).await else {
+    async fn accept(self: &Arc<Self>, own: &mut Option<Slot>, listener: &Arc<Listener>, conn: &Arc<Connection>) -> u64 {
+        self.services.stats.accepted.increment();
+        let mut slot = self.slot(own).await;
+        let Some(instance) = self.instance(&mut slot).await else {
             conn.close();
             return 0;
         };
         let generation = instance.generation;
-        let outcome = instance
-            .call(async |exports, store| {
-                let state = store.data_mut();
-                let listener = state.borrow_listener(listener)?;
-                let owned = state.adopt_connection(conn)?;
-                exports
-                    .evconn_listener_callbacks()
-                    .call_on_accept(store, listener, owned, conn.peer().into())
-                    .await
-            })
-            .await;
-        self.settle(&mut guest, conn, outcome, "on-accept");
+        let outcome = instance.accept(listener, conn).await;
+        self.settle(&mut slot, conn, outcome, "on-accept");
         generation
     }
 
     /// Reads what `conn` has and hands it to the guest.
-    async fn read(self: &Arc<Self>, conn: &Arc<Connection>, generation: u64) {
-        let mut guest = self.guest.lock().await;
-        let Guest { instance, read_buffer, .. } = &mut *guest;
-        let Some(instance) = instance.as_mut().filter(|i| i.generation == generation) else {
+    async fn read(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
+        let mut buffer = lock(&self.read_buffers).pop().unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice());
+        let mut slot = self.slot(own).await;
+        let Some(instance) = slot.current(generation) else {
             // The instance that accepted this connection trapped and the
             // connection is closing; nothing reaches its replacement.
             conn.close();
@@ -175,98 +281,92 @@ impl Worker {
         if conn.is_closing() {
             return;
         }
-        let (outcome, callback) = match conn.try_read(read_buffer) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+        let (outcome, callback) = match conn.try_read(&mut buffer) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Outcome::Returned, "on-data"),
             Ok(0) => (instance.event(conn, ConnectionEvent::EndOfStream).await, "on-event"),
-            Ok(n) => {
-                let data = &read_buffer[..n];
-                let outcome = instance
-                    .call(async |exports, store| {
-                        let Some(borrow) = store.data().borrow_connection(conn) else {
-                            return Ok(Ok(()));
-                        };
-                        exports.evconn_listener_callbacks().call_on_data(store, borrow, data).await
-                    })
-                    .await;
-                (outcome, "on-data")
-            }
+            Ok(n) => (instance.data(conn, &buffer[..n]).await, "on-data"),
             Err(e) => {
                 tracing::debug!(conn = conn.id(), error = %e, "read failed");
                 let code = conn.error_event(&e);
                 (instance.event(conn, ConnectionEvent::Error(code)).await, "on-event")
             }
         };
-        self.settle(&mut guest, conn, outcome, callback);
+        self.settle(&mut slot, conn, outcome, callback);
+        drop(slot);
+        let mut spare = lock(&self.read_buffers);
+        if spare.len() < SPARE_READ_BUFFERS {
+            spare.push(buffer);
+        }
     }
 
-    /// Calls `on-accept-error` for a failed `accept()` on `listener`.
+    /// Tells the guest `conn` timed out, then closes it.
+    async fn idle(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
+        self.services.stats.idle_timeouts.increment();
+        tracing::debug!(conn = conn.id(), "idle timeout");
+        let mut slot = self.slot(own).await;
+        if let Some(instance) = slot.current(generation) {
+            let outcome = instance.event(conn, ConnectionEvent::Timeout).await;
+            self.settle(&mut slot, conn, outcome, "on-event");
+        }
+        conn.close();
+    }
+
+    /// Calls `on-accept-error` for a failed `accept()` on `listener`: on
+    /// the shared instance, or on an instance made for the call.
     pub async fn accept_error(self: &Arc<Self>, listener: &Arc<Listener>, error: &std::io::Error) {
-        let mut guest = self.guest.lock().await;
-        let Some(instance) = self.instance(&mut guest).await else { return };
-        let error = accept_error(error);
-        let outcome = instance
-            .call(async |exports, store| {
-                let listener = store.data_mut().borrow_listener(listener)?;
-                exports
-                    .evconn_listener_callbacks()
-                    .call_on_accept_error(store, listener, &error)
-                    .await
-                    .map(Ok)
-            })
-            .await;
-        if let Outcome::Trapped = outcome {
-            self.discard_instance(&mut guest);
+        let mut own = self.own_slot();
+        let mut slot = self.slot(&mut own).await;
+        let Some(instance) = self.instance(&mut slot).await else { return };
+        if let Outcome::Trapped = instance.accept_error(listener, error).await {
+            self.discard(&mut slot);
         }
     }
 
     /// Acts on how a connection's callback ended.
-    fn settle(&self, guest: &mut Guest, conn: &Connection, outcome: Outcome, callback: &str) {
+    fn settle(&self, slot: &mut Slot, conn: &Connection, outcome: Outcome, callback: &str) {
         match outcome {
             Outcome::Returned => {}
             Outcome::GuestError(message) => {
-                tracing::warn!(component = %self.services.component(), conn = conn.id(), callback, %message, "guest returned an error; closing the connection");
+                let errors = self.services.stats.guest_errors.increment();
+                tracing::warn!(component = %self.services.component(), conn = conn.id(), callback, %message, errors, "guest returned an error; closing the connection");
                 conn.close();
             }
-            Outcome::Trapped => self.discard_instance(guest),
+            Outcome::Trapped => self.discard(slot),
         }
     }
 
     /// Drops a trapped instance and closes every connection it served.
-    fn discard_instance(&self, guest: &mut Guest) {
-        let Some(instance) = guest.instance.take() else { return };
-        let mut closed = 0;
-        for conn in instance.store.data().connections() {
-            conn.close();
-            closed += 1;
-        }
-        tracing::warn!(component = %self.services.component(), generation = instance.generation, closed, "discarded the trapped instance and closed its connections");
+    fn discard(&self, slot: &mut Slot) {
+        let Some(instance) = slot.instance.take() else { return };
+        lock(&self.trap_backoff).record_trap();
+        let closed = instance.close_connections();
+        let traps = self.services.stats.traps.get();
+        tracing::warn!(component = %self.services.component(), generation = instance.generation, closed, traps, "discarded the trapped instance and closed its connections");
     }
 }
 
-impl Instance {
-    /// Runs one export call; a trap is logged and reported as `Trapped`.
-    async fn call(
-        &mut self,
-        call: impl AsyncFnOnce(&Handler, &mut Store<HostState>) -> wasmtime::Result<Result<(), String>>,
-    ) -> Outcome {
-        match call(&self.exports, &mut self.store).await {
-            Ok(Ok(())) => Outcome::Returned,
-            Ok(Err(message)) => Outcome::GuestError(message),
-            Err(trap) => {
-                tracing::error!(component = %self.store.data().services.component(), generation = self.generation, error = %format!("{trap:#}"), "guest trapped");
-                Outcome::Trapped
-            }
-        }
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing that can panic runs while these locks are held.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
-    /// Calls `on-event` for `conn`.
-    async fn event(&mut self, conn: &Connection, event: ConnectionEvent) -> Outcome {
-        self.call(async |exports, store| {
-            let Some(borrow) = store.data().borrow_connection(conn) else {
-                return Ok(Ok(()));
-            };
-            exports.evconn_listener_callbacks().call_on_event(store, borrow, event).await
-        })
-        .await
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lone trap costs no pause; traps in quick succession double it up to 1 s.
+    #[test]
+    fn trap_backoff_grows_only_while_traps_keep_coming() {
+        let mut backoff = TrapBackoff::default();
+        assert_eq!(backoff.pause(), Duration::ZERO);
+        backoff.record_trap();
+        assert_eq!(backoff.pause(), Duration::ZERO);
+        let pauses: Vec<u128> = (0..9)
+            .map(|_| {
+                backoff.record_trap();
+                backoff.pause().as_millis()
+            })
+            .collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
     }
 }

@@ -10,7 +10,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use evconn_host::ListenOptions;
+use evconn_host::limits::Limits;
+use evconn_host::{Isolation, ListenOptions};
 use evconn_host::server::Server;
 use evconn_host::socket::bind_listener;
 
@@ -58,15 +59,28 @@ fn init_logging() {
     });
 }
 
-/// The compiled form of a guest, made once per test process and engine.
-fn compiled(component: &Path) -> evconn_host::component::Compiled {
-    static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, evconn_host::component::Compiled>>> = OnceLock::new();
-    let engine = ENGINE.get_or_init(|| evconn_host::component::engine().expect("an engine"));
+/// Pooled instances of the per-connection engine used by in-process hosts.
+pub const POOLED_INSTANCES: usize = 512;
+
+/// The compiled form of a guest, made once per test process and isolation
+/// model (each has its own engine).
+fn compiled(component: &Path, isolation: Isolation) -> evconn_host::component::Compiled {
+    static ENGINES: OnceLock<Mutex<HashMap<Isolation, wasmtime::Engine>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<(PathBuf, Isolation), evconn_host::component::Compiled>>> = OnceLock::new();
+    let engine = ENGINES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(isolation)
+        .or_insert_with(|| {
+            let limits = Limits { max_connections: POOLED_INSTANCES, ..Limits::default() };
+            evconn_host::component::engine(isolation, &limits).expect("an engine")
+        })
+        .clone();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
     cache
-        .entry(component.to_path_buf())
-        .or_insert_with(|| evconn_host::component::load(engine, component).expect("the guest loads"))
+        .entry((component.to_path_buf(), isolation))
+        .or_insert_with(|| evconn_host::component::load(&engine, component).expect("the guest loads"))
         .clone()
 }
 
@@ -85,6 +99,9 @@ pub struct TestHostBuilder {
     component: PathBuf,
     listeners: Vec<(SocketAddr, ListenOptions)>,
     allow_bind: Vec<SocketAddr>,
+    isolation: Isolation,
+    limits: Limits,
+    shutdown_timeout: Duration,
 }
 
 impl TestHostBuilder {
@@ -100,13 +117,31 @@ impl TestHostBuilder {
         self
     }
 
+    /// Serves under `isolation`.
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Changes the limits.
+    pub fn limits(mut self, change: impl FnOnce(&mut Limits)) -> Self {
+        change(&mut self.limits);
+        self
+    }
+
+    /// How long stopping waits for open connections.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
     /// Binds the listeners and starts serving.
     pub fn start(mut self) -> TestHost {
         init_logging();
         if self.listeners.is_empty() {
             self.listeners.push(("127.0.0.1:0".parse().unwrap(), ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_FREE));
         }
-        let pre = compiled(&self.component);
+        let pre = compiled(&self.component, self.isolation);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let listeners: Vec<_> = {
             let _entered = runtime.enter();
@@ -122,7 +157,9 @@ impl TestHostBuilder {
             component_name: evconn_host::component::name(&self.component),
             listeners,
             allow_bind: self.allow_bind,
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: self.shutdown_timeout,
+            isolation: self.isolation,
+            limits: self.limits,
         };
         let thread = std::thread::spawn(move || {
             runtime.block_on(server.run(async {
@@ -141,7 +178,14 @@ impl TestHost {
 
     /// A host to configure before starting.
     pub fn builder(component: &Path) -> TestHostBuilder {
-        TestHostBuilder { component: component.to_path_buf(), listeners: Vec::new(), allow_bind: Vec::new() }
+        TestHostBuilder {
+            component: component.to_path_buf(),
+            listeners: Vec::new(),
+            allow_bind: Vec::new(),
+            isolation: Isolation::Shared,
+            limits: Limits { max_connections: POOLED_INSTANCES, ..Limits::default() },
+            shutdown_timeout: Duration::from_secs(5),
+        }
     }
 
     /// Whether the host has stopped on its own (the guest called `loop-exit`).

@@ -1,0 +1,151 @@
+//! One instance of the guest component: its store, with memory capped and
+//! every callback bounded in time, and the calls the host makes into it.
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::bindings::{ConnectionEvent, Handler, HandlerPre};
+use crate::connection::Connection;
+use crate::services::Services;
+use crate::state::HostState;
+use crate::worker::Worker;
+
+/// A live instance of the guest.
+pub struct Instance {
+    pub(crate) store: Store<HostState>,
+    exports: Handler,
+    /// Counts the instances a worker made, so a connection can tell whether
+    /// the instance that accepted it is still the current one.
+    pub(crate) generation: u64,
+}
+
+/// How a callback ended.
+pub enum Outcome {
+    /// It returned normally.
+    Returned,
+    /// The guest returned `err`: the connection concerned is closed.
+    GuestError(String),
+    /// The guest trapped (or ran out of time): the instance is unusable.
+    Trapped,
+}
+
+/// Why a callback was interrupted, as the trap's message.
+#[derive(Debug, thiserror::Error)]
+#[error("the callback ran longer than --guest-timeout ({0:?})")]
+struct Timeout(std::time::Duration);
+
+impl Instance {
+    /// Instantiates `pre` in a fresh store whose limits come from `services`.
+    pub async fn new(
+        pre: &HandlerPre<HostState>,
+        services: &Arc<Services>,
+        worker: Weak<Worker>,
+        generation: u64,
+    ) -> wasmtime::Result<Self> {
+        let timeout = services.limits().guest_timeout;
+        let mut store = Store::new(pre.engine(), HostState::new(services.clone(), worker));
+        store.limiter(|state| &mut state.store_limits);
+        // Each epoch tick the guest yields to the reactor, so other
+        // connections and the accept loop run while a callback is long; past
+        // its deadline the callback traps.
+        store.epoch_deadline_callback(move |store| {
+            if Instant::now() >= store.data().call_deadline {
+                return Err(Timeout(timeout).into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        arm_deadline(&mut store);
+        let exports = pre.instantiate_async(&mut store).await?;
+        Ok(Instance { store, exports, generation })
+    }
+
+    /// Runs one export call; a trap is logged and reported as `Trapped`.
+    pub async fn call(
+        &mut self,
+        call: impl AsyncFnOnce(&Handler, &mut Store<HostState>) -> wasmtime::Result<Result<(), String>>,
+    ) -> Outcome {
+        arm_deadline(&mut self.store);
+        match call(&self.exports, &mut self.store).await {
+            Ok(Ok(())) => Outcome::Returned,
+            Ok(Err(message)) => Outcome::GuestError(message),
+            Err(trap) => {
+                let services = &self.store.data().services;
+                services.stats.traps.increment();
+                tracing::error!(component = %services.component(), generation = self.generation, error = %format!("{trap:#}"), "guest trapped");
+                Outcome::Trapped
+            }
+        }
+    }
+
+    /// Calls `on-accept` with a fresh owned handle to `conn`.
+    pub async fn accept(&mut self, listener: &Arc<crate::listener::Listener>, conn: &Arc<Connection>) -> Outcome {
+        self.call(async |exports, store| {
+            let state = store.data_mut();
+            let listener = state.borrow_listener(listener)?;
+            let owned = state.adopt_connection(conn)?;
+            exports
+                .evconn_listener_callbacks()
+                .call_on_accept(store, listener, owned, conn.peer().into())
+                .await
+        })
+        .await
+    }
+
+    /// Calls `on-data` for `conn`.
+    pub async fn data(&mut self, conn: &Connection, data: &[u8]) -> Outcome {
+        self.call(async |exports, store| {
+            let Some(borrow) = store.data().borrow_connection(conn) else {
+                return Ok(Ok(()));
+            };
+            exports.evconn_listener_callbacks().call_on_data(store, borrow, data).await
+        })
+        .await
+    }
+
+    /// Calls `on-event` for `conn`.
+    pub async fn event(&mut self, conn: &Connection, event: ConnectionEvent) -> Outcome {
+        self.call(async |exports, store| {
+            let Some(borrow) = store.data().borrow_connection(conn) else {
+                return Ok(Ok(()));
+            };
+            exports.evconn_listener_callbacks().call_on_event(store, borrow, event).await
+        })
+        .await
+    }
+
+    /// Calls `on-accept-error` for a failed `accept()` on `listener`.
+    pub async fn accept_error(
+        &mut self,
+        listener: &Arc<crate::listener::Listener>,
+        error: &std::io::Error,
+    ) -> Outcome {
+        let error = crate::host_api::accept_error(error);
+        self.call(async |exports, store| {
+            let listener = store.data_mut().borrow_listener(listener)?;
+            exports
+                .evconn_listener_callbacks()
+                .call_on_accept_error(store, listener, &error)
+                .await
+                .map(Ok)
+        })
+        .await
+    }
+
+    /// Closes every connection this instance serves; returns how many.
+    pub fn close_connections(&self) -> usize {
+        let mut closed = 0;
+        for conn in self.store.data().connections() {
+            conn.close();
+            closed += 1;
+        }
+        closed
+    }
+}
+
+/// Gives the next callback (or instantiation) its full time.
+fn arm_deadline(store: &mut Store<HostState>) {
+    let timeout = store.data().services.limits().guest_timeout;
+    store.data_mut().call_deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+}
