@@ -53,7 +53,10 @@ impl Instance {
             if Instant::now() >= store.data().call_deadline {
                 return Err(Timeout(timeout).into());
             }
-            Ok(UpdateDeadline::Yield(1))
+            // tokio's yield_now, unlike a plain self-wake, lets the reactor
+            // poll for I/O before this task runs again, so other
+            // connections are served between the guest's ticks.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
         arm_deadline(&mut store);
         let exports = pre.instantiate_async(&mut store).await?;
@@ -72,7 +75,8 @@ impl Instance {
             Err(trap) => {
                 let services = &self.store.data().services;
                 services.stats.traps.increment();
-                tracing::error!(component = %services.component(), generation = self.generation, error = %format!("{trap:#}"), "guest trapped");
+                tracing::error!(component = %services.component(), generation = self.generation, reason = %trap.root_cause(), "guest trapped");
+                tracing::debug!(error = ?trap, "guest trap in full");
                 Outcome::Trapped
             }
         }

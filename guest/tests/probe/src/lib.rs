@@ -17,6 +17,10 @@
 //! | `close` | nothing: the connection closes |
 //! | `fail` | nothing: the callback returns an error |
 //! | `trap` | nothing: the guest panics |
+//! | `spin` | nothing: the callback loops forever |
+//! | `busy MS` | `done` after computing for MS milliseconds |
+//! | `grow MIB` | `grew` or `refused`: tries to reserve MIB more mebibytes |
+//! | `hog` | nothing: allocates until memory runs out (an abort) |
 //! | `exit` | `ok`, then the host exits |
 //!
 //! Accept errors are only logged (`accept error ERRNO (TEXT)`), so tests can
@@ -40,6 +44,8 @@ struct Probe {
     /// Listeners this instance bound, by id.
     bound: HashMap<u64, Listener>,
     accepted: u64,
+    /// Memory `grow` reserved, kept so it stays in use.
+    kept: Vec<Vec<u8>>,
 }
 
 impl Handler for Probe {
@@ -191,6 +197,36 @@ impl Probe {
             }
             ["fail"] => return Err("asked to fail".to_string()),
             ["trap"] => panic!("asked to trap"),
+            ["spin"] => loop {
+                std::hint::spin_loop();
+            },
+            ["busy", ms] => {
+                let ms: u64 = ms.parse().map_err(|e| format!("bad duration: {e}"))?;
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                "done".to_string()
+            }
+            ["grow", mib] => {
+                let mib: usize = mib.parse().map_err(|e| format!("bad size: {e}"))?;
+                let mut block: Vec<u8> = Vec::new();
+                match block.try_reserve_exact(mib << 20) {
+                    Ok(()) => {
+                        // Touch every page so the memory is really used.
+                        block.resize(mib << 20, 1);
+                        self.kept.push(block);
+                        "grew".to_string()
+                    }
+                    Err(_) => "refused".to_string(),
+                }
+            }
+            ["hog"] => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                }
+            }
             ["exit"] => {
                 reactor::loop_exit();
                 "ok".to_string()
