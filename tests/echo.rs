@@ -8,6 +8,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use rand::{Rng, RngCore, SeedableRng};
+use evconn_host::Isolation;
 use support::TestHost;
 
 /// Sends `payload`, half-closes, and reads everything back until end of stream.
@@ -28,10 +29,21 @@ fn echo_round(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
 }
 
 /// 50 concurrent clients with random payloads from 1 byte to 4 MiB each get
-/// their own bytes back, byte for byte.
+/// their own bytes back, byte for byte, from one shared instance.
 #[test]
 fn fifty_clients_get_their_bytes_back() {
-    let host = TestHost::start(&support::guest("echo"));
+    fifty_clients(Isolation::Shared);
+}
+
+/// The same echo component passes the same test with an instance per
+/// connection.
+#[test]
+fn fifty_clients_get_their_bytes_back_with_an_instance_each() {
+    fifty_clients(Isolation::Connection);
+}
+
+fn fifty_clients(isolation: Isolation) {
+    let host = TestHost::builder(&support::guest("echo")).isolation(isolation).start();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let mut sizes: Vec<usize> = (0..48).map(|_| rng.random_range(1..=4 << 20)).collect();
     sizes.extend([1, 4 << 20]); // both ends of the range, always

@@ -22,6 +22,9 @@
 //! | `grow MIB` | `grew` or `refused`: tries to reserve MIB more mebibytes |
 //! | `hog` | nothing: allocates until memory runs out (an abort) |
 //! | `exit` | `ok`, then the host exits |
+//! | `env` | `env N`: how many environment variables and arguments the guest sees |
+//! | `read PATH` | `read N` bytes, or `denied TEXT` |
+//! | `connect ADDR` | `connected`, or `denied TEXT`: an outbound TCP connection |
 //!
 //! Accept errors are only logged (`accept error ERRNO (TEXT)`), so tests can
 //! watch the host back off and recover.
@@ -225,6 +228,18 @@ impl Probe {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
                     hoard.push(vec![1u8; 1 << 20]);
+                }
+            }
+            ["env"] => format!("env {}", std::env::vars_os().count() + std::env::args_os().count()),
+            ["read", path] => match std::fs::read(path) {
+                Ok(bytes) => format!("read {}", bytes.len()),
+                Err(e) => format!("denied {e}"),
+            },
+            ["connect", address] => {
+                let address: SocketAddr = address.parse().map_err(|e| format!("bad address: {e}"))?;
+                match std::net::TcpStream::connect(address) {
+                    Ok(_) => "connected".to_string(),
+                    Err(e) => format!("denied {e}"),
                 }
             }
             ["exit"] => {
