@@ -286,21 +286,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Completes on SIGINT or SIGTERM.
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; stop with SIGINT");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    // Both streams are registered before the first signal, so a second one
+    // that follows at once is not missed.
+    let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot watch SIGINT and SIGTERM; stop the host with SIGKILL");
+            return std::future::pending().await;
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping; a second signal exits at once"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: stopping; a second signal exits at once"),
         _ = terminate.recv() => tracing::info!("SIGTERM: stopping; a second signal exits at once"),
     }
     tokio::spawn(async move {
         let signal = tokio::select! {
-            _ = tokio::signal::ctrl_c() => libc::SIGINT,
+            _ = interrupt.recv() => libc::SIGINT,
             _ = terminate.recv() => libc::SIGTERM,
         };
         tracing::warn!("second signal: exiting at once");

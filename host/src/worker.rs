@@ -1,8 +1,8 @@
 //! A reactor worker's guests: under the shared model one instance serves
 //! every connection, one callback at a time (libevent's model); under the
 //! per-connection model each connection gets an instance of its own. Either
-//! way a trapped instance is dropped, its connections closed, and the next
-//! one made after a pause that grows while traps keep coming.
+//! way a trapped instance is dropped and its connections closed; the shared
+//! one is replaced after a pause that grows while traps keep coming.
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
@@ -46,7 +46,7 @@ pub struct Worker {
     /// Buffers lent to one read and the callback that follows it, so that
     /// idle connections hold none.
     read_buffers: Mutex<Vec<Box<[u8]>>>,
-    /// Slows down making instances while traps keep coming.
+    /// Slows down replacing the shared instance while traps keep coming.
     trap_backoff: Mutex<TrapBackoff>,
 }
 
@@ -93,7 +93,7 @@ impl Slot {
 
 /// The pause before making an instance after a trap: none after a lone
 /// trap, then 10 ms doubling to 1 s while traps come less than a second
-/// apart.
+/// apart, not counting the pause itself.
 #[derive(Debug, Default)]
 struct TrapBackoff {
     last_trap: Option<Instant>,
@@ -107,7 +107,10 @@ impl TrapBackoff {
 
     fn record_trap(&mut self) {
         let now = Instant::now();
-        let recent = self.last_trap.is_some_and(|last| now - last < Self::QUIET);
+        // The pause the host imposed since the last trap does not count:
+        // otherwise, once it reaches QUIET, a guest that traps at once on
+        // every new instance would look quiet and the pause would start over.
+        let recent = self.last_trap.is_some_and(|last| now - last < Self::QUIET + self.pause);
         self.pause = if recent { (self.pause * 2).clamp(Self::FIRST, Self::MAX) } else { Duration::ZERO };
         self.last_trap = Some(now);
     }
@@ -163,7 +166,13 @@ impl Worker {
     /// The slot's instance, made afresh (after the trap pause) if needed.
     async fn instance<'s>(self: &Arc<Self>, slot: &'s mut Slot) -> Option<&'s mut Instance> {
         if slot.instance.is_none() {
-            let pause = lock(&self.trap_backoff).pause();
+            // Only the shared instance is replaced after a trap; under the
+            // per-connection model a trap ends one connection, and the next
+            // connection's fresh instance owes nothing to it.
+            let pause = match self.isolation {
+                Isolation::Shared => lock(&self.trap_backoff).pause(),
+                Isolation::Connection => Duration::ZERO,
+            };
             if !pause.is_zero() {
                 tracing::debug!(?pause, "traps keep coming: waiting before a new instance");
                 tokio::time::sleep(pause).await;
@@ -240,7 +249,10 @@ impl Worker {
                 _ = tokio::time::sleep_until(idle_deadline.map_or(far, Into::into)),
                     if idle_deadline.is_some() && !conn.is_closing() =>
                 {
-                    if idle_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    // Bytes sent without a read (output flushed, or written
+                    // from another connection's callback) moved the deadline:
+                    // look at the latest activity, not the one this sleep used.
+                    if idle_timeout.is_some_and(|t| Instant::now() >= conn.last_activity() + t) {
                         self.idle(&mut own, conn, generation).await;
                     }
                 }
