@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{ArgAction, Parser};
 
 use crate::bindings::ListenOptions;
+use crate::code_cache::CodeCache;
 use crate::limits::Limits;
 use crate::server::Server;
 use crate::worker::Isolation;
@@ -21,12 +22,26 @@ use crate::socket::{DEFAULT_BACKLOG, OPTION_NAMES, bind_listener, option_by_name
 /// with nothing granted: no files, no environment, no sockets of its own
 /// beyond the addresses --allow-bind permits.
 #[derive(Debug, Parser)]
-#[command(name = "host", version)]
+#[command(name = "host", version, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The handler: a WebAssembly component of the world
-    /// evconn:listener/handler@0.1.0.
-    #[arg(long, value_name = "FILE")]
-    pub component: PathBuf,
+    /// evconn:listener/handler@0.1.0, or a file `host compile` made from one
+    /// on this machine (only load those you made: they run unchecked).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub component: Option<PathBuf>,
+
+    /// Where compiled components are kept between runs, so a restart does
+    /// not compile again. Default: $XDG_CACHE_HOME/evconn or ~/.cache/evconn.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start; keep nothing on disk.
+    #[arg(long)]
+    pub no_cache: bool,
 
     /// An address to listen on; repeat for several. IPv6 goes in brackets:
     /// [::1]:9876. The port must be in 1..65535.
@@ -101,6 +116,21 @@ pub struct Args {
     /// Log less: -q for warnings and errors only, -qq for errors only.
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
     pub quiet: u8,
+}
+
+/// Commands other than serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Compile a component ahead of time for this machine and host; serve
+    /// the result with `host --component FILE`, which then starts without
+    /// compiling.
+    Compile {
+        /// The component to compile.
+        component: PathBuf,
+        /// Where to write the compiled file.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 impl Args {
@@ -249,9 +279,32 @@ fn parse_listen_option(name: &str) -> Result<ListenOptions, String> {
     })
 }
 
-/// Runs the host: loads the component, binds the listeners, serves until
-/// SIGINT, SIGTERM or the guest's `loop-exit`.
+/// Runs the command line: serves, or runs a subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    match &args.command {
+        Some(Command::Compile { component, output }) => compile(component, output),
+        None => serve(args),
+    }
+}
+
+/// `host compile`: writes the compiled form of a component.
+fn compile(component: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
+    // Serving engines differ only in how instances are allocated, which
+    // compiled code does not depend on.
+    let engine = crate::component::engine(Isolation::Shared, &Limits::default())?;
+    let compiled = crate::component::precompile(&engine, component)?;
+    std::fs::write(output, compiled).with_context(|| format!("cannot write {}", output.display()))?;
+    tracing::info!(component = %component.display(), output = %output.display(), "compiled");
+    Ok(())
+}
+
+/// Serves: loads the component, binds the listeners, serves until SIGINT,
+/// SIGTERM or the guest's `loop-exit`.
+fn serve(args: Args) -> anyhow::Result<()> {
+    let Some(component_path) = args.component.clone() else {
+        // clap requires --component when there is no subcommand.
+        anyhow::bail!("--component is required");
+    };
     args.validate()?;
     let limits = args.limits()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -259,7 +312,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the reactor")?;
     let engine = crate::component::engine(args.isolation, &limits)?;
-    let component = crate::component::load(&engine, &args.component)?;
+    let cache = match (&args.cache_dir, args.no_cache) {
+        (_, true) => None,
+        (Some(dir), false) => Some(CodeCache::new(dir)),
+        (None, false) => CodeCache::default_dir().map(CodeCache::new),
+    };
+    let component = crate::component::load(&engine, &component_path, cache.as_ref())?;
 
     let options = args.listen_options();
     // Binding registers nothing with the reactor, but converting to tokio's
@@ -273,7 +331,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let server = Server {
         component,
-        component_name: crate::component::name(&args.component),
+        component_name: crate::component::name(&component_path),
         listeners,
         allow_bind: args.allow_bind,
         shutdown_timeout: args.shutdown_timeout,

@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled};
 
 use crate::bindings::{Handler, HandlerPre};
+use crate::code_cache::CodeCache;
 use crate::limits::{EPOCH_TICK, Limits};
 use crate::worker::Isolation;
 use crate::state::HostState;
@@ -114,9 +115,49 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     Ok(linker)
 }
 
-/// Reads, compiles and links the component at `path`.
-pub fn load(engine: &Engine, path: &Path) -> Result<Compiled, LoadError> {
+/// Reads, compiles and links the component at `path`: a component, or a
+/// file made by `host compile` for this host. With `cache`, compiled code is
+/// reused across runs.
+pub fn load(engine: &Engine, path: &Path, cache: Option<&CodeCache>) -> Result<Compiled, LoadError> {
     let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
+    let compile_error = |e: wasmtime::Error| LoadError::Compile { path: path.into(), reason: one_line(&e) };
+    let component = if Engine::detect_precompiled(&bytes) == Some(Precompiled::Component) {
+        // SAFETY: precompiled files are trusted input: the operator made
+        // them with `host compile` (the docs of --component say so), and
+        // wasmtime checks they match this engine's version and settings.
+        unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| LoadError::Compile {
+            path: path.into(),
+            reason: format!("{} (precompiled by another host or with other settings? run `host compile` again)", one_line(&e)),
+        })?
+    } else {
+        check_header(path, &bytes)?;
+        match cache {
+            Some(cache) => cache.compile(engine, &bytes),
+            None => Component::new(engine, &bytes),
+        }
+        .map_err(compile_error)?
+    };
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: one_line(&e) };
+    let linker = linker(engine).map_err(compile_error)?;
+    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+    HandlerPre::new(pre).map(Compiled).map_err(wrong_world)
+}
+
+/// Compiles the component at `path` for this machine and host: what
+/// `host compile` writes.
+pub fn precompile(engine: &Engine, path: &Path) -> Result<Vec<u8>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
+    check_header(path, &bytes)?;
+    // Linking checks the world, so a file that could never serve is refused now.
+    load(engine, path, None)?;
+    engine
+        .precompile_component(&bytes)
+        .map_err(|e| LoadError::Compile { path: path.into(), reason: one_line(&e) })
+}
+
+/// Refuses files that are not components before wasmtime sees them, with
+/// a message that says what they are.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     if !bytes.starts_with(b"\0asm") {
         return Err(LoadError::NotWasm { path: path.into() });
     }
@@ -125,12 +166,7 @@ pub fn load(engine: &Engine, path: &Path) -> Result<Compiled, LoadError> {
     if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
         return Err(LoadError::CoreModule { path: path.into() });
     }
-    let component = Component::new(engine, &bytes)
-        .map_err(|e| LoadError::Compile { path: path.into(), reason: one_line(&e) })?;
-    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: one_line(&e) };
-    let linker = linker(engine).map_err(|e| LoadError::Compile { path: path.into(), reason: one_line(&e) })?;
-    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    HandlerPre::new(pre).map(Compiled).map_err(wrong_world)
+    Ok(())
 }
 
 /// An error and its causes on one line.

@@ -6,6 +6,7 @@
 //! - [`cli`]: the `host` command line, checked before anything is bound.
 //! - [`socket`]: listening sockets with libevent's options and backlog rules.
 //! - [`component`]: the engine, and loading a guest against the world.
+//! - [`code_cache`]: compiled components kept between runs.
 //! - [`limits`]: what a guest or a peer may use.
 //! - [`server`]: a running host: listeners, worker, orderly stop.
 //! - `listener`: a listening socket's state and accept loop.
@@ -18,6 +19,7 @@
 //! - `bindings`: code generated from `wit/`.
 //! - `guest_log`: guest stdout and stderr into the host's log.
 pub mod cli;
+pub mod code_cache;
 pub mod component;
 pub mod limits;
 pub mod server;

@@ -32,7 +32,7 @@ pub fn guest(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace())
-            .args(["build", "--quiet", "--workspace", "--exclude", "evconn-host"])
+            .args(["build", "--quiet", "--workspace", "--exclude", "evconn-host", "--exclude", "evconn-bench"])
             .args(["--target", "wasm32-wasip2", "--profile", "guest"])
             .env("CARGO_TARGET_DIR", &target)
             .status()
@@ -80,7 +80,7 @@ fn compiled(component: &Path, isolation: Isolation) -> evconn_host::component::C
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
     cache
         .entry((component.to_path_buf(), isolation))
-        .or_insert_with(|| evconn_host::component::load(&engine, component).expect("the guest loads"))
+        .or_insert_with(|| evconn_host::component::load(&engine, component, None).expect("the guest loads"))
         .clone()
 }
 
