@@ -91,10 +91,25 @@ fn cache_spares_the_second_start() {
     assert!(std::fs::read(&stored[0]).unwrap().starts_with(b"\x7fELF"), "the entry was not rewritten");
 }
 
-/// A fresh folder under the target directory, emptied first.
-fn tempdir(name: &str) -> std::path::PathBuf {
+/// A fresh folder under the target directory, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(name: &str) -> TempDir {
     let dir = support::workspace().join("target").join("test-tmp").join(format!("code-cache-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
