@@ -5,60 +5,17 @@
 //! the waiting client once descriptors are free again.
 mod support;
 
-use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::procfs::{clock_ticks_per_second, cpu_ticks, limit_descriptors};
 use support::{HostProcess, Probe};
 
-/// The descriptors open in process `pid`.
-fn open_fds(pid: u32) -> BTreeSet<u32> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the host's descriptor table is readable")
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().parse().unwrap())
-        .collect()
-}
-
 /// Lowers the descriptor limit of `pid` so that its next new descriptor
-/// fails with `EMFILE`, and returns the limit. The kernel hands out the
-/// lowest free number and refuses one at or above the limit, so the limit is
-/// the lowest free number (holes above it, or descriptors above it that stay
-/// open, do not matter).
+/// fails with `EMFILE`, and returns the limit.
 fn leave_no_descriptor(pid: u32) -> u32 {
-    let open = open_fds(pid);
-    let limit = (0..).find(|fd| !open.contains(fd)).unwrap();
-    eprintln!("host {pid} holds {} descriptors {open:?}; limiting it to {limit}", open.len());
-    let status = Command::new("prlimit")
-        .arg("--pid")
-        .arg(pid.to_string())
-        .arg(format!("--nofile={limit}:{limit}"))
-        .status()
-        .expect("prlimit runs");
-    assert!(status.success(), "prlimit failed: {status}");
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(fields[3..5], [limit.to_string(), limit.to_string()], "{line}");
-    limit
-}
-
-/// The CPU time (user + system, in clock ticks) process `pid` has used.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5), utime and stime; `rest` starts at field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    assert!(ticks > 0, "sysconf(_SC_CLK_TCK) failed");
-    ticks as u64
+    limit_descriptors(pid, 0)
 }
 
 /// The echo guest, told that `accept()` failed with `EMFILE`, logs the line

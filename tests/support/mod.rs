@@ -2,6 +2,8 @@
 //! or as the `host` binary) and talks to them.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod procfs;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
