@@ -13,9 +13,12 @@ use support::{HostProcess, free_port};
 /// Starts the host binary with `args` and checks it echoes.
 fn serves_echo(args: &[&str]) -> HostProcess {
     let address = format!("127.0.0.1:{}", free_port());
-    let mut all = vec!["--listen", address.as_str(), "-v"];
-    all.extend_from_slice(args);
-    let host = HostProcess::spawn(&all);
+    let host = HostProcess::spawn_with(
+        Command::new(support::host_binary())
+            .args(["--listen", address.as_str()])
+            .args(args)
+            .env("RUST_LOG", "debug,cranelift=warn,wasmtime=warn"),
+    );
     assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "not listening:\n{}", host.output());
     let mut stream = TcpStream::connect(&address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

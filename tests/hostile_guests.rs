@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use support::procfs::{cpu_time, status_kb};
 use support::HostProcess;
 
 /// How long to wait for anything the host should do promptly.
@@ -154,29 +155,6 @@ fn stop_and_stats(host: &mut HostProcess) -> HashMap<String, u64> {
         assert!(stats.contains_key(name), "the stats line has {name}: {line}");
     }
     stats
-}
-
-/// A field of /proc/PID/status in kB, such as `VmRSS` or `VmHWM`.
-fn proc_status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reads /proc/PID/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// CPU time (user and system) the process has used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reads /proc/PID/stat");
-    // Fields after the command name (which is in parentheses and may hold
-    // spaces): state is field 3, utime 14 and stime 15.
-    let after = &stat[stat.rfind(')').expect("a command name") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
 }
 
 /// Fails if the host itself panicked (the probe's own panic, how it traps,
@@ -400,14 +378,14 @@ fn memory_scenario(isolation: &str) {
     grower.expect("grow 4", "grew");
     grower.expect("ping", "pong");
     assert_eq!(host.count_lines("guest trapped"), 0, "a refused growth is not a trap:\n{}", host.output());
-    let rss_grown = proc_status_kb(pid, "VmRSS");
+    let rss_grown = status_kb(pid, "VmRSS");
 
     grower.send("hog");
     let closed = grower.wait_closed(PROMPTLY);
     let closed = closed.unwrap_or_else(|| panic!("the hog's connection is closed:\n{}", host.output()));
     assert!(host.wait_for_line("guest trapped", PROMPTLY).is_some(), "the hog trapped:\n{}", host.output());
-    let rss_after = proc_status_kb(pid, "VmRSS");
-    let peak = proc_status_kb(pid, "VmHWM");
+    let rss_after = status_kb(pid, "VmRSS");
+    let peak = status_kb(pid, "VmHWM");
     eprintln!(
         "--isolation {isolation}: VmRSS {rss_grown} kB after grow 4, {rss_after} kB after hog; VmHWM {peak} kB; \
          hog's connection closed after {closed:?}"

@@ -61,16 +61,9 @@ fn sigterm(host: &HostProcess) {
     assert_eq!(result, 0, "kill(SIGTERM) failed: {}", std::io::Error::last_os_error());
 }
 
-/// The resident set of process `pid`, in bytes (`VmRSS` in /proc/PID/status).
+/// The resident set of process `pid`, in bytes.
 fn vm_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status is readable");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected VmRSS line {line:?}"));
-    kib << 10
+    support::procfs::status_kb(pid, "VmRSS") << 10
 }
 
 /// Whether a connection made to `addr` now goes unserved: refused, reset, or

@@ -58,7 +58,7 @@ impl CodeCache {
             // the name pins the engine settings they were made with.
             match unsafe { Component::deserialize_file(engine, &entry) } {
                 Ok(component) => {
-                    tracing::info!(entry = %entry.display(), "compiled code from the cache");
+                    tracing::debug!(entry = %entry.display(), "compiled code from the cache");
                     return Ok(component);
                 }
                 Err(e) => tracing::warn!(entry = %entry.display(), error = %e, "unusable cache entry; compiling again"),

@@ -256,9 +256,12 @@ impl HostProcess {
     }
 
     /// Starts a prepared command (the `host` binary, or a wrapper of it).
+    /// Logs at info unless the command sets `RUST_LOG` itself.
     pub fn spawn_with(command: &mut Command) -> Self {
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env("RUST_LOG", "info,cranelift=warn,wasmtime=warn");
+        }
         let mut child = command
-            .env("RUST_LOG", "info,cranelift=warn,wasmtime=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -53,6 +53,11 @@ pub fn clock_ticks_per_second() -> u64 {
     ticks as u64
 }
 
+/// The CPU time (user + system) process `pid` has used.
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(cpu_ticks(pid) * 1000 / clock_ticks_per_second())
+}
+
 /// A field of /proc/PID/status in kB, such as `VmRSS` or `VmHWM`.
 pub fn status_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
