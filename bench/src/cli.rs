@@ -1,0 +1,133 @@
+//! The `bench` command line and the plan it turns into.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Where scripts/bench puts what it builds, relative to the workspace root.
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Runs evconn's host (echo guest, both isolation models), a native tokio
+/// echo server and libevent's echo example side by side on loopback, and
+/// writes a markdown table, an SVG chart and JSON to --out.
+///
+/// Every measurement starts its server afresh on a free port, pinned to one
+/// CPU with the load on another (when there are two), and stops it after.
+/// Rounds rotate the order of the servers. Exits non-zero when a server
+/// fails to start or a figure is missing, except libevent when
+/// --libevent-missing says why it could not be built.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+pub struct Args {
+    /// Rounds of every measurement on every server.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+
+    /// Length of each timed measurement window, in seconds (after a warm-up
+    /// of a sixth of it, at most 1 s).
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+
+    /// A quick check that everything works: 1 round, 0.3 s windows, 200 idle
+    /// connections. Every server and every figure, in well under a minute;
+    /// its figures say nothing about speed.
+    #[arg(long)]
+    pub smoke: bool,
+
+    /// Idle connections held open for the memory figure. Clamped to what
+    /// RLIMIT_NOFILE allows once raised to its hard limit.
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_connections: usize,
+
+    /// Where to write report.md, chart.svg and results.json.
+    /// Default: target/bench-results/<UTC time>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// evconn's host binary.
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/host"))]
+    pub host: PathBuf,
+
+    /// The echo guest component.
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm32-wasip2/guest/echo.wasm"))]
+    pub echo_wasm: PathBuf,
+
+    /// The native tokio echo server (this crate's `native-echo`).
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/native-echo"))]
+    pub native_echo: PathBuf,
+
+    /// libevent's echo example, built from bench/libevent/echo.c.
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/libevent-echo"))]
+    pub libevent_echo: PathBuf,
+
+    /// Why libevent's echo server could not be built: it is then reported
+    /// as missing, with this reason, instead of failing the run.
+    #[arg(long, value_name = "REASON")]
+    pub libevent_missing: Option<String>,
+}
+
+/// How long and how much each measurement runs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub rounds: u32,
+    /// Load runs this long before the window opens, so that connections,
+    /// caches and the server's buffers are warm.
+    #[serde(serialize_with = "seconds")]
+    pub warmup: Duration,
+    /// The timed window each rate and CPU figure comes from.
+    #[serde(serialize_with = "seconds")]
+    pub window: Duration,
+    pub pingpong_connections: usize,
+    pub message_bytes: usize,
+    pub bulk_connections: usize,
+    pub bulk_write_bytes: usize,
+    /// Connections opening and closing at once in the connect-rate test:
+    /// enough to keep the server busy while a connect waits.
+    pub connect_concurrency: usize,
+    /// Bound on connections per connect-rate run, whatever the time.
+    pub connect_cap: u64,
+    /// Bound on latency samples kept per run.
+    pub latency_cap: usize,
+    pub idle_connections: usize,
+    pub smoke: bool,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Args {
+    /// The plan the flags ask for.
+    pub fn plan(&self) -> Result<Plan, String> {
+        if !(self.seconds > 0.0 && self.seconds <= 600.0) {
+            return Err(format!("--seconds {} is outside (0, 600]", self.seconds));
+        }
+        let (rounds, window, idle) = if self.smoke {
+            (1, Duration::from_millis(300), self.idle_connections.min(200))
+        } else {
+            (self.rounds, Duration::from_secs_f64(self.seconds), self.idle_connections)
+        };
+        Ok(Plan {
+            rounds,
+            warmup: (window / 6).min(Duration::from_secs(1)),
+            window,
+            pingpong_connections: 50,
+            message_bytes: 64,
+            bulk_connections: 10,
+            bulk_write_bytes: 16 << 10,
+            connect_concurrency: 8,
+            connect_cap: 500_000,
+            latency_cap: 2_000_000,
+            idle_connections: idle,
+            smoke: self.smoke,
+        })
+    }
+
+    /// The results folder: --out, or a fresh one named after the time.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let root = std::fs::canonicalize(ROOT).unwrap_or_else(|_| PathBuf::from(ROOT));
+            root.join("target/bench-results").join(crate::clock::utc_stamp())
+        })
+    }
+}

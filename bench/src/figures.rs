@@ -1,0 +1,129 @@
+//! The figures the report gives, the test each comes from, and which way is
+//! better.
+use serde::Serialize;
+
+/// One kind of load; each run of it on a fresh server yields its figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Test {
+    PingPong,
+    Latency,
+    Bulk,
+    Connect,
+    Idle,
+}
+
+impl Test {
+    pub const ALL: [Test; 5] = [Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Test::PingPong => "ping-pong",
+            Test::Latency => "latency",
+            Test::Bulk => "bulk",
+            Test::Connect => "connect",
+            Test::Idle => "idle",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Figure {
+    RoundTrips,
+    CpuPerRoundTrip,
+    LatencyP50,
+    LatencyP99,
+    BulkRate,
+    CpuPerMegabyte,
+    ConnectRate,
+    CpuPerConnection,
+    IdleMemory,
+    StartMemory,
+}
+
+/// By key, which carries the unit: `round-trips-per-s`.
+impl Serialize for Figure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.key())
+    }
+}
+
+impl Figure {
+    pub const ALL: [Figure; 10] = [
+        Figure::RoundTrips,
+        Figure::CpuPerRoundTrip,
+        Figure::LatencyP50,
+        Figure::LatencyP99,
+        Figure::BulkRate,
+        Figure::CpuPerMegabyte,
+        Figure::ConnectRate,
+        Figure::CpuPerConnection,
+        Figure::IdleMemory,
+        Figure::StartMemory,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Figure::RoundTrips => "round-trips-per-s",
+            Figure::CpuPerRoundTrip => "server-cpu-us-per-round-trip",
+            Figure::LatencyP50 => "latency-p50-us",
+            Figure::LatencyP99 => "latency-p99-us",
+            Figure::BulkRate => "bulk-mb-per-s",
+            Figure::CpuPerMegabyte => "server-cpu-ms-per-mb",
+            Figure::ConnectRate => "connections-per-s",
+            Figure::CpuPerConnection => "server-cpu-us-per-connection",
+            Figure::IdleMemory => "rss-kib-per-idle-connection",
+            Figure::StartMemory => "rss-mib-at-start",
+        }
+    }
+
+    /// What the row says, without the unit.
+    pub fn title(self) -> &'static str {
+        match self {
+            Figure::RoundTrips => "ping-pong, 50 conns x 64 B: round trips/s",
+            Figure::CpuPerRoundTrip => "ping-pong: server CPU per round trip",
+            Figure::LatencyP50 => "latency, 1 conn x 64 B: p50",
+            Figure::LatencyP99 => "latency, 1 conn x 64 B: p99",
+            Figure::BulkRate => "bulk, 10 conns x 16 KiB writes: MB/s",
+            Figure::CpuPerMegabyte => "bulk: server CPU per MB",
+            Figure::ConnectRate => "connect, exchange, close: connections/s",
+            Figure::CpuPerConnection => "connect: server CPU per connection",
+            Figure::IdleMemory => "idle connections: server RSS per connection",
+            Figure::StartMemory => "server RSS at start",
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Figure::RoundTrips => "1/s",
+            Figure::CpuPerRoundTrip | Figure::LatencyP50 | Figure::LatencyP99 | Figure::CpuPerConnection => "us",
+            Figure::BulkRate => "MB/s",
+            Figure::CpuPerMegabyte => "ms",
+            Figure::ConnectRate => "1/s",
+            Figure::IdleMemory => "KiB",
+            Figure::StartMemory => "MiB",
+        }
+    }
+
+    pub fn better(self) -> Better {
+        match self {
+            Figure::RoundTrips | Figure::BulkRate | Figure::ConnectRate => Better::Higher,
+            _ => Better::Lower,
+        }
+    }
+
+    /// Whether `a` is better than `b` for this figure.
+    pub fn beats(self, a: f64, b: f64) -> bool {
+        match self.better() {
+            Better::Higher => a > b,
+            Better::Lower => a < b,
+        }
+    }
+}

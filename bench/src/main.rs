@@ -1,0 +1,99 @@
+//! `bench`: runs evconn's host and native echo servers side by side on
+//! loopback, generates the load, and writes the report.
+mod cli;
+mod clock;
+mod figures;
+mod load;
+mod measure;
+mod procfs;
+mod report;
+mod runner;
+mod servers;
+mod stats;
+mod system;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::runner::Pins;
+use crate::servers::Programs;
+
+fn main() -> ExitCode {
+    match run(cli::Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Ok(false): the report was written but a server failed or a figure is
+/// missing.
+fn run(args: cli::Args) -> Result<bool, String> {
+    let started = Instant::now();
+    let mut plan = args.plan()?;
+    let programs = Programs {
+        host: args.host.clone(),
+        echo_wasm: args.echo_wasm.clone(),
+        native_echo: args.native_echo.clone(),
+        libevent_echo: match &args.libevent_missing {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(args.libevent_echo.clone()),
+        },
+    };
+    programs.check()?;
+    let out = args.out_dir();
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+
+    // The server gets the first CPU, the load the second; the latency client
+    // shares the server's (see load/latency.rs). Threads inherit the pin of
+    // the thread that starts them, so pinning now covers the runtime.
+    let cpus = system::allowed_cpus();
+    let pins = if cpus.len() >= 2 {
+        Pins { server: Some(cpus[0]), load: Some(cpus[1]), latency: Some(cpus[0]) }
+    } else {
+        Pins { server: None, load: None, latency: None }
+    };
+    if let Some(cpu) = pins.load {
+        system::pin_current_thread(cpu).map_err(|e| format!("pinning to CPU {cpu}: {e}"))?;
+    }
+    // Each idle connection costs a descriptor here and one in the server,
+    // which inherits this limit; leave room for everything else.
+    let nofile = system::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
+    let most = (nofile as usize).saturating_sub(100);
+    if plan.idle_connections > most {
+        eprintln!("bench: RLIMIT_NOFILE is {nofile}: holding {most} idle connections, not {}", plan.idle_connections);
+        plan.idle_connections = most;
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the load generator's runtime: {e}"))?;
+    eprintln!("bench: writing to {}", out.display());
+    let results = runner::run(&programs, &plan, pins, &logs, &runtime);
+    let context = report::Context {
+        plan: &plan,
+        pins,
+        programs: &programs,
+        cpus: cpus.len(),
+        seconds_taken: started.elapsed().as_secs_f64(),
+    };
+    let report = report::build(results, &context);
+    let markdown = report::write(&report, &out)?;
+    // The smoke run keeps CI's log short: its figures mean nothing, and
+    // failures were printed as they happened.
+    if !plan.smoke {
+        println!("{markdown}");
+    }
+    println!("Written: {0}/report.md, {0}/chart.svg, {0}/results.json ({1:.0} s)", out.display(), started.elapsed().as_secs_f64());
+    if !report.complete {
+        eprintln!("bench: incomplete: a server failed or a figure is missing (see Failures above)");
+    }
+    Ok(report.complete)
+}

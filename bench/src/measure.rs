@@ -1,0 +1,72 @@
+//! One measurement: one test on one freshly started server, turned into
+//! figures.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use crate::cli::Plan;
+use crate::figures::{Figure, Test};
+use crate::load;
+use crate::procfs::Usage;
+use crate::servers::Server;
+
+/// The figures of one measurement, and what else the machine was doing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub values: BTreeMap<Figure, f64>,
+    pub usage: Option<Usage>,
+    /// Operations in the window (round trips, bytes, connections,
+    /// latency samples or idle connections).
+    pub count: u64,
+    pub note: Option<String>,
+}
+
+/// Runs `test` against `server`; the latency client runs on `latency_cpu`.
+pub fn run(test: Test, server: &Server, plan: &Plan, runtime: &Runtime, latency_cpu: Option<usize>) -> Result<Outcome, String> {
+    let (address, pid) = (server.address, server.pid);
+    let per_op = |w: &load::Window, scale: f64| w.cpu_per_op().map(|s| s * scale).ok_or("no operation completed in the window");
+    Ok(match test {
+        Test::PingPong => {
+            let w = runtime.block_on(load::pingpong::run(address, pid, plan))?;
+            let cpu = per_op(&w, 1e6)?;
+            outcome([(Figure::RoundTrips, w.rate()), (Figure::CpuPerRoundTrip, cpu)], w)
+        }
+        Test::Latency => {
+            let l = load::latency::run(address, pid, plan, latency_cpu)?;
+            Outcome {
+                values: BTreeMap::from([(Figure::LatencyP50, l.p50_us), (Figure::LatencyP99, l.p99_us)]),
+                usage: Some(l.usage),
+                count: l.samples as u64,
+                note: None,
+            }
+        }
+        Test::Bulk => {
+            let w = runtime.block_on(load::bulk::run(address, pid, plan))?;
+            // Bytes echoed; CPU per 10^6 of them, in milliseconds.
+            let cpu = per_op(&w, 1e6 * 1e3)?;
+            outcome([(Figure::BulkRate, w.rate() / 1e6), (Figure::CpuPerMegabyte, cpu)], w)
+        }
+        Test::Connect => {
+            let w = runtime.block_on(load::connect::run(address, pid, plan))?;
+            let cpu = per_op(&w, 1e6)?;
+            outcome([(Figure::ConnectRate, w.rate()), (Figure::CpuPerConnection, cpu)], w)
+        }
+        Test::Idle => {
+            let i = runtime.block_on(load::idle::run(address, pid, plan))?;
+            Outcome {
+                values: BTreeMap::from([
+                    (Figure::IdleMemory, i.per_connection / 1024.0),
+                    (Figure::StartMemory, i.start_rss as f64 / (1024.0 * 1024.0)),
+                ]),
+                usage: None,
+                count: i.served as u64,
+                note: i.note,
+            }
+        }
+    })
+}
+
+fn outcome<const N: usize>(values: [(Figure, f64); N], w: load::Window) -> Outcome {
+    Outcome { values: BTreeMap::from(values), usage: Some(w.usage), count: w.ops, note: None }
+}

@@ -1,0 +1,282 @@
+//! Turns the measurements into the report: per figure and server a summary
+//! over rounds, evconn's ratios to the native servers, and the notes a
+//! reader needs; written as results.json, report.md and chart.svg.
+mod chart;
+mod table;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::cli::Plan;
+use crate::figures::{Better, Figure, Test};
+use crate::runner::{Failure, Pins, Results, Sample};
+use crate::servers::{Programs, ServerKind};
+use crate::stats::Summary;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub meta: Meta,
+    pub plan: Plan,
+    pub pins: Pins,
+    pub servers: Vec<ServerInfo>,
+    pub figures: Vec<FigureReport>,
+    pub noise: Vec<Noise>,
+    pub notes: Vec<String>,
+    /// Every server that could run gave every figure in every round.
+    pub complete: bool,
+    pub failures: Vec<Failure>,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Meta {
+    pub date: String,
+    pub cpu: String,
+    pub cpus: usize,
+    pub kernel: String,
+    /// Whether this load generator was built with optimisations.
+    pub bench_build: &'static str,
+    pub host: String,
+    pub libevent_version: Option<String>,
+    pub seconds_taken: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerInfo {
+    pub server: ServerKind,
+    pub label: &'static str,
+    pub command: String,
+    pub missing: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FigureReport {
+    pub figure: Figure,
+    pub title: &'static str,
+    pub unit: &'static str,
+    pub better: Better,
+    pub values: Vec<ServerValue>,
+    /// The native server with the better median.
+    pub best_native: Option<ServerKind>,
+    pub ratios: Vec<Ratio>,
+}
+
+impl FigureReport {
+    pub fn value(&self, server: ServerKind) -> Option<&ServerValue> {
+        self.values.iter().find(|v| v.server == server)
+    }
+
+    pub fn ratio(&self, server: ServerKind, against: ServerKind) -> Option<&Ratio> {
+        self.ratios.iter().find(|r| r.server == server && r.against == against)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerValue {
+    pub server: ServerKind,
+    pub summary: Summary,
+    /// By round; null where that round's measurement failed.
+    pub by_round: Vec<Option<f64>>,
+}
+
+/// An evconn figure divided by a native server's, round by round (both
+/// measured minutes apart), then summarised: steadier than a ratio of
+/// medians when the whole machine speeds up or slows down between rounds.
+#[derive(Debug, Serialize)]
+pub struct Ratio {
+    pub server: ServerKind,
+    pub against: ServerKind,
+    pub summary: Summary,
+}
+
+/// What else used the CPU during one test's windows, over all servers and
+/// rounds, in cores.
+#[derive(Debug, Serialize)]
+pub struct Noise {
+    pub test: Test,
+    pub load_cores_median: f64,
+    pub other_cores_median: f64,
+    pub other_cores_max: f64,
+    pub steal_cores_max: f64,
+}
+
+pub struct Context<'a> {
+    pub plan: &'a Plan,
+    pub pins: Pins,
+    pub programs: &'a Programs,
+    /// CPUs the benchmark was allowed, before it pinned itself to one.
+    pub cpus: usize,
+    pub seconds_taken: f64,
+}
+
+pub fn build(results: Results, context: &Context) -> Report {
+    let plan = context.plan;
+    let available: Vec<ServerKind> =
+        ServerKind::ALL.into_iter().filter(|k| context.programs.missing(*k).is_none()).collect();
+    let rounds = plan.rounds as usize;
+    let value = |figure: Figure, server: ServerKind, round: usize| {
+        results
+            .samples
+            .iter()
+            .filter(|s| s.server == server && s.round as usize == round)
+            .find_map(|s| s.outcome.values.get(&figure).copied())
+    };
+
+    let mut complete = results.failures.is_empty();
+    let mut figures = Vec::new();
+    for figure in Figure::ALL {
+        let mut values = Vec::new();
+        for &server in &available {
+            let by_round: Vec<Option<f64>> = (0..rounds).map(|r| value(figure, server, r)).collect();
+            complete &= by_round.iter().all(Option::is_some);
+            let present: Vec<f64> = by_round.iter().flatten().copied().collect();
+            if let Some(summary) = Summary::of(&present) {
+                values.push(ServerValue { server, summary, by_round });
+            }
+        }
+        let best_native = values
+            .iter()
+            .filter(|v| v.server.is_native())
+            .reduce(|a, b| if figure.beats(b.summary.median, a.summary.median) { b } else { a })
+            .map(|v| v.server);
+        let mut ratios = Vec::new();
+        for evconn in values.iter().filter(|v| !v.server.is_native()) {
+            for native in values.iter().filter(|v| v.server.is_native()) {
+                let per_round: Vec<f64> = evconn
+                    .by_round
+                    .iter()
+                    .zip(&native.by_round)
+                    .filter_map(|(e, n)| match (e, n) {
+                        (Some(e), Some(n)) if *n != 0.0 => Some(e / n),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(summary) = Summary::of(&per_round) {
+                    ratios.push(Ratio { server: evconn.server, against: native.server, summary });
+                }
+            }
+        }
+        figures.push(FigureReport {
+            figure,
+            title: figure.title(),
+            unit: figure.unit(),
+            better: figure.better(),
+            values,
+            best_native,
+            ratios,
+        });
+    }
+
+    Report {
+        meta: meta(context),
+        plan: plan.clone(),
+        pins: context.pins,
+        servers: ServerKind::ALL
+            .into_iter()
+            .map(|server| ServerInfo {
+                server,
+                label: server.label(),
+                command: context.programs.describe(server),
+                missing: context.programs.missing(server).map(str::to_string),
+            })
+            .collect(),
+        figures,
+        noise: noise(&results.samples),
+        notes: notes(&results.samples, context),
+        complete,
+        failures: results.failures,
+        samples: results.samples,
+    }
+}
+
+fn noise(samples: &[Sample]) -> Vec<Noise> {
+    Test::ALL
+        .into_iter()
+        .filter_map(|test| {
+            let usages: Vec<_> = samples.iter().filter(|s| s.test == test).filter_map(|s| s.outcome.usage).collect();
+            let of = |f: fn(&crate::procfs::Usage) -> f64| Summary::of(&usages.iter().map(f).collect::<Vec<_>>());
+            Some(Noise {
+                test,
+                load_cores_median: of(|u| u.load_cores)?.median,
+                other_cores_median: of(|u| u.other_cores)?.median,
+                other_cores_max: of(|u| u.other_cores)?.max,
+                steal_cores_max: of(|u| u.steal_cores)?.max,
+            })
+        })
+        .collect()
+}
+
+/// Other work on the machine, in cores, above which a window is noisy.
+const NOISY_CORES: f64 = 0.25;
+
+fn notes(samples: &[Sample], context: &Context) -> Vec<String> {
+    let mut notes = Vec::new();
+    if context.plan.smoke {
+        notes.push("Smoke run: tiny windows and counts, one round. It checks that every server starts and every figure comes out; its numbers say nothing about speed.".into());
+    }
+    if cfg!(debug_assertions) || context.programs.host.components().any(|c| c.as_os_str() == "debug") {
+        notes.push("Built without optimisations (the load generator or the host): figures say nothing about speed.".into());
+    }
+    for kind in ServerKind::ALL {
+        if let Some(reason) = context.programs.missing(kind) {
+            notes.push(format!("{} is missing: {reason}", kind.label()));
+        }
+    }
+    let windows: Vec<_> = samples.iter().filter_map(|s| s.outcome.usage).collect();
+    let noisy = windows.iter().filter(|u| u.other_cores > NOISY_CORES).count();
+    if noisy > 0 {
+        notes.push(format!(
+            "{noisy} of {} timed windows had more than {NOISY_CORES} cores of other work on the machine \
+             (see \"What else used the CPU\"): rates and latencies from them are suspect; server CPU per \
+             operation holds up better.",
+            windows.len()
+        ));
+    }
+    let mut seen = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.outcome.note.is_some()) {
+        seen.entry(s.server.label()).or_insert_with(Vec::new).push(s.outcome.note.clone().unwrap_or_default());
+    }
+    for (label, list) in seen {
+        notes.push(format!("{label}: {}", list[0]));
+    }
+    notes
+}
+
+fn meta(context: &Context) -> Meta {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let libevent_version = std::process::Command::new("pkg-config")
+        .args(["--modversion", "libevent"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    Meta {
+        date: crate::clock::utc_now(),
+        cpu,
+        cpus: context.cpus,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        bench_build: if cfg!(debug_assertions) { "debug" } else { "release" },
+        host: context.programs.host.display().to_string(),
+        libevent_version: libevent_version.filter(|_| context.programs.missing(ServerKind::Libevent).is_none()),
+        seconds_taken: context.seconds_taken,
+    }
+}
+
+/// Writes results.json, report.md and chart.svg into `dir`; returns the
+/// markdown.
+pub fn write(report: &Report, dir: &Path) -> Result<String, String> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("results.json"), json + "\n").map_err(|e| format!("results.json: {e}"))?;
+    let markdown = table::markdown(report);
+    std::fs::write(dir.join("report.md"), &markdown).map_err(|e| format!("report.md: {e}"))?;
+    chart::svg(report, &dir.join("chart.svg"))?;
+    Ok(markdown)
+}

@@ -1,0 +1,150 @@
+//! The report as markdown: settings, the figures, evconn's ratios to the
+//! native servers, noise and notes.
+use std::fmt::Write;
+
+use super::{FigureReport, Report};
+use crate::figures::Better;
+use crate::servers::ServerKind;
+use crate::stats::short;
+
+const EVCONN: [ServerKind; 2] = [ServerKind::EvconnShared, ServerKind::EvconnConnection];
+
+pub fn markdown(r: &Report) -> String {
+    let mut md = String::new();
+    let m = &r.meta;
+    let p = &r.plan;
+    let _ = writeln!(md, "# evconn benchmark, {}\n", m.date);
+    for note in &r.notes {
+        let _ = writeln!(md, "> {note}\n");
+    }
+    let _ = writeln!(
+        md,
+        "{} ({} CPUs), Linux {}; load generator built for {}; host `{}`{}.\n",
+        m.cpu,
+        m.cpus,
+        m.kernel,
+        m.bench_build,
+        m.host,
+        m.libevent_version.as_ref().map(|v| format!("; libevent {v}")).unwrap_or_default()
+    );
+    let pins = match (r.pins.server, r.pins.load) {
+        (Some(s), Some(l)) => format!(
+            "Server pinned to CPU {s}, load generator to CPU {l}; the latency client runs on the server's CPU {}, \
+             since across two CPUs it would mostly time the virtual machine waking one.",
+            r.pins.latency.unwrap_or(s)
+        ),
+        _ => "Fewer than two CPUs: nothing pinned.".into(),
+    };
+    let _ = writeln!(
+        md,
+        "{} round(s); each measurement on a freshly started server, {:.1} s window after {:.2} s warm-up; \
+         the order of servers rotates between rounds. {pins} Idle connections: {}.\n",
+        p.rounds,
+        p.window.as_secs_f64(),
+        p.warmup.as_secs_f64(),
+        p.idle_connections,
+    );
+
+    let servers: Vec<ServerKind> = r.servers.iter().filter(|s| s.missing.is_none()).map(|s| s.server).collect();
+    let _ = writeln!(md, "## Figures\n");
+    let _ = writeln!(md, "Median over rounds, and in brackets the spread: (max - min) / median.\n");
+    let _ = write!(md, "| figure | unit | better |");
+    for s in &servers {
+        let _ = write!(md, " {} |", s.label());
+    }
+    let _ = write!(md, "\n| --- | --- | --- |");
+    for _ in &servers {
+        let _ = write!(md, " ---: |");
+    }
+    md.push('\n');
+    for f in &r.figures {
+        let better = match f.better {
+            Better::Higher => "higher",
+            Better::Lower => "lower",
+        };
+        let _ = write!(md, "| {} | {} | {better} |", f.title, f.unit);
+        for &s in &servers {
+            let cell = f
+                .value(s)
+                .map(|v| format!("{} ({:.0}%)", short(v.summary.median), v.summary.spread_pct))
+                .unwrap_or_else(|| "missing".into());
+            let bold = f.best_native == Some(s);
+            let _ = write!(md, " {} |", if bold { format!("**{cell}**") } else { cell });
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(md, "\nBold: the best native server for that figure.\n");
+
+    let _ = writeln!(md, "## evconn against the native servers\n");
+    let _ = writeln!(
+        md,
+        "evconn's figure divided by the native server's, round by round; median and (min-max) over rounds. \
+         For rates (higher is better) below 1 means slower; for costs (lower is better) above 1 means dearer.\n"
+    );
+    let libevent = servers.contains(&ServerKind::Libevent);
+    let _ = write!(md, "| figure | shared / best native | connection / best native |");
+    if libevent {
+        let _ = write!(md, " shared / libevent | connection / libevent |");
+    }
+    let _ = write!(md, "\n| --- | ---: | ---: |");
+    if libevent {
+        let _ = write!(md, " ---: | ---: |");
+    }
+    md.push('\n');
+    for f in &r.figures {
+        let _ = write!(md, "| {} |", f.title);
+        for e in EVCONN {
+            let cell = f
+                .best_native
+                .map(|b| format!("{} vs {}", ratio_cell(f, e, b), b.label()))
+                .unwrap_or_else(|| "missing".into());
+            let _ = write!(md, " {cell} |");
+        }
+        if libevent {
+            for e in EVCONN {
+                let _ = write!(md, " {} |", ratio_cell(f, e, ServerKind::Libevent));
+            }
+        }
+        md.push('\n');
+    }
+
+    let _ = writeln!(md, "\n## What else used the CPU\n");
+    let _ = writeln!(
+        md,
+        "In cores (1.0 = one CPU all the time), over the timed windows of each test. A load generator near 1.0 \
+         is the bottleneck: rates are then pulled together and server CPU per operation tells servers apart.\n"
+    );
+    let _ = writeln!(md, "| test | load generator, median | rest of the machine, median | rest, max | stolen by the hypervisor, max |");
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
+    for n in &r.noise {
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            n.test.key(),
+            n.load_cores_median,
+            n.other_cores_median,
+            n.other_cores_max,
+            n.steal_cores_max
+        );
+    }
+
+    if !r.failures.is_empty() {
+        let _ = writeln!(md, "\n## Failures\n");
+        for f in &r.failures {
+            let _ = writeln!(md, "- round {}, {}, {}: {}", f.round + 1, f.test.key(), f.server.key(), f.error);
+        }
+    }
+
+    let _ = writeln!(md, "\n## Servers\n");
+    for s in &r.servers {
+        let _ = writeln!(md, "- {}: `{}`", s.label, s.command);
+    }
+    md
+}
+
+fn ratio_cell(f: &FigureReport, server: ServerKind, against: ServerKind) -> String {
+    match f.ratio(server, against) {
+        Some(r) => format!("{:.2} ({:.2}-{:.2})", r.summary.median, r.summary.min, r.summary.max),
+        None => "missing".into(),
+    }
+}

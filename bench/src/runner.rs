@@ -1,0 +1,114 @@
+//! The rounds: every test on every server, each on a fresh server, with the
+//! order of servers rotated between rounds.
+use std::path::Path;
+
+use serde::Serialize;
+use tokio::runtime::Runtime;
+
+use crate::cli::Plan;
+use crate::figures::Test;
+use crate::measure::{self, Outcome};
+use crate::servers::{self, Programs, ServerKind};
+use crate::stats::short;
+
+/// Which CPU the server, the load and the latency client run on.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Pins {
+    pub server: Option<usize>,
+    pub load: Option<usize>,
+    pub latency: Option<usize>,
+}
+
+/// One measurement that produced figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub round: u32,
+    pub server: ServerKind,
+    pub test: Test,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// How the server ended when stopped.
+    pub stopped: String,
+}
+
+/// One measurement that did not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub round: u32,
+    pub server: ServerKind,
+    pub test: Test,
+    pub error: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Results {
+    pub samples: Vec<Sample>,
+    pub failures: Vec<Failure>,
+}
+
+/// The servers in round `round`'s order: each round starts one later, so
+/// every server goes first once in as many rounds as there are servers
+/// (the connect test leaves TIME_WAIT sockets behind for whoever follows).
+pub fn order(servers: &[ServerKind], round: u32) -> Vec<ServerKind> {
+    let mut order = servers.to_vec();
+    if !order.is_empty() {
+        let n = order.len();
+        order.rotate_left(round as usize % n);
+    }
+    order
+}
+
+pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, runtime: &Runtime) -> Results {
+    let servers: Vec<ServerKind> = ServerKind::ALL.into_iter().filter(|k| programs.missing(*k).is_none()).collect();
+    let mut results = Results::default();
+    for round in 0..plan.rounds {
+        let order = order(&servers, round);
+        for test in Test::ALL {
+            for &kind in &order {
+                let log = logs.join(format!("{}.log", kind.key()));
+                let label = format!("round {}/{} {:<9} {:<17}", round + 1, plan.rounds, test.key(), kind.key());
+                let measured = servers::start(programs, kind, pins.server, &log).and_then(|server| {
+                    let outcome = measure::run(test, &server, plan, runtime, pins.latency);
+                    let stopped = server.stop();
+                    outcome.map(|o| (o, stopped))
+                });
+                match measured {
+                    Ok((outcome, stopped)) => {
+                        eprintln!("{label} {}", describe(&outcome));
+                        results.samples.push(Sample { round, server: kind, test, outcome, stopped });
+                    }
+                    Err(error) => {
+                        eprintln!("{label} FAILED: {error}");
+                        results.failures.push(Failure { round, server: kind, test, error });
+                    }
+                }
+            }
+        }
+    }
+    results
+}
+
+/// One line of progress.
+fn describe(o: &Outcome) -> String {
+    let mut parts: Vec<String> =
+        o.values.iter().map(|(f, v)| format!("{} {}", short(*v), f.key())).collect();
+    if let Some(u) = o.usage {
+        parts.push(format!("load {:.2} cores, other {:.2}", u.load_cores, u.other_cores));
+    }
+    if let Some(note) = &o.note {
+        parts.push(note.clone());
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_server_goes_first_once() {
+        let all = ServerKind::ALL.to_vec();
+        let firsts: Vec<_> = (0..4).map(|r| order(&all, r)[0]).collect();
+        assert_eq!(firsts, all);
+    }
+}

@@ -1,0 +1,252 @@
+//! The four servers: how each is started on a free loopback port, checked,
+//! and stopped.
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// A server under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerKind {
+    EvconnShared,
+    EvconnConnection,
+    Tokio,
+    Libevent,
+}
+
+impl ServerKind {
+    /// Every server, in the order of the report.
+    pub const ALL: [ServerKind; 4] =
+        [ServerKind::EvconnShared, ServerKind::EvconnConnection, ServerKind::Tokio, ServerKind::Libevent];
+
+    /// The name in JSON and log files.
+    pub fn key(self) -> &'static str {
+        match self {
+            ServerKind::EvconnShared => "evconn-shared",
+            ServerKind::EvconnConnection => "evconn-connection",
+            ServerKind::Tokio => "tokio",
+            ServerKind::Libevent => "libevent",
+        }
+    }
+
+    /// The name in the table and the chart.
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerKind::EvconnShared => "evconn shared",
+            ServerKind::EvconnConnection => "evconn connection",
+            ServerKind::Tokio => "tokio native",
+            ServerKind::Libevent => "libevent",
+        }
+    }
+
+    /// Whether this is a native server the sandbox is compared with.
+    pub fn is_native(self) -> bool {
+        matches!(self, ServerKind::Tokio | ServerKind::Libevent)
+    }
+}
+
+/// The programs the servers run, or why one is missing.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    pub host: PathBuf,
+    pub echo_wasm: PathBuf,
+    pub native_echo: PathBuf,
+    /// Err: why libevent's echo server is not there.
+    pub libevent_echo: Result<PathBuf, String>,
+}
+
+impl Programs {
+    /// Checks the files exist; the first missing one that is not allowed to
+    /// be missing is an error.
+    pub fn check(&self) -> Result<(), String> {
+        let mut missing = Vec::new();
+        for path in [&self.host, &self.echo_wasm, &self.native_echo] {
+            if !path.is_file() {
+                missing.push(path.display().to_string());
+            }
+        }
+        if let Ok(path) = &self.libevent_echo
+            && !path.is_file()
+        {
+            missing.push(format!(
+                "{} (build it with `cc -O2 bench/libevent/echo.c -levent`, or pass --libevent-missing REASON)",
+                path.display()
+            ));
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("missing: {} (scripts/bench builds them all)", missing.join(", ")))
+        }
+    }
+
+    /// Why `kind` cannot run, if it cannot.
+    pub fn missing(&self, kind: ServerKind) -> Option<&str> {
+        match (kind, &self.libevent_echo) {
+            (ServerKind::Libevent, Err(reason)) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The command that serves echo on `address` (127.0.0.1:port).
+    pub fn command(&self, kind: ServerKind, address: SocketAddr) -> Command {
+        let host = |isolation: &str| {
+            let mut c = Command::new(&self.host);
+            c.arg("--component").arg(&self.echo_wasm);
+            c.arg("--listen").arg(address.to_string()).args(["--isolation", isolation]);
+            // Idle connections must stay for the memory figure; a stopped
+            // run must not wait 10 s for stragglers.
+            c.args(["--idle-timeout", "0", "--shutdown-timeout", "1s"]);
+            c
+        };
+        match kind {
+            ServerKind::EvconnShared => host("shared"),
+            ServerKind::EvconnConnection => host("connection"),
+            ServerKind::Tokio => {
+                let mut c = Command::new(&self.native_echo);
+                c.arg("--listen").arg(address.to_string());
+                c
+            }
+            ServerKind::Libevent => {
+                // The example binds 0.0.0.0 and takes only a port.
+                let mut c = Command::new(self.libevent_echo.as_ref().expect("checked by the runner"));
+                c.arg(address.port().to_string());
+                c
+            }
+        }
+    }
+
+    /// The command line of `kind`, for the report.
+    pub fn describe(&self, kind: ServerKind) -> String {
+        if let Some(reason) = self.missing(kind) {
+            return format!("missing: {reason}");
+        }
+        // Port 1 stands for the free port each start picks.
+        let c = self.command(kind, SocketAddr::from(([127, 0, 0, 1], 1)));
+        let mut words = vec![c.get_program().to_string_lossy().into_owned()];
+        words.extend(c.get_args().map(|a| match a.to_string_lossy().as_ref() {
+            "127.0.0.1:1" => "127.0.0.1:PORT".to_string(),
+            "1" => "PORT".to_string(),
+            other => other.to_string(),
+        }));
+        words.join(" ")
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    pub kind: ServerKind,
+    pub pid: u32,
+    pub address: SocketAddr,
+    child: Option<Child>,
+}
+
+/// The longest a server may take to answer its first echo: the host
+/// compiles the guest at start-up, slowly in a debug build.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts `kind` on a free port, pinned to `cpu`, its output appended to
+/// `log`, and waits until it echoes.
+pub fn start(programs: &Programs, kind: ServerKind, cpu: Option<usize>, log: &Path) -> Result<Server, String> {
+    let address = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let mut command = programs.command(kind, address);
+    let mut out = File::options().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let _ = writeln!(out, "==== {} on {address} at {}", kind.key(), crate::clock::utc_now());
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    command.stdin(Stdio::null()).stdout(out).stderr(err);
+    if let Some(cpu) = cpu {
+        let set = crate::system::cpu_set(cpu);
+        // SAFETY: the closure only makes one async-signal-safe system call.
+        unsafe {
+            command.pre_exec(move || crate::system::apply(&set));
+        }
+    }
+    let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", kind.key()))?;
+    let mut server = Server { kind, pid: child.id(), address, child: Some(child) };
+    server.wait_ready(log)?;
+    Ok(server)
+}
+
+impl Server {
+    /// Waits until one exchange succeeds, or the server exits, or time runs
+    /// out.
+    fn wait_ready(&mut self, log: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Err(format!("{} exited ({status}) before serving; see {}", self.kind.key(), log.display()));
+            }
+            match exchange(self.address) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!(
+                        "{} did not echo within {START_TIMEOUT:?}: {e}; see {}",
+                        self.kind.key(),
+                        log.display()
+                    ));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Stops the server: SIGTERM, then SIGKILL after STOP_TIMEOUT. Returns
+    /// how it ended.
+    pub fn stop(mut self) -> String {
+        let Some(mut child) = self.child.take() else { return "already gone".into() };
+        // SAFETY: kill has no memory preconditions; the pid is our child's,
+        // not yet reaped, so it cannot name another process.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        format!("killed: still running {STOP_TIMEOUT:?} after SIGTERM")
+    }
+}
+
+impl Drop for Server {
+    /// A server whose measurement failed part-way is not left running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A loopback port nobody is using at this moment.
+fn free_port() -> std::io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// One small echo over a fresh connection.
+fn exchange(address: SocketAddr) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let probe = b"ready?";
+    stream.write_all(probe)?;
+    let mut back = [0u8; 6];
+    stream.read_exact(&mut back)?;
+    if &back != probe {
+        return Err(std::io::Error::other("the echo differs from what was sent"));
+    }
+    Ok(())
+}
