@@ -282,7 +282,6 @@ impl Worker {
 
     /// Reads what `conn` has and hands it to the guest.
     async fn read(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
-        let mut buffer = lock(&self.read_buffers).pop().unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice());
         let mut slot = self.slot(own).await;
         let Some(instance) = slot.current(generation) else {
             // The instance that accepted this connection trapped and the
@@ -293,6 +292,10 @@ impl Worker {
         if conn.is_closing() {
             return;
         }
+        // Taken only once the instance is ours: under the shared model every
+        // readable connection waits for the lock above, and a buffer taken
+        // before it would be one per waiting connection.
+        let mut buffer = lock(&self.read_buffers).pop().unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice());
         let (outcome, callback) = match conn.try_read(&mut buffer) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Outcome::Returned, "on-data"),
             Ok(0) => (instance.event(conn, ConnectionEvent::EndOfStream).await, "on-event"),
