@@ -262,11 +262,6 @@ impl Connection {
         self.state().last_activity.unwrap_or_else(Instant::now)
     }
 
-    /// Whether the socket failed, so no flush or linger is possible.
-    pub fn failed(&self) -> bool {
-        self.state().failed
-    }
-
     /// Marks the socket failed after a read error the caller saw.
     pub fn error_event(&self, error: &io::Error) -> ErrorCode {
         self.state().failed = true;

@@ -26,20 +26,10 @@ pub enum AcceptState {
     Freed,
 }
 
-/// Who bound a listener, which decides what freeing it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
-    /// Bound by the operator (`--listen`); guests never free it.
-    Operator,
-    /// Bound by a guest through `listener.bind`.
-    Guest,
-}
-
 /// A listening socket, shared by its accept loop and every handle to it.
 #[derive(Debug)]
 pub struct Listener {
     id: u64,
-    owner: Owner,
     options: ListenOptions,
     local: SocketAddr,
     fd: RawFd,
@@ -57,7 +47,6 @@ impl Listener {
     /// tokio runtime.
     pub fn new(
         id: u64,
-        owner: Owner,
         socket: std::net::TcpListener,
         options: ListenOptions,
     ) -> io::Result<Arc<Self>> {
@@ -71,7 +60,6 @@ impl Listener {
         };
         Ok(Arc::new(Listener {
             id,
-            owner,
             options,
             local,
             fd,
@@ -84,11 +72,6 @@ impl Listener {
     /// The listener's id.
     pub fn id(&self) -> u64 {
         self.id
-    }
-
-    /// Who bound it.
-    pub fn owner(&self) -> Owner {
-        self.owner
     }
 
     /// The bound address.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::bindings::ListenOptions;
 use crate::component::Compiled;
 use crate::limits::Limits;
-use crate::listener::{Listener, Owner};
+use crate::listener::Listener;
 use crate::services::{Services, until_set};
 use crate::worker::{Isolation, Worker};
 
@@ -43,7 +43,7 @@ impl Server {
         let services = Services::new(self.component_name.into(), self.limits, self.allow_bind);
         let mut listeners = Vec::with_capacity(self.listeners.len());
         for (socket, options) in self.listeners {
-            let listener = Listener::new(services.next_listener_id(), Owner::Operator, socket, options)?;
+            let listener = Listener::new(services.next_listener_id(), socket, options)?;
             tracing::info!(address = %listener.local(), listener = listener.id(), "listening");
             listeners.push(listener);
         }

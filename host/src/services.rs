@@ -120,11 +120,6 @@ impl Services {
         self.stopping.send_replace(true);
     }
 
-    /// Whether `stop` was called.
-    pub fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
-    }
-
     /// A receiver that sees `true` once the host is stopping.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stopping.subscribe()

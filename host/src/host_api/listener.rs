@@ -8,7 +8,7 @@ use wasmtime::component::Resource;
 use crate::bindings::evconn::listener::listener::{Host, HostListener};
 use crate::bindings::{ErrorCode, IpSocketAddress, ListenOptions};
 use crate::host_api::error_code;
-use crate::listener::{Listener, Owner};
+use crate::listener::Listener;
 use crate::socket::{BindError, bind_listener};
 use crate::state::HostState;
 
@@ -65,7 +65,7 @@ impl HostListener for HostState {
             }
         };
         let id = self.services.next_listener_id();
-        let listener = match Listener::new(id, Owner::Guest, socket, options) {
+        let listener = match Listener::new(id, socket, options) {
             Ok(listener) => listener,
             Err(e) => return Ok(Err(error_code(&e))),
         };
