@@ -2,15 +2,18 @@
 //! the operator's listeners and serves until told to stop.
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::Notify;
 use clap::{ArgAction, Parser};
 
 use crate::bindings::ListenOptions;
 use crate::code_cache::CodeCache;
 use crate::limits::Limits;
-use crate::server::Server;
+use crate::reload::Triggers;
+use crate::server::{App, BoundListener, Server};
 use crate::worker::Isolation;
 use crate::socket::{DEFAULT_BACKLOG, OPTION_NAMES, bind_listener, option_by_name};
 
@@ -102,6 +105,18 @@ pub struct Args {
     /// after telling the guest (a timeout event); 0 for never.
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// Reactor threads, each with its own instance under the shared model
+    /// (guests keep state per worker, not per host) and its own socket for
+    /// each --listen address (SO_REUSEPORT: the kernel spreads connections).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+
+    /// Reload the component when its file changes (looked at twice a
+    /// second), as on SIGHUP: new connections go to the new version, open
+    /// ones finish on the old; a version that fails to load is refused.
+    #[arg(long)]
+    pub watch: bool,
 
     /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
     /// may go on before they are closed; a second signal exits at once.
@@ -319,26 +334,62 @@ fn serve(args: Args) -> anyhow::Result<()> {
     };
     let component = crate::component::load(&engine, &component_path, cache.as_ref())?;
 
-    let options = args.listen_options();
-    // Binding registers nothing with the reactor, but converting to tokio's
-    // listener later needs the runtime entered.
-    let _entered = runtime.enter();
+    let workers = usize::from(args.workers);
+    let mut options = args.listen_options();
+    if workers > 1 {
+        // Each worker binds the address itself; the kernel spreads
+        // connections among the sockets.
+        options |= ListenOptions::REUSEABLE_PORT;
+    }
     let listeners = args
         .listen
         .iter()
-        .map(|address| Ok((bind_listener(*address, options, args.backlog)?, options)))
+        .map(|address| {
+            let sockets = (0..workers)
+                .map(|_| bind_listener(*address, options, args.backlog))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(BoundListener { sockets, options })
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
+    let reload_requests = Arc::new(Notify::new());
     let server = Server {
-        component,
-        component_name: crate::component::name(&component_path),
-        listeners,
+        apps: vec![App {
+            name: crate::component::name(&component_path),
+            path: component_path,
+            component,
+            listeners,
+        }],
+        workers,
         allow_bind: args.allow_bind,
         shutdown_timeout: args.shutdown_timeout,
         isolation: args.isolation,
         limits,
+        cache,
+        reload: Triggers {
+            requests: Some(reload_requests.clone()),
+            watch: args.watch.then_some(WATCH_INTERVAL),
+        },
     };
-    runtime.block_on(server.run(stop_signal()))
+    runtime.block_on(async {
+        watch_sighup(reload_requests)?;
+        server.run(stop_signal()).await
+    })
+}
+
+/// How often `--watch` looks at the component's file.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Turns every SIGHUP into a reload request.
+fn watch_sighup(requests: Arc<Notify>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            requests.notify_one();
+        }
+    });
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,13 +1,12 @@
 //! One instance of the guest component: its store, with memory capped and
 //! every callback bounded in time, and the calls the host makes into it.
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::{ConnectionEvent, Handler, HandlerPre};
 use crate::connection::Connection;
-use crate::services::Services;
 use crate::state::HostState;
 use crate::worker::Worker;
 
@@ -36,15 +35,11 @@ pub enum Outcome {
 struct Timeout(std::time::Duration);
 
 impl Instance {
-    /// Instantiates `pre` in a fresh store whose limits come from `services`.
-    pub async fn new(
-        pre: &HandlerPre<HostState>,
-        services: &Arc<Services>,
-        worker: Weak<Worker>,
-        generation: u64,
-    ) -> wasmtime::Result<Self> {
-        let timeout = services.limits().guest_timeout;
-        let mut store = Store::new(pre.engine(), HostState::new(services.clone(), worker));
+    /// Instantiates `pre` for `worker` in a fresh store whose limits come
+    /// from the host's.
+    pub async fn new(pre: &HandlerPre<HostState>, worker: &Arc<Worker>, generation: u64) -> wasmtime::Result<Self> {
+        let timeout = worker.services().limits().guest_timeout;
+        let mut store = Store::new(pre.engine(), HostState::new(worker));
         store.limiter(|state| &mut state.store_limits);
         // Each epoch tick the guest yields to the reactor, so other
         // connections and the accept loop run while a callback is long; past
@@ -73,9 +68,9 @@ impl Instance {
             Ok(Ok(())) => Outcome::Returned,
             Ok(Err(message)) => Outcome::GuestError(message),
             Err(trap) => {
-                let services = &self.store.data().services;
-                services.stats.traps.increment();
-                tracing::error!(component = %services.component(), generation = self.generation, reason = %trap.root_cause(), "guest trapped");
+                let state = self.store.data();
+                state.stats.traps.increment();
+                tracing::error!(component = %state.component, generation = self.generation, reason = %trap.root_cause(), "guest trapped");
                 tracing::debug!(error = ?trap, "guest trap in full");
                 Outcome::Trapped
             }

@@ -8,12 +8,14 @@
 //! - [`component`]: the engine, and loading a guest against the world.
 //! - [`code_cache`]: compiled components kept between runs.
 //! - [`limits`]: what a guest or a peer may use.
-//! - [`server`]: a running host: listeners, worker, orderly stop.
+//! - [`server`]: a running host: reactors, components, orderly stop.
+//! - [`reload`]: hot reload of components on SIGHUP or a changed file.
+//! - `reactor`: a reactor thread (a single-threaded tokio runtime).
 //! - `listener`: a listening socket's state and accept loop.
 //! - `connection`: an accepted connection's output queue and close logic.
 //! - `worker`: which instance serves which connection, and trap recovery.
 //! - `instance`: one guest instance, its limits, and the calls into it.
-//! - `stats`: counters for logs.
+//! - `stats`: counters per component, for logs.
 //! - `services`: what all instances and accept loops share.
 //! - `state`, `host_api`: the store's data and the WIT imports on it.
 //! - `bindings`: code generated from `wit/`.
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod code_cache;
 pub mod component;
 pub mod limits;
+pub mod reload;
 pub mod server;
 pub mod socket;
 
@@ -31,6 +34,7 @@ mod guest_log;
 mod host_api;
 mod instance;
 mod listener;
+mod reactor;
 mod services;
 mod state;
 mod stats;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::bindings::ListenOptions;
 use crate::services::until_set;
-use crate::worker::Worker;
+use crate::worker::Route;
 
 /// Whether the accept loop runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,14 +141,14 @@ impl Listener {
         self.socket.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Accepts connections and hands them to `worker` until the listener is
-    /// freed or the host stops.
-    pub async fn accept_loop(self: Arc<Self>, worker: Arc<Worker>) {
+    /// Accepts connections and hands them to the worker `route` names at
+    /// the time, until the listener is freed or the host stops.
+    pub async fn accept_loop(self: Arc<Self>, route: Route) {
         let Some(socket) = self.lock_socket().clone() else { return };
         let mut accept_state = self.accept_state.subscribe();
-        let mut stopping = worker.services().stopping();
+        let services = route.borrow().services().clone();
+        let mut stopping = services.stopping();
         let mut backoff = Backoff::default();
-        let services = worker.services().clone();
         loop {
             let state = *accept_state.borrow_and_update();
             let (accepted, permit) = match state {
@@ -184,6 +184,7 @@ impl Listener {
                 Ok((stream, peer)) => {
                     backoff.reset();
                     if self.deliver.load(Ordering::Relaxed) {
+                        let worker = route.borrow().clone();
                         worker.spawn_connection(self.clone(), stream, peer, permit);
                     } else {
                         tracing::debug!(listener = self.id, %peer, "accepted and closed: no accept callback");
@@ -201,6 +202,7 @@ impl Listener {
                     // worth reporting; otherwise keep backing off quietly.
                     if has_pending_connection(&socket) {
                         tracing::warn!(listener = self.id, address = %self.local, error = %e, retry_in = ?pause, "accept failed");
+                        let worker = route.borrow().clone();
                         worker.accept_error(&self, &e).await;
                     }
                     tokio::select! {

@@ -1,24 +1,32 @@
-//! A running host: the operator's listeners, one worker with its guest, and
-//! an orderly stop. Never binds a socket itself: listeners come bound.
+//! A running host: reactor threads, each serving every component on its own
+//! copies of the operator's listeners; hot reload; an orderly stop. Never
+//! binds a socket itself: listeners come bound.
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+use tokio::sync::watch;
+
 use crate::bindings::ListenOptions;
+use crate::code_cache::CodeCache;
 use crate::component::Compiled;
 use crate::limits::Limits;
 use crate::listener::Listener;
+use crate::reactor::Reactor;
+use crate::reload;
 use crate::services::{Services, until_set};
 use crate::worker::{Isolation, Worker};
 
 /// Everything a host needs to serve, checked and bound beforehand.
 pub struct Server {
-    /// The compiled, linked guest.
-    pub component: Compiled,
-    /// The name guest output is tagged with.
-    pub component_name: String,
-    /// The operator's listening sockets, bound, with their options.
-    pub listeners: Vec<(std::net::TcpListener, ListenOptions)>,
+    /// The components and the listeners that route to each.
+    pub apps: Vec<App>,
+    /// Reactor threads: each serves every listener, on a socket of its own
+    /// (`SO_REUSEPORT`) or a shared one, with instances of its own.
+    pub workers: usize,
     /// Addresses a guest may bind (port 0: any port of that IP).
     pub allow_bind: Vec<SocketAddr>,
     /// How long stopping waits for open connections to end by themselves
@@ -28,39 +36,75 @@ pub struct Server {
     pub isolation: Isolation,
     /// What a guest or a peer may use.
     pub limits: Limits,
+    /// Where reloads look for compiled code (`None`: compile every time).
+    pub cache: Option<CodeCache>,
+    /// When to load the components again from their files: SIGHUP, `--watch`.
+    pub reload: reload::Triggers,
+}
+
+/// One component and the operator's listeners that route to it.
+pub struct App {
+    /// The name logs and counts use.
+    pub name: String,
+    /// The file the component came from, read again on reload.
+    pub path: PathBuf,
+    /// The compiled, linked guest.
+    pub component: Compiled,
+    /// Its listening sockets, bound, with their options.
+    pub listeners: Vec<BoundListener>,
+}
+
+/// One operator listener: a socket per reactor, or one that all share.
+pub struct BoundListener {
+    /// Bound and listening. One per worker (bound with `SO_REUSEPORT`, so
+    /// the kernel spreads connections), or one that every worker accepts
+    /// from (an inherited socket).
+    pub sockets: Vec<std::net::TcpListener>,
+    /// The options it was bound with.
+    pub options: ListenOptions,
 }
 
 /// After the shutdown timeout, how long closing connections get to send
 /// what was written to them (and linger) before the host exits anyway.
 const FINAL_FLUSH: Duration = Duration::from_secs(3);
 
+/// One component on one reactor: where its listeners' connections go.
+pub(crate) struct Mount {
+    pub(crate) reactor: tokio::runtime::Handle,
+    pub(crate) listeners: Vec<Arc<Listener>>,
+    pub(crate) route: watch::Sender<Arc<Worker>>,
+}
+
 impl Server {
     /// Serves until the guest calls `loop-exit` or `shutdown` completes, then
     /// stops accepting, lets open connections go on until they end (for up
     /// to `shutdown_timeout`), closes the rest after sending what was written
-    /// to them, and returns.
+    /// to them, and returns. Must run inside a tokio runtime: the control
+    /// one, apart from the reactors.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let services = Services::new(self.component_name.into(), self.limits, self.allow_bind);
-        let mut listeners = Vec::with_capacity(self.listeners.len());
-        for (socket, options) in self.listeners {
-            let listener = Listener::new(services.next_listener_id(), socket, options)?;
-            tracing::info!(address = %listener.local(), listener = listener.id(), "listening");
-            listeners.push(listener);
-        }
-        services.set_operator_listeners(listeners.clone());
-        let worker = Worker::new(self.component.0, services.clone(), self.isolation)
-            .await
-            .map_err(|e| anyhow::anyhow!("the guest failed to start: {e:#}"))?;
-        for listener in listeners {
-            tokio::spawn(listener.accept_loop(worker.clone()));
+        anyhow::ensure!(self.workers >= 1, "at least one worker is needed");
+        let services = Services::new(self.limits, self.allow_bind);
+        let reactors = (0..self.workers).map(Reactor::start).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut apps = Vec::with_capacity(self.apps.len());
+        for app in self.apps {
+            let mounts = mount(&app, &reactors, &services, self.isolation).await?;
+            for (worker, mount) in mounts.iter().enumerate() {
+                for listener in &mount.listeners {
+                    tracing::info!(address = %listener.local(), listener = listener.id(), component = %app.name, worker, "listening");
+                }
+            }
+            apps.push(reload::Mounted { name: app.name.into(), path: app.path, component: app.component, mounts });
         }
 
         let mut stopping = services.stopping();
+        let reloading = reload::serve(&apps, self.reload, self.cache.as_ref(), &services, self.isolation);
         tokio::select! {
             // The guest called loop-exit.
             _ = until_set(&mut stopping) => {}
             // The caller's signal: SIGINT, SIGTERM, or a test's shutdown.
             () = shutdown => services.stop(),
+            // Never ends by itself.
+            () = reloading => {}
         }
         tracing::info!(timeout = ?self.shutdown_timeout, "stopping: no new connections; waiting for open ones to end");
         let all_ended = services.wait_for_connections();
@@ -72,7 +116,51 @@ impl Server {
                 tracing::warn!("connections still flushing; dropping them");
             }
         }
-        tracing::info!(stats = %services.stats.summary(), "stopped");
+        // Workers, their instances and whatever tasks remain go with their
+        // reactors.
+        drop(apps);
+        for reactor in reactors {
+            reactor.stop();
+        }
+        for (component, stats) in services.all_stats() {
+            tracing::info!(stats = %stats.summary(), %component, "stopped");
+        }
         Ok(())
     }
+}
+
+/// Starts `app` on every reactor: its listeners, a worker, accept loops.
+async fn mount(app: &App, reactors: &[Reactor], services: &Arc<Services>, isolation: Isolation) -> anyhow::Result<Vec<Mount>> {
+    let mut mounts = Vec::with_capacity(reactors.len());
+    for (index, reactor) in reactors.iter().enumerate() {
+        let mut sockets = Vec::with_capacity(app.listeners.len());
+        for listener in &app.listeners {
+            // A socket of this reactor's own, or a duplicate of the shared one.
+            let socket = match listener.sockets.get(index) {
+                Some(socket) => socket.try_clone(),
+                None => listener.sockets[0].try_clone(),
+            }
+            .context("cannot duplicate a listening socket")?;
+            sockets.push((socket, listener.options));
+        }
+        let services = services.clone();
+        let pre = app.component.0.clone();
+        let name: Arc<str> = app.name.as_str().into();
+        let mount = reactor.handle.spawn(async move {
+            let listeners = sockets
+                .into_iter()
+                .map(|(socket, options)| Listener::new(services.next_listener_id(), socket, options))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let worker = Worker::new(pre, name, services, isolation, listeners.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("the guest failed to start: {e:#}"))?;
+            let (route, receiver) = watch::channel(worker);
+            for listener in &listeners {
+                tokio::spawn(listener.clone().accept_loop(receiver.clone()));
+            }
+            anyhow::Ok(Mount { reactor: tokio::runtime::Handle::current(), listeners, route })
+        });
+        mounts.push(mount.await.context("a reactor stopped while starting")??);
+    }
+    Ok(mounts)
 }

@@ -1,5 +1,6 @@
-//! What every instance and accept loop of one host shares: the operator's
-//! listeners, the bind policy, id counters and the shutdown signal.
+//! What every worker, instance and accept loop of one host shares: limits,
+//! the bind policy, id counters, counts per component and the shutdown signal.
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,15 +14,12 @@ use crate::stats::Stats;
 /// Shared state of one running host.
 #[derive(Debug)]
 pub struct Services {
-    /// The component's name, for logs.
-    component: Arc<str>,
     limits: Limits,
-    /// What happened so far.
-    pub stats: Stats,
+    /// What happened so far, per component name: versions of a component
+    /// that hot reload swaps in add to the same counts.
+    stats: Mutex<BTreeMap<Arc<str>, Arc<Stats>>>,
     /// One permit per connection served (`Limits::max_connections`).
     connection_permits: Arc<Semaphore>,
-    /// The listeners the operator bound, in the order given.
-    operator_listeners: Mutex<Vec<Arc<Listener>>>,
     /// Addresses a guest may bind; port 0 allows every port of that IP.
     allow_bind: Vec<SocketAddr>,
     /// Guest listeners freed without `close-on-free`: their sockets stay open
@@ -46,15 +44,13 @@ pub struct Services {
 pub struct TaskToken(#[allow(dead_code)] mpsc::Sender<()>);
 
 impl Services {
-    /// Shared state for a host serving `component`.
-    pub fn new(component: Arc<str>, limits: Limits, allow_bind: Vec<SocketAddr>) -> Arc<Self> {
+    /// Shared state for a host.
+    pub fn new(limits: Limits, allow_bind: Vec<SocketAddr>) -> Arc<Self> {
         let (tokens, done) = mpsc::channel(1);
         Arc::new(Services {
-            component,
             connection_permits: Arc::new(Semaphore::new(limits.max_connections)),
             limits,
-            stats: Stats::default(),
-            operator_listeners: Mutex::default(),
+            stats: Mutex::default(),
             allow_bind,
             kept_open: Mutex::default(),
             stopping: watch::Sender::new(false),
@@ -66,9 +62,14 @@ impl Services {
         })
     }
 
-    /// The component's name.
-    pub fn component(&self) -> &Arc<str> {
-        &self.component
+    /// The counts of the component called `name`.
+    pub fn stats_for(&self, name: &Arc<str>) -> Arc<Stats> {
+        lock(&self.stats).entry(name.clone()).or_default().clone()
+    }
+
+    /// Every component's counts, by name.
+    pub fn all_stats(&self) -> Vec<(Arc<str>, Arc<Stats>)> {
+        lock(&self.stats).iter().map(|(name, stats)| (name.clone(), stats.clone())).collect()
     }
 
     /// The limits in force.
@@ -90,16 +91,6 @@ impl Services {
     /// A fresh listener id.
     pub fn next_listener_id(&self) -> u64 {
         self.next_listener_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Records the operator's listeners.
-    pub fn set_operator_listeners(&self, listeners: Vec<Arc<Listener>>) {
-        *lock(&self.operator_listeners) = listeners;
-    }
-
-    /// The operator's listeners.
-    pub fn operator_listeners(&self) -> Vec<Arc<Listener>> {
-        lock(&self.operator_listeners).clone()
     }
 
     /// Whether a guest may bind `address`.

@@ -14,6 +14,7 @@ use crate::guest_log::GuestLog;
 use crate::host_api::{ConnectionHandle, ListenerHandle};
 use crate::listener::Listener;
 use crate::services::Services;
+use crate::stats::Stats;
 use crate::worker::Worker;
 
 /// The most elements a guest table may grow to: far above what compiled
@@ -29,6 +30,10 @@ pub struct HostState {
     /// The worker whose instance this is, to start accept loops for listeners
     /// the guest binds. Weak: the worker owns the store.
     pub(crate) worker: Weak<Worker>,
+    /// The component's name, for logs.
+    pub(crate) component: Arc<str>,
+    /// The component's counts.
+    pub(crate) stats: Arc<Stats>,
     /// Connections this instance serves, each with the host's own table
     /// entry, lent to callbacks as `borrow<connection>`.
     connections: HashMap<u64, (Arc<Connection>, Resource<ConnectionHandle>)>,
@@ -43,13 +48,14 @@ pub struct HostState {
 
 impl HostState {
     /// State for a fresh instance: WASI with nothing granted, output to the log.
-    pub fn new(services: Arc<Services>, worker: Weak<Worker>) -> Self {
-        let component = services.component().clone();
+    pub fn new(worker: &Arc<Worker>) -> Self {
+        let services = worker.services().clone();
+        let component = worker.component().clone();
         // The builder grants nothing by default: no arguments, environment,
         // preopened directories or socket addresses.
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stdout(GuestLog::stdout(component.clone()))
-            .stderr(GuestLog::stderr(component))
+            .stderr(GuestLog::stderr(component.clone()))
             .build();
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(services.limits().guest_memory)
@@ -59,7 +65,9 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             services,
-            worker,
+            worker: Arc::downgrade(worker),
+            component,
+            stats: worker.stats().clone(),
             connections: HashMap::new(),
             listeners: HashMap::new(),
             store_limits,

@@ -1,4 +1,4 @@
-//! Counters of what happened in a host, for logs (and, later, metrics).
+//! Counters of what happened to one component in a host, for logs and metrics.
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A monotonically increasing count.
@@ -30,18 +30,24 @@ pub struct Stats {
     pub instances: Counter,
     /// Connections closed for passing no bytes for `--idle-timeout`.
     pub idle_timeouts: Counter,
+    /// New versions loaded by hot reload.
+    pub reloads: Counter,
+    /// Reloads refused: the file did not load or the guest did not start.
+    pub reloads_refused: Counter,
 }
 
 impl Stats {
     /// One line with every count, for the log.
     pub fn summary(&self) -> String {
         format!(
-            "accepted={} traps={} guest_errors={} instances={} idle_timeouts={}",
+            "accepted={} traps={} guest_errors={} instances={} idle_timeouts={} reloads={} reloads_refused={}",
             self.accepted.get(),
             self.traps.get(),
             self.guest_errors.get(),
             self.instances.get(),
-            self.idle_timeouts.get()
+            self.idle_timeouts.get(),
+            self.reloads.get(),
+            self.reloads_refused.get()
         )
     }
 }

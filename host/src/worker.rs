@@ -17,6 +17,7 @@ use crate::instance::{Instance, Outcome};
 use crate::listener::Listener;
 use crate::services::{Services, until_set};
 use crate::state::HostState;
+use crate::stats::Stats;
 
 /// The most bytes handed to one `on-data` call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -35,11 +36,30 @@ pub enum Isolation {
     Connection,
 }
 
-/// Runs guest callbacks for the connections of one reactor.
+/// Where a listener's accept loop sends connections: the current worker of
+/// its component on its reactor. Hot reload replaces the worker; connections
+/// already accepted stay with the one that accepted them.
+pub type Route = tokio::sync::watch::Receiver<Arc<Worker>>;
+
+/// A route that never changes, for listeners a guest binds: they belong to
+/// the worker whose guest bound them.
+pub fn fixed_route(worker: Arc<Worker>) -> Route {
+    // A receiver keeps the last value after its sender is gone.
+    tokio::sync::watch::channel(worker).1
+}
+
+/// Runs one component's callbacks for the connections of one reactor.
 pub struct Worker {
     pre: HandlerPre<HostState>,
     services: Arc<Services>,
     isolation: Isolation,
+    /// The component's name, for logs and counts.
+    component: Arc<str>,
+    /// The component's counts, shared with its other workers and versions.
+    stats: Arc<Stats>,
+    /// The operator's listeners that route to this component on this
+    /// reactor: what `operator-listeners` gives the guest.
+    listeners: Vec<Arc<Listener>>,
     /// The instance of the shared model, locked for one read and callback at
     /// a time. Unused under the per-connection model.
     shared: tokio::sync::Mutex<Slot>,
@@ -130,13 +150,18 @@ impl Worker {
     /// check the same.
     pub async fn new(
         pre: HandlerPre<HostState>,
+        component: Arc<str>,
         services: Arc<Services>,
         isolation: Isolation,
+        listeners: Vec<Arc<Listener>>,
     ) -> wasmtime::Result<Arc<Self>> {
         let worker = Arc::new(Worker {
             pre,
+            stats: services.stats_for(&component),
             services,
             isolation,
+            component,
+            listeners,
             shared: tokio::sync::Mutex::default(),
             read_buffers: Mutex::default(),
             trap_backoff: Mutex::default(),
@@ -154,10 +179,25 @@ impl Worker {
         &self.services
     }
 
+    /// The component's name.
+    pub fn component(&self) -> &Arc<str> {
+        &self.component
+    }
+
+    /// The component's counts.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// The operator's listeners that route here.
+    pub fn listeners(&self) -> &[Arc<Listener>] {
+        &self.listeners
+    }
+
     async fn instantiate(self: &Arc<Self>, slot: &mut Slot) -> wasmtime::Result<()> {
         let generation = slot.generation + 1;
-        let instance = Instance::new(&self.pre, &self.services, Arc::downgrade(self), generation).await?;
-        self.services.stats.instances.increment();
+        let instance = Instance::new(&self.pre, self, generation).await?;
+        self.stats.instances.increment();
         slot.generation = generation;
         slot.instance = Some(instance);
         Ok(())
@@ -178,11 +218,11 @@ impl Worker {
                 tokio::time::sleep(pause).await;
             }
             if let Err(e) = self.instantiate(slot).await {
-                tracing::error!(component = %self.services.component(), error = %format!("{e:#}"), "cannot instantiate the guest");
+                tracing::error!(component = %self.component, error = %format!("{e:#}"), "cannot instantiate the guest");
                 return None;
             }
             if self.isolation == Isolation::Shared {
-                tracing::info!(component = %self.services.component(), generation = slot.generation, "guest instance replaced");
+                tracing::info!(component = %self.component, generation = slot.generation, "guest instance replaced");
             }
         }
         slot.instance.as_mut()
@@ -268,7 +308,7 @@ impl Worker {
     /// Calls `on-accept`; returns the generation of the instance that
     /// accepted (0 if none could, in which case the connection is closing).
     async fn accept(self: &Arc<Self>, own: &mut Option<Slot>, listener: &Arc<Listener>, conn: &Arc<Connection>) -> u64 {
-        self.services.stats.accepted.increment();
+        self.stats.accepted.increment();
         let mut slot = self.slot(own).await;
         let Some(instance) = self.instance(&mut slot).await else {
             conn.close();
@@ -316,7 +356,7 @@ impl Worker {
 
     /// Tells the guest `conn` timed out, then closes it.
     async fn idle(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
-        self.services.stats.idle_timeouts.increment();
+        self.stats.idle_timeouts.increment();
         tracing::debug!(conn = conn.id(), "idle timeout");
         let mut slot = self.slot(own).await;
         if let Some(instance) = slot.current(generation) {
@@ -342,8 +382,8 @@ impl Worker {
         match outcome {
             Outcome::Returned => {}
             Outcome::GuestError(message) => {
-                let errors = self.services.stats.guest_errors.increment();
-                tracing::warn!(component = %self.services.component(), conn = conn.id(), callback, %message, errors, "guest returned an error; closing the connection");
+                let errors = self.stats.guest_errors.increment();
+                tracing::warn!(component = %self.component, conn = conn.id(), callback, %message, errors, "guest returned an error; closing the connection");
                 conn.close();
             }
             Outcome::Trapped => self.discard(slot),
@@ -355,8 +395,8 @@ impl Worker {
         let Some(instance) = slot.instance.take() else { return };
         lock(&self.trap_backoff).record_trap();
         let closed = instance.close_connections();
-        let traps = self.services.stats.traps.get();
-        tracing::warn!(component = %self.services.component(), generation = instance.generation, closed, traps, "discarded the trapped instance and closed its connections");
+        let traps = self.stats.traps.get();
+        tracing::warn!(component = %self.component, generation = instance.generation, closed, traps, "discarded the trapped instance and closed its connections");
     }
 }
 

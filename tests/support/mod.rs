@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use evconn_host::limits::Limits;
 use evconn_host::{Isolation, ListenOptions};
-use evconn_host::server::Server;
+use evconn_host::server::{App, BoundListener, Server};
 use evconn_host::socket::bind_listener;
 
 /// The workspace's root folder.
@@ -145,23 +145,30 @@ impl TestHostBuilder {
         }
         let pre = compiled(&self.component, self.isolation);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let listeners: Vec<_> = {
-            let _entered = runtime.enter();
-            self.listeners
-                .iter()
-                .map(|(address, options)| (bind_listener(*address, *options, -1).expect("binds"), *options))
-                .collect()
-        };
-        let addrs: Vec<SocketAddr> = listeners.iter().map(|(l, _)| l.local_addr().unwrap()).collect();
+        let listeners: Vec<BoundListener> = self
+            .listeners
+            .iter()
+            .map(|(address, options)| BoundListener {
+                sockets: vec![bind_listener(*address, *options, -1).expect("binds")],
+                options: *options,
+            })
+            .collect();
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.sockets[0].local_addr().unwrap()).collect();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = Server {
-            component: pre,
-            component_name: evconn_host::component::name(&self.component),
-            listeners,
+            apps: vec![App {
+                name: evconn_host::component::name(&self.component),
+                path: self.component.clone(),
+                component: pre,
+                listeners,
+            }],
+            workers: 1,
             allow_bind: self.allow_bind,
             shutdown_timeout: self.shutdown_timeout,
             isolation: self.isolation,
             limits: self.limits,
+            cache: None,
+            reload: Default::default(),
         };
         let thread = std::thread::spawn(move || {
             runtime.block_on(server.run(async {

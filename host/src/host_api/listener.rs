@@ -11,6 +11,7 @@ use crate::host_api::error_code;
 use crate::listener::Listener;
 use crate::socket::{BindError, bind_listener};
 use crate::state::HostState;
+use crate::worker::fixed_route;
 
 /// A table entry naming a listener.
 pub struct ListenerHandle {
@@ -36,10 +37,11 @@ impl HostState {
 
 impl Host for HostState {
     fn operator_listeners(&mut self) -> wasmtime::Result<Vec<Resource<ListenerHandle>>> {
-        self.services
-            .operator_listeners()
-            .into_iter()
-            .map(|listener| Ok(self.table.push(ListenerHandle::lent(listener))?))
+        let Some(worker) = self.worker.upgrade() else { return Ok(Vec::new()) };
+        worker
+            .listeners()
+            .iter()
+            .map(|listener| Ok(self.table.push(ListenerHandle::lent(listener.clone()))?))
             .collect()
     }
 }
@@ -74,7 +76,7 @@ impl HostListener for HostState {
             return Ok(Err(ErrorCode::InvalidState));
         };
         tracing::info!(listener = id, address = %listener.local(), "guest bound a listener");
-        tokio::spawn(listener.clone().accept_loop(worker));
+        tokio::spawn(listener.clone().accept_loop(fixed_route(worker)));
         let handle = ListenerHandle { listener, frees_on_drop: true };
         Ok(Ok(self.table.push(handle)?))
     }

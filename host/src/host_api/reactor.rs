@@ -4,7 +4,7 @@ use crate::state::HostState;
 
 impl Host for HostState {
     fn loop_exit(&mut self) -> wasmtime::Result<()> {
-        tracing::info!(component = %self.services.component(), "guest asked the host to exit");
+        tracing::info!(component = %self.component, "guest asked the host to exit");
         self.services.stop();
         Ok(())
     }
