@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use clap::{ArgAction, Parser};
 
+use crate::activation::Inherited;
 use crate::bindings::ListenOptions;
 use crate::code_cache::CodeCache;
 use crate::limits::Limits;
@@ -47,8 +48,10 @@ pub struct Args {
     pub no_cache: bool,
 
     /// An address to listen on; repeat for several. IPv6 goes in brackets:
-    /// [::1]:9876. The port must be in 1..65535.
-    #[arg(long = "listen", value_name = "ADDR", default_value = "0.0.0.0:9876", value_parser = parse_listen_address)]
+    /// [::1]:9876. The port must be in 1..65535. Default: 0.0.0.0:9876,
+    /// unless systemd passed listening sockets (LISTEN_FDS), which are served
+    /// as well as any --listen address.
+    #[arg(long = "listen", value_name = "ADDR", value_parser = parse_listen_address)]
     pub listen: Vec<SocketAddr>,
 
     /// A listener option for every --listen socket; repeat for several:
@@ -322,6 +325,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
     };
     args.validate()?;
     let limits = args.limits()?;
+    // Before any thread starts: this takes the LISTEN_* variables away.
+    let inherited = crate::activation::take_inherited()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -341,8 +346,20 @@ fn serve(args: Args) -> anyhow::Result<()> {
         // connections among the sockets.
         options |= ListenOptions::REUSEABLE_PORT;
     }
-    let listeners = args
-        .listen
+    let addresses = match (args.listen.is_empty(), inherited.is_empty()) {
+        (true, true) => vec![DEFAULT_LISTEN],
+        _ => args.listen.clone(),
+    };
+    let mut listeners = inherited
+        .into_iter()
+        .map(|Inherited { name, socket }| {
+            tracing::info!(name = %name, address = %socket.local_addr()?, "serving an inherited socket");
+            // The socket is bound already: only the options that act after
+            // binding (disabled, close-on-free) apply. Workers share it.
+            Ok(BoundListener { sockets: vec![socket], options })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bound = addresses
         .iter()
         .map(|address| {
             let sockets = (0..workers)
@@ -351,6 +368,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
             Ok(BoundListener { sockets, options })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners.extend(bound);
 
     let reload_requests = Arc::new(Notify::new());
     let server = Server {
@@ -376,6 +394,9 @@ fn serve(args: Args) -> anyhow::Result<()> {
         server.run(stop_signal()).await
     })
 }
+
+/// Where the host listens when told nothing: libevent's example's port.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9876);
 
 /// How often `--watch` looks at the component's file.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);

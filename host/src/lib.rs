@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`cli`]: the `host` command line, checked before anything is bound.
 //! - [`socket`]: listening sockets with libevent's options and backlog rules.
+//! - [`activation`]: listening sockets inherited from systemd.
 //! - [`component`]: the engine, and loading a guest against the world.
 //! - [`code_cache`]: compiled components kept between runs.
 //! - [`limits`]: what a guest or a peer may use.
@@ -20,6 +21,7 @@
 //! - `state`, `host_api`: the store's data and the WIT imports on it.
 //! - `bindings`: code generated from `wit/`.
 //! - `guest_log`: guest stdout and stderr into the host's log.
+pub mod activation;
 pub mod cli;
 pub mod code_cache;
 pub mod component;

@@ -1,0 +1,121 @@
+//! Socket activation: listening sockets passed the way systemd passes them
+//! (descriptors from 3 on, `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`) are
+//! served like `--listen` ones, and anything else on those descriptors is
+//! refused with a clear error.
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use support::HostProcess;
+
+/// The host started as systemd would start it: each of `fds` becomes
+/// descriptor 3, 4, ... of the host, and `LISTEN_PID` is the host's own pid
+/// (the shell's `$$`, which `exec` keeps), unless `pid` says otherwise.
+fn spawn_activated(fds: &[RawFd], names: &str, pid: Option<&str>, args: &[&str]) -> HostProcess {
+    let moves: String = fds.iter().enumerate().map(|(i, fd)| format!("exec {}<&{fd}; ", 3 + i)).collect();
+    let pid = pid.unwrap_or("$$");
+    let script = format!(
+        "{moves}LISTEN_PID={pid} LISTEN_FDS={} LISTEN_FDNAMES={names} exec \"$0\" \"$@\"",
+        fds.len()
+    );
+    let descriptors = fds.to_vec();
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script).arg(support::host_binary()).args(args);
+    // SAFETY: fcntl is async-signal-safe; it only lets the shell inherit the
+    // descriptors the test passes, which std opens close-on-exec.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in &descriptors {
+                if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    HostProcess::spawn_with(&mut command)
+}
+
+fn echoes(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(b"activated").unwrap();
+    let mut answer = [0u8; 9];
+    stream.read_exact(&mut answer).is_ok() && &answer == b"activated"
+}
+
+/// Two inherited sockets (IPv4 and IPv6) are served, named in the log, and
+/// the default address is not bound.
+#[test]
+fn inherited_sockets_are_served() {
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let v6 = TcpListener::bind("[::1]:0").unwrap();
+    let (addr4, addr6) = (v4.local_addr().unwrap(), v6.local_addr().unwrap());
+    let echo = support::guest("echo");
+    let host = spawn_activated(
+        &[v4.as_raw_fd(), v6.as_raw_fd()],
+        "web:admin",
+        None,
+        &["--component", echo.to_str().unwrap()],
+    );
+    // The host has its own copies now; the test's go.
+    drop((v4, v6));
+    assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+    let named = host.wait_for_line("serving an inherited socket name=web", Duration::from_secs(1));
+    assert!(named.is_some_and(|l| l.contains(&addr4.to_string())), "{}", host.output());
+    assert!(host.wait_for_line("serving an inherited socket name=admin", Duration::from_secs(1)).is_some());
+    assert!(echoes(addr4), "the inherited IPv4 socket is not served:\n{}", host.output());
+    assert!(echoes(addr6), "the inherited IPv6 socket is not served:\n{}", host.output());
+    assert_eq!(host.count_lines("0.0.0.0:9876"), 0, "the default address was bound too:\n{}", host.output());
+}
+
+/// With `--workers 2` both reactors accept from the one inherited socket.
+#[test]
+fn workers_share_an_inherited_socket() {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let echo = support::guest("echo");
+    let host = spawn_activated(&[socket.as_raw_fd()], "echo", None, &["--component", echo.to_str().unwrap(), "--workers", "2"]);
+    drop(socket);
+    assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+    assert!(host.wait_for_line("worker=1", Duration::from_secs(5)).is_some(), "no second worker:\n{}", host.output());
+    for _ in 0..20 {
+        assert!(echoes(addr), "not served:\n{}", host.output());
+    }
+}
+
+/// Variables meant for another process are ignored: the host serves its
+/// `--listen` address only.
+#[test]
+fn sockets_for_another_pid_are_left_alone() {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo = support::guest("echo");
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let host = spawn_activated(&[socket.as_raw_fd()], "other", Some("1"), &["--component", echo.to_str().unwrap(), "--listen", &listen]);
+    assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+    assert_eq!(host.count_lines("inherited"), 0, "{}", host.output());
+    assert!(echoes(listen.parse().unwrap()));
+}
+
+/// A descriptor that is not a listening TCP socket (here a file, then a
+/// socket that does not listen) stops the host with an error naming it.
+#[test]
+fn other_descriptors_are_refused() {
+    let file = std::fs::File::open(support::guest("echo")).unwrap();
+    let connected_to = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(connected_to.local_addr().unwrap()).unwrap();
+    let echo = support::guest("echo");
+    for (fd, what) in [(file.as_raw_fd(), "a file"), (client.as_raw_fd(), "a connected socket")] {
+        let mut host = spawn_activated(&[fd], "bad", None, &["--component", echo.to_str().unwrap()]);
+        let status = host.wait_exit(Duration::from_secs(30)).expect("the host exits");
+        assert!(!status.success(), "{what} was accepted");
+        let output = host.output();
+        assert!(output.contains("inherited descriptor 3 (bad) is not a listening TCP socket"), "{what}:\n{output}");
+    }
+}
