@@ -26,7 +26,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const SPARE_READ_BUFFERS: usize = 16;
 
 /// Which connections share a guest instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Isolation {
     /// One instance serves every connection (libevent's model): callbacks
     /// are serialised and the guest may keep state across connections.

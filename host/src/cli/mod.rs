@@ -1,22 +1,26 @@
-//! The `host` command line: flags, their checks, and the program that binds
-//! the operator's listeners and serves until told to stop.
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+//! The `host` command line: flags and subcommands, their checks, and the
+//! program that runs them.
+mod config;
+mod parse;
+mod plan;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::Notify;
 use clap::{ArgAction, Parser};
+use tokio::sync::Notify;
 
-use crate::activation::Inherited;
 use crate::bindings::ListenOptions;
 use crate::code_cache::CodeCache;
 use crate::limits::Limits;
-use crate::reload::Triggers;
-use crate::server::{App, BoundListener, Server};
 use crate::worker::Isolation;
-use crate::socket::{DEFAULT_BACKLOG, OPTION_NAMES, bind_listener, option_by_name};
+
+pub use parse::{parse_duration, parse_listen_address, parse_size};
+use parse::parse_listen_option;
+pub use plan::{ListenerPlan, Plan};
 
 /// Runs TCP connection handlers written as WebAssembly components.
 ///
@@ -32,20 +36,17 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// Serve what a TOML file describes: several listeners, each with its
+    /// own component and options, and the settings below (see
+    /// docs/configuration.md). Replaces every serving flag.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["component", "listen", "listen_options", "backlog", "HostFlags"])]
+    pub config: Option<PathBuf>,
+
     /// The handler: a WebAssembly component of the world
     /// evconn:listener/handler@0.1.0, or a file `host compile` made from one
     /// on this machine (only load those you made: they run unchecked).
-    #[arg(long, value_name = "FILE", required = true)]
+    #[arg(long, value_name = "FILE", required_unless_present = "config")]
     pub component: Option<PathBuf>,
-
-    /// Where compiled components are kept between runs, so a restart does
-    /// not compile again. Default: $XDG_CACHE_HOME/evconn or ~/.cache/evconn.
-    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
-    pub cache_dir: Option<PathBuf>,
-
-    /// Compile the component at every start; keep nothing on disk.
-    #[arg(long)]
-    pub no_cache: bool,
 
     /// An address to listen on; repeat for several. IPv6 goes in brackets:
     /// [::1]:9876. The port must be in 1..65535. Default: 0.0.0.0:9876,
@@ -66,6 +67,32 @@ pub struct Args {
     /// that already listens.
     #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     pub backlog: i32,
+
+    /// Settings of the whole host.
+    #[command(flatten)]
+    pub host: HostFlags,
+
+    /// Log more: -v for each connection, -vv for everything. RUST_LOG, when
+    /// set, takes precedence.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log less: -q for warnings and errors only, -qq for errors only.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+/// Settings of the whole host, from flags or from a config file's top level.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostFlags {
+    /// Where compiled components are kept between runs, so a restart does
+    /// not compile again. Default: $XDG_CACHE_HOME/evconn or ~/.cache/evconn.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start; keep nothing on disk.
+    #[arg(long)]
+    pub no_cache: bool,
 
     /// An address the guest may bind with listener.bind; repeat for several.
     /// Port 0 allows every port of that IP. Default: none.
@@ -125,15 +152,6 @@ pub struct Args {
     /// may go on before they are closed; a second signal exits at once.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-
-    /// Log more: -v for each connection, -vv for everything. RUST_LOG, when
-    /// set, takes precedence.
-    #[arg(short, long, action = ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Log less: -q for warnings and errors only, -qq for errors only.
-    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
-    pub quiet: u8,
 }
 
 /// Commands other than serving.
@@ -171,8 +189,22 @@ impl Args {
             self.listen_options.iter().fold(ListenOptions::empty(), |all, o| all | *o)
         }
     }
+}
 
-    /// The limits the flags ask for, checked against this machine.
+impl Default for HostFlags {
+    /// The settings with no flag given.
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            host: HostFlags,
+        }
+        Defaults::parse_from(["host"]).host
+    }
+}
+
+impl HostFlags {
+    /// The limits these settings ask for, checked against this machine.
     pub fn limits(&self) -> anyhow::Result<Limits> {
         let max_connections = match (self.max_connections, self.isolation) {
             (Some(n), Isolation::Connection) => {
@@ -205,33 +237,14 @@ impl Args {
         })
     }
 
-    /// Checks what clap cannot check alone.
-    fn validate(&self) -> anyhow::Result<()> {
-        if self.backlog == 0 {
-            anyhow::bail!(
-                "--backlog 0 means a socket that already listens, but --listen binds new ones: \
-                 give a positive backlog, or a negative one for the default ({DEFAULT_BACKLOG})"
-            );
+    /// The compiled-code cache these settings ask for.
+    pub fn cache(&self) -> Option<CodeCache> {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(CodeCache::new(dir)),
+            (None, false) => CodeCache::default_dir().map(CodeCache::new),
         }
-        Ok(())
     }
-}
-
-/// Parses `HOST:PORT`, refusing a port outside 1..65535 as libevent's example
-/// does ("Invalid port").
-pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| format!("expected HOST:PORT, such as 0.0.0.0:9876 or [::1]:9876, not {text:?}"))?;
-    let port: i64 = port.parse().map_err(|_| format!("Invalid port: {port:?} is not a number"))?;
-    if !(1..=65535).contains(&port) {
-        return Err(format!("Invalid port: {port} (must be 1..65535)"));
-    }
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    let ip: IpAddr = host
-        .parse()
-        .map_err(|_| format!("{host:?} is not an IP address (IPv6 goes in brackets: [::1]:9876)"))?;
-    Ok(SocketAddr::new(ip, port as u16))
 }
 
 /// One WebAssembly page: the least memory an instance can have.
@@ -253,50 +266,6 @@ fn most_pooled_instances() -> usize {
     max_map_count.saturating_sub(MAPPINGS_FOR_THE_REST) / MAPPINGS_PER_POOLED_INSTANCE
 }
 
-/// Parses a duration: a number with `ms`, `s` or `m`, or seconds alone.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 2s or 1m"))?;
-    if !(0.0..=1e9).contains(&value) {
-        return Err(format!("{text:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(value * scale))
-}
-
-/// Parses a size in bytes: a number with `K`, `M` or `G` (powers of 1024),
-/// or bytes alone.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let (number, shift) = match text.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&text[..i], 10),
-        Some((i, 'M' | 'm')) => (&text[..i], 20),
-        Some((i, 'G' | 'g')) => (&text[..i], 30),
-        _ => (text, 0),
-    };
-    let value: usize = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 65536, 64K or 16M"))?;
-    value.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
-}
-
-fn parse_listen_option(name: &str) -> Result<ListenOptions, String> {
-    option_by_name(name).ok_or_else(|| {
-        let names: Vec<_> = OPTION_NAMES.iter().map(|(n, _)| *n).collect();
-        format!("unknown listener option {name:?}; known: {}", names.join(", "))
-    })
-}
-
 /// Runs the command line: serves, or runs a subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
     match &args.command {
@@ -306,7 +275,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// `host compile`: writes the compiled form of a component.
-fn compile(component: &std::path::Path, output: &std::path::Path) -> anyhow::Result<()> {
+fn compile(component: &Path, output: &Path) -> anyhow::Result<()> {
     // Serving engines differ only in how instances are allocated, which
     // compiled code does not depend on.
     let engine = crate::component::engine(Isolation::Shared, &Limits::default())?;
@@ -316,90 +285,26 @@ fn compile(component: &std::path::Path, output: &std::path::Path) -> anyhow::Res
     Ok(())
 }
 
-/// Serves: loads the component, binds the listeners, serves until SIGINT,
-/// SIGTERM or the guest's `loop-exit`.
+/// Serves what the flags or the config file describe until SIGINT, SIGTERM
+/// or the guest's `loop-exit`; SIGHUP reloads the components.
 fn serve(args: Args) -> anyhow::Result<()> {
-    let Some(component_path) = args.component.clone() else {
-        // clap requires --component when there is no subcommand.
-        anyhow::bail!("--component is required");
+    let plan = match &args.config {
+        Some(path) => config::read(path)?,
+        None => Plan::from_args(&args)?,
     };
-    args.validate()?;
-    let limits = args.limits()?;
     // Before any thread starts: this takes the LISTEN_* variables away.
     let inherited = crate::activation::take_inherited()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the reactor")?;
-    let engine = crate::component::engine(args.isolation, &limits)?;
-    let cache = match (&args.cache_dir, args.no_cache) {
-        (_, true) => None,
-        (Some(dir), false) => Some(CodeCache::new(dir)),
-        (None, false) => CodeCache::default_dir().map(CodeCache::new),
-    };
-    let component = crate::component::load(&engine, &component_path, cache.as_ref())?;
-
-    let workers = usize::from(args.workers);
-    let mut options = args.listen_options();
-    if workers > 1 {
-        // Each worker binds the address itself; the kernel spreads
-        // connections among the sockets.
-        options |= ListenOptions::REUSEABLE_PORT;
-    }
-    let addresses = match (args.listen.is_empty(), inherited.is_empty()) {
-        (true, true) => vec![DEFAULT_LISTEN],
-        _ => args.listen.clone(),
-    };
-    let mut listeners = inherited
-        .into_iter()
-        .map(|Inherited { name, socket }| {
-            tracing::info!(name = %name, address = %socket.local_addr()?, "serving an inherited socket");
-            // The socket is bound already: only the options that act after
-            // binding (disabled, close-on-free) apply. Workers share it.
-            Ok(BoundListener { sockets: vec![socket], options })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let bound = addresses
-        .iter()
-        .map(|address| {
-            let sockets = (0..workers)
-                .map(|_| bind_listener(*address, options, args.backlog))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(BoundListener { sockets, options })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    listeners.extend(bound);
-
+        .context("cannot start the control reactor")?;
     let reload_requests = Arc::new(Notify::new());
-    let server = Server {
-        apps: vec![App {
-            name: crate::component::name(&component_path),
-            path: component_path,
-            component,
-            listeners,
-        }],
-        workers,
-        allow_bind: args.allow_bind,
-        shutdown_timeout: args.shutdown_timeout,
-        isolation: args.isolation,
-        limits,
-        cache,
-        reload: Triggers {
-            requests: Some(reload_requests.clone()),
-            watch: args.watch.then_some(WATCH_INTERVAL),
-        },
-    };
+    let server = plan.prepare(inherited, reload_requests.clone())?;
     runtime.block_on(async {
         watch_sighup(reload_requests)?;
         server.run(stop_signal()).await
     })
 }
-
-/// Where the host listens when told nothing: libevent's example's port.
-const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9876);
-
-/// How often `--watch` looks at the component's file.
-const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Turns every SIGHUP into a reload request.
 fn watch_sighup(requests: Arc<Notify>) -> anyhow::Result<()> {
@@ -437,36 +342,4 @@ async fn stop_signal() {
         tracing::warn!("second signal: exiting at once");
         std::process::exit(128 + signal);
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Ports outside 1..65535 are refused with libevent's "Invalid port".
-    #[test]
-    fn refuses_ports_outside_range() {
-        for bad in ["0.0.0.0:0", "0.0.0.0:65536", "0.0.0.0:-1", "[::1]:70000"] {
-            let error = parse_listen_address(bad).unwrap_err();
-            assert!(error.starts_with("Invalid port"), "{bad}: {error}");
-        }
-        assert_eq!(parse_listen_address("[::1]:1").unwrap(), "[::1]:1".parse().unwrap());
-        assert_eq!(parse_listen_address("127.0.0.1:65535").unwrap(), "127.0.0.1:65535".parse().unwrap());
-    }
-
-    /// Durations and sizes read as documented; nonsense is refused.
-    #[test]
-    fn parses_durations_and_sizes() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert_eq!(parse_size("65536").unwrap(), 65536);
-        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
-        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
-        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
-        assert!(parse_size("lots").is_err());
-    }
 }

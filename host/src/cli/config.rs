@@ -1,0 +1,248 @@
+//! The config file (`host --config evconn.toml`): several listeners, each
+//! with its own component and options, and the host's settings. Keys are the
+//! flags' names; an unknown key or a bad value is an error that quotes the
+//! line it is on.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+use super::parse::{parse_duration, parse_listen_address, parse_listen_option, parse_size};
+use super::plan::{InheritedSockets, ListenerPlan, Plan};
+use super::HostFlags;
+use crate::bindings::ListenOptions;
+use crate::worker::Isolation;
+
+/// The file's top level: settings of the whole host, then `[[listener]]`s.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct File {
+    cache_dir: Option<PathBuf>,
+    no_cache: Option<bool>,
+    #[serde(default, deserialize_with = "socket_addresses")]
+    allow_bind: Option<Vec<SocketAddr>>,
+    isolation: Option<Isolation>,
+    #[serde(default, deserialize_with = "duration")]
+    guest_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "size")]
+    guest_memory: Option<usize>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    max_connections: Option<u32>,
+    #[serde(default, deserialize_with = "size")]
+    write_buffer: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "worker_count")]
+    workers: Option<u16>,
+    watch: Option<bool>,
+    #[serde(default, deserialize_with = "duration")]
+    shutdown_timeout: Option<Duration>,
+    #[serde(rename = "listener", default)]
+    listeners: Vec<Entry>,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Entry {
+    /// Relative to the config file's folder.
+    component: PathBuf,
+    #[serde(default, deserialize_with = "listen_addresses")]
+    listen: Vec<SocketAddr>,
+    /// Names of sockets systemd passes (`FileDescriptorName=`).
+    inherited: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "listen_options")]
+    options: Option<ListenOptions>,
+    #[serde(default, deserialize_with = "backlog")]
+    backlog: Option<i32>,
+}
+
+/// Reads the config file at `path` into a plan.
+pub fn read(path: &Path) -> anyhow::Result<Plan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text, path.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
+}
+
+/// Parses a config file's text; relative component paths are taken from `dir`.
+fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
+    let file: File = toml::from_str(text)?;
+    if file.listeners.is_empty() {
+        return Err(toml::de::Error::custom("no [[listener]]: nothing to serve"));
+    }
+    let mut host = HostFlags::default();
+    host.cache_dir = file.cache_dir.map(|d| dir.join(d)).or(host.cache_dir);
+    set(&mut host.no_cache, file.no_cache);
+    set(&mut host.allow_bind, file.allow_bind);
+    set(&mut host.isolation, file.isolation);
+    set(&mut host.guest_timeout, file.guest_timeout);
+    set(&mut host.guest_memory, file.guest_memory);
+    host.max_connections = file.max_connections.or(host.max_connections);
+    set(&mut host.write_buffer, file.write_buffer);
+    set(&mut host.idle_timeout, file.idle_timeout);
+    set(&mut host.workers, file.workers);
+    set(&mut host.watch, file.watch);
+    set(&mut host.shutdown_timeout, file.shutdown_timeout);
+
+    // A lone listener serves every inherited socket unless it names some,
+    // as the command line does.
+    let only_one = file.listeners.len() == 1;
+    let listeners = file
+        .listeners
+        .into_iter()
+        .map(|entry| ListenerPlan {
+            component: dir.join(entry.component),
+            addresses: entry.listen,
+            inherited: match entry.inherited {
+                None if only_one => InheritedSockets::All,
+                names => InheritedSockets::Named(names.unwrap_or_default()),
+            },
+            fallback: None,
+            options: entry.options.unwrap_or(ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_FREE),
+            backlog: entry.backlog.unwrap_or(-1),
+        })
+        .collect();
+    Ok(Plan { host, listeners })
+}
+
+/// Overrides a default with a value the file gives.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    parse_duration(&String::deserialize(d)?).map(Some).map_err(D::Error::custom)
+}
+
+/// A size: bytes as a number, or a string such as "64M".
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(usize),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(bytes) => Ok(Some(bytes)),
+        Size::Text(text) => parse_size(&text).map(Some).map_err(D::Error::custom),
+    }
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match u32::deserialize(d)? {
+        0 => Err(D::Error::custom("must be at least 1")),
+        n => Ok(Some(n)),
+    }
+}
+
+fn backlog<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    match i32::deserialize(d)? {
+        0 => Err(D::Error::custom(
+            "backlog 0 means a socket that already listens, but a listener binds a new one: \
+             give a positive backlog, or a negative one for the default (128)",
+        )),
+        n => Ok(Some(n)),
+    }
+}
+
+fn worker_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    match u16::deserialize(d)? {
+        n @ 1..=256 => Ok(Some(n)),
+        n => Err(D::Error::custom(format!("{n} workers: give 1 to 256"))),
+    }
+}
+
+fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    Vec::<String>::deserialize(d)?.iter().map(|a| parse_listen_address(a).map_err(D::Error::custom)).collect()
+}
+
+fn socket_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
+    let addresses = Vec::<String>::deserialize(d)?;
+    let parse = |a: &String| a.parse().map_err(|_| D::Error::custom(format!("{a:?} is not an IP address and port")));
+    addresses.iter().map(parse).collect::<Result<_, _>>().map(Some)
+}
+
+fn listen_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ListenOptions>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .try_fold(ListenOptions::empty(), |all, name| Ok(all | parse_listen_option(name).map_err(D::Error::custom)?))
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+workers = 2
+guest-timeout = "500ms"
+guest-memory = "16M"
+write-buffer = 65536
+allow-bind = ["127.0.0.1:0"]
+
+[[listener]]
+component = "echo.wasm"
+listen = ["127.0.0.1:9876", "[::1]:9876"]
+options = ["reuseable", "close-on-free", "disabled"]
+backlog = 64
+
+[[listener]]
+component = "/srv/kv.wasm"
+inherited = ["kv"]
+"#;
+
+    /// Every key lands where the flags would put it; paths are relative to
+    /// the file; unset keys keep the flags' defaults.
+    #[test]
+    fn reads_settings_and_listeners() {
+        let plan = parse(EXAMPLE, Path::new("/etc/evconn")).unwrap();
+        assert_eq!(plan.host.workers, 2);
+        assert_eq!(plan.host.guest_timeout, Duration::from_millis(500));
+        assert_eq!(plan.host.guest_memory, 16 << 20);
+        assert_eq!(plan.host.write_buffer, 65536);
+        assert_eq!(plan.host.allow_bind, ["127.0.0.1:0".parse().unwrap()]);
+        assert_eq!(plan.host.shutdown_timeout, HostFlags::default().shutdown_timeout);
+        assert_eq!(plan.host.isolation, Isolation::Shared);
+        let [echo, kv] = &plan.listeners[..] else { panic!("two listeners") };
+        assert_eq!(echo.component, Path::new("/etc/evconn/echo.wasm"));
+        assert_eq!(echo.addresses, ["127.0.0.1:9876".parse().unwrap(), "[::1]:9876".parse().unwrap()]);
+        assert_eq!(echo.options, ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_FREE | ListenOptions::DISABLED);
+        assert_eq!(echo.backlog, 64);
+        assert_eq!(echo.inherited, InheritedSockets::Named(vec![]));
+        assert_eq!(kv.component, Path::new("/srv/kv.wasm"));
+        assert_eq!(kv.inherited, InheritedSockets::Named(vec!["kv".into()]));
+    }
+
+    /// Unknown keys and bad values are refused with the line they are on.
+    #[test]
+    fn errors_name_the_line() {
+        let cases = [
+            ("workers = 2\nwokers = 3\n[[listener]]\ncomponent = \"a.wasm\"\n", 2, "unknown field `wokers`"),
+            ("[[listener]]\ncomponent = \"a.wasm\"\nlisten = [\"127.0.0.1:0\"]\n", 3, "Invalid port"),
+            ("[[listener]]\ncomponent = \"a.wasm\"\noptions = [\"fast\"]\n", 3, "unknown listener option"),
+            ("guest-timeout = \"soon\"\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "not a duration"),
+            ("workers = 0\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "give 1 to 256"),
+            ("[[listener]]\ncomponent = \"a.wasm\"\nport = 80\n", 3, "unknown field `port`"),
+            ("[[listener]]\ncomponent = \"a.wasm\"\nbacklog = 0\n", 3, "backlog 0"),
+        ];
+        for (text, line, reason) in cases {
+            let error = parse(text, Path::new(".")).unwrap_err().to_string();
+            assert!(error.contains(&format!("line {line}")), "{text:?} should fail on line {line}: {error}");
+            assert!(error.contains(reason), "{text:?}: {error}");
+        }
+        let error = parse("workers = 1\n", Path::new(".")).unwrap_err().to_string();
+        assert!(error.contains("no [[listener]]"), "{error}");
+    }
+
+    /// A lone listener takes every inherited socket unless it names some.
+    #[test]
+    fn a_lone_listener_takes_every_inherited_socket() {
+        let plan = parse("[[listener]]\ncomponent = \"a.wasm\"\n", Path::new(".")).unwrap();
+        assert_eq!(plan.listeners[0].inherited, InheritedSockets::All);
+    }
+}

@@ -1,0 +1,173 @@
+//! What to serve, from flags or a config file, and turning it into a
+//! [`Server`]: components loaded once each, sockets bound or inherited.
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{Args, HostFlags};
+use crate::activation::Inherited;
+use crate::bindings::ListenOptions;
+use crate::reload::Triggers;
+use crate::server::{App, BoundListener, Server};
+use crate::socket::{DEFAULT_BACKLOG, bind_listener};
+
+/// Where the host listens when told nothing: libevent's example's port.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9876);
+
+/// How often `--watch` looks at component files.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Everything to serve.
+#[derive(Debug)]
+pub struct Plan {
+    /// Settings of the whole host.
+    pub host: HostFlags,
+    /// The listeners, each with its component.
+    pub listeners: Vec<ListenerPlan>,
+}
+
+/// One listener entry: a component and where it listens.
+#[derive(Debug)]
+pub struct ListenerPlan {
+    /// The component's file.
+    pub component: PathBuf,
+    /// Addresses to bind.
+    pub addresses: Vec<SocketAddr>,
+    /// Which inherited sockets (socket activation) it serves.
+    pub inherited: InheritedSockets,
+    /// Where to listen when it has no address and inherited no socket.
+    pub fallback: Option<SocketAddr>,
+    /// Listener options of its sockets.
+    pub options: ListenOptions,
+    /// The kernel backlog of sockets it binds.
+    pub backlog: i32,
+}
+
+/// Which inherited sockets a listener entry serves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InheritedSockets {
+    /// Every one (the command line's single listener).
+    All,
+    /// Those with these names (`LISTEN_FDNAMES`).
+    Named(Vec<String>),
+}
+
+impl Plan {
+    /// The plan the command line's flags describe: one component on the
+    /// --listen addresses and every inherited socket.
+    pub fn from_args(args: &Args) -> anyhow::Result<Plan> {
+        let Some(component) = args.component.clone() else {
+            // clap requires --component without --config.
+            anyhow::bail!("--component is required");
+        };
+        if args.backlog == 0 {
+            anyhow::bail!(
+                "--backlog 0 means a socket that already listens, but --listen binds new ones: \
+                 give a positive backlog, or a negative one for the default ({DEFAULT_BACKLOG})"
+            );
+        }
+        Ok(Plan {
+            host: args.host.clone(),
+            listeners: vec![ListenerPlan {
+                component,
+                addresses: args.listen.clone(),
+                inherited: InheritedSockets::All,
+                fallback: Some(DEFAULT_LISTEN),
+                options: args.listen_options(),
+                backlog: args.backlog,
+            }],
+        })
+    }
+
+    /// Checks the plan, loads each component once, binds every address
+    /// (once per worker) and hands out the `inherited` sockets.
+    pub fn prepare(self, inherited: Vec<Inherited>, reload_requests: Arc<Notify>) -> anyhow::Result<Server> {
+        let limits = self.host.limits()?;
+        let workers = usize::from(self.host.workers);
+        let mut inherited_by_entry = assign_inherited(&self.listeners, inherited)?;
+
+        // Every component loads before anything is bound: a bad file fails
+        // the start without having taken a port.
+        let engine = crate::component::engine(self.host.isolation, &limits)?;
+        let cache = self.host.cache();
+        let mut apps: Vec<App> = Vec::new();
+        for plan in &self.listeners {
+            if apps.iter().any(|app| app.path == plan.component) {
+                continue;
+            }
+            let component = crate::component::load(&engine, &plan.component, cache.as_ref())?;
+            let name = crate::component::name(&plan.component);
+            if apps.iter().any(|app| app.name == name) {
+                anyhow::bail!("two components are named {name}: logs and metrics could not tell them apart; rename one file");
+            }
+            apps.push(App { name, path: plan.component.clone(), component, listeners: Vec::new() });
+        }
+
+        for (entry, plan) in self.listeners.into_iter().enumerate() {
+            let mut options = plan.options;
+            if workers > 1 {
+                // Each worker binds the address itself; the kernel spreads
+                // connections among the sockets.
+                options |= ListenOptions::REUSEABLE_PORT;
+            }
+            // Entries naming the same file serve one component: one
+            // instance (per worker) behind all their listeners.
+            let app = apps.iter_mut().find(|app| app.path == plan.component).expect("loaded above");
+            let inherited = std::mem::take(&mut inherited_by_entry[entry]);
+            let inherited_none = inherited.is_empty();
+            for Inherited { name, socket } in inherited {
+                tracing::info!(name = %name, address = %socket.local_addr()?, "serving an inherited socket");
+                // The socket is bound already: only the options that act
+                // after binding (disabled, close-on-free) apply, and every
+                // worker accepts from it.
+                app.listeners.push(BoundListener { sockets: vec![socket], options: plan.options });
+            }
+            let mut addresses = plan.addresses;
+            if addresses.is_empty() && inherited_none {
+                let Some(fallback) = plan.fallback else {
+                    anyhow::bail!("the listener for {} has no address and no inherited socket", plan.component.display());
+                };
+                addresses.push(fallback);
+            }
+            for address in addresses {
+                let sockets =
+                    (0..workers).map(|_| bind_listener(address, options, plan.backlog)).collect::<Result<Vec<_>, _>>()?;
+                app.listeners.push(BoundListener { sockets, options });
+            }
+        }
+
+        Ok(Server {
+            apps,
+            workers,
+            allow_bind: self.host.allow_bind,
+            shutdown_timeout: self.host.shutdown_timeout,
+            isolation: self.host.isolation,
+            limits,
+            cache,
+            reload: Triggers { requests: Some(reload_requests), watch: self.host.watch.then_some(WATCH_INTERVAL) },
+        })
+    }
+}
+
+/// Hands each inherited socket to the listener entry that names it (or
+/// takes them all); a socket nobody serves is an error, not a silent leak.
+fn assign_inherited(entries: &[ListenerPlan], inherited: Vec<Inherited>) -> anyhow::Result<Vec<Vec<Inherited>>> {
+    let mut assigned: Vec<Vec<Inherited>> = entries.iter().map(|_| Vec::new()).collect();
+    for socket in inherited {
+        let taker = entries.iter().position(|entry| match &entry.inherited {
+            InheritedSockets::All => true,
+            InheritedSockets::Named(names) => names.contains(&socket.name),
+        });
+        let Some(taker) = taker else {
+            anyhow::bail!(
+                "systemd passed a socket named {:?} that no listener serves: add it to a listener's `inherited` list",
+                socket.name
+            );
+        };
+        assigned[taker].push(socket);
+    }
+    Ok(assigned)
+}
