@@ -276,6 +276,21 @@ fn log_and_whoami_agree_on_addresses() {
     assert_eq!(field(&accepted, "peer"), me.peer.to_string(), "{accepted}");
     assert_eq!(field(&accepted, "listener"), me.listener.to_string(), "{accepted}");
     assert_eq!(field(&listening, "listener"), me.listener.to_string(), "{listening}");
+
+    // What the guest prints is tagged with the component and with the
+    // connection whose callback printed it.
+    let mut other = Probe::connect(addr);
+    let them = whoami(&mut other);
+    assert_eq!(other.ask("say from the other one"), "said");
+    assert_eq!(probe.ask("say from the first one"), "said");
+    for (who, text) in [(&them, "from the other one"), (&me, "from the first one")] {
+        let line = host
+            .wait_for_line(text, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no guest output {text:?}:\n{}", host.output()));
+        assert_eq!(field(&line, "conn"), who.conn.to_string(), "{line}");
+        assert_eq!(field(&line, "component"), "probe", "{line}");
+        assert_eq!(field(&line, "stream"), "stdout", "{line}");
+    }
 }
 
 /// The value of `name=value` in a log line.

@@ -1,6 +1,8 @@
 //! Guest standard output and error, sent to the host's log one line at a
-//! time and tagged with the component's name.
+//! time and tagged with the component's name and the connection whose
+//! callback wrote it.
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -15,23 +17,28 @@ const MAX_LINE: usize = 4096;
 pub struct GuestLog {
     component: Arc<str>,
     stream: &'static str,
+    /// The connection whose callback runs (0 for none), set by the instance.
+    connection: Arc<AtomicU64>,
 }
 
 impl GuestLog {
     /// The guest's standard output.
-    pub fn stdout(component: Arc<str>) -> Self {
-        GuestLog { component, stream: "stdout" }
+    pub fn stdout(component: Arc<str>, connection: Arc<AtomicU64>) -> Self {
+        GuestLog { component, stream: "stdout", connection }
     }
 
     /// The guest's standard error.
-    pub fn stderr(component: Arc<str>) -> Self {
-        GuestLog { component, stream: "stderr" }
+    pub fn stderr(component: Arc<str>, connection: Arc<AtomicU64>) -> Self {
+        GuestLog { component, stream: "stderr", connection }
     }
 
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches(['\r', '\n']);
-        tracing::info!(target: "guest", component = %self.component, stream = self.stream, "{line}");
+        match self.connection.load(Ordering::Relaxed) {
+            0 => tracing::info!(target: "guest", component = %self.component, stream = %self.stream, "{line}"),
+            conn => tracing::info!(target: "guest", component = %self.component, conn, stream = %self.stream, "{line}"),
+        }
     }
 }
 

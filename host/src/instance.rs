@@ -1,6 +1,7 @@
 //! One instance of the guest component: its store, with memory capped and
 //! every callback bounded in time, and the calls the host makes into it.
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use wasmtime::{Store, UpdateDeadline};
@@ -58,13 +59,19 @@ impl Instance {
         Ok(Instance { store, exports, generation })
     }
 
-    /// Runs one export call; a trap is logged and reported as `Trapped`.
+    /// Runs one export call for connection `conn` (0 for none); a trap is
+    /// logged and reported as `Trapped`.
     pub async fn call(
         &mut self,
+        conn: u64,
         call: impl AsyncFnOnce(&Handler, &mut Store<HostState>) -> wasmtime::Result<Result<(), String>>,
     ) -> Outcome {
         arm_deadline(&mut self.store);
-        match call(&self.exports, &mut self.store).await {
+        let current_connection = self.store.data().current_connection.clone();
+        current_connection.store(conn, Ordering::Relaxed);
+        let result = call(&self.exports, &mut self.store).await;
+        current_connection.store(0, Ordering::Relaxed);
+        match result {
             Ok(Ok(())) => Outcome::Returned,
             Ok(Err(message)) => Outcome::GuestError(message),
             Err(trap) => {
@@ -79,7 +86,7 @@ impl Instance {
 
     /// Calls `on-accept` with a fresh owned handle to `conn`.
     pub async fn accept(&mut self, listener: &Arc<crate::listener::Listener>, conn: &Arc<Connection>) -> Outcome {
-        self.call(async |exports, store| {
+        self.call(conn.id(), async |exports, store| {
             let state = store.data_mut();
             let listener = state.borrow_listener(listener)?;
             let owned = state.adopt_connection(conn)?;
@@ -93,7 +100,7 @@ impl Instance {
 
     /// Calls `on-data` for `conn`.
     pub async fn data(&mut self, conn: &Connection, data: &[u8]) -> Outcome {
-        self.call(async |exports, store| {
+        self.call(conn.id(), async |exports, store| {
             let Some(borrow) = store.data().borrow_connection(conn) else {
                 return Ok(Ok(()));
             };
@@ -104,7 +111,7 @@ impl Instance {
 
     /// Calls `on-event` for `conn`.
     pub async fn event(&mut self, conn: &Connection, event: ConnectionEvent) -> Outcome {
-        self.call(async |exports, store| {
+        self.call(conn.id(), async |exports, store| {
             let Some(borrow) = store.data().borrow_connection(conn) else {
                 return Ok(Ok(()));
             };
@@ -120,7 +127,7 @@ impl Instance {
         error: &std::io::Error,
     ) -> Outcome {
         let error = crate::host_api::accept_error(error);
-        self.call(async |exports, store| {
+        self.call(0, async |exports, store| {
             let listener = store.data_mut().borrow_listener(listener)?;
             exports
                 .evconn_listener_callbacks()

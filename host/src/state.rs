@@ -1,6 +1,7 @@
 //! The data of one guest instance's store: its WASI context, its resource
 //! table and the handles it holds to connections and listeners.
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 
 use std::time::Instant;
@@ -34,6 +35,8 @@ pub struct HostState {
     pub(crate) component: Arc<str>,
     /// The component's counts.
     pub(crate) stats: Arc<Stats>,
+    /// The connection whose callback runs (0 for none), for guest output.
+    pub(crate) current_connection: Arc<AtomicU64>,
     /// Connections this instance serves, each with the host's own table
     /// entry, lent to callbacks as `borrow<connection>`.
     connections: HashMap<u64, (Arc<Connection>, Resource<ConnectionHandle>)>,
@@ -53,9 +56,10 @@ impl HostState {
         let component = worker.component().clone();
         // The builder grants nothing by default: no arguments, environment,
         // preopened directories or socket addresses.
+        let current_connection = Arc::new(AtomicU64::new(0));
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdout(GuestLog::stdout(component.clone()))
-            .stderr(GuestLog::stderr(component.clone()))
+            .stdout(GuestLog::stdout(component.clone(), current_connection.clone()))
+            .stderr(GuestLog::stderr(component.clone(), current_connection.clone()))
             .build();
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(services.limits().guest_memory)
@@ -68,6 +72,7 @@ impl HostState {
             worker: Arc::downgrade(worker),
             component,
             stats: worker.stats().clone(),
+            current_connection,
             connections: HashMap::new(),
             listeners: HashMap::new(),
             store_limits,

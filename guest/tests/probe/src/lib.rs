@@ -25,6 +25,7 @@
 //! | `env` | `env N`: how many environment variables and arguments the guest sees |
 //! | `read PATH` | `read N` bytes, or `denied TEXT` |
 //! | `connect ADDR` | `connected`, or `denied TEXT`: an outbound TCP connection |
+//! | `say TEXT` | `said`, after printing TEXT to standard output |
 //!
 //! Accept errors are only logged (`accept error ERRNO (TEXT)`), so tests can
 //! watch the host back off and recover.
@@ -164,6 +165,10 @@ impl Probe {
                 }
             }
             ["count"] => self.accepted.to_string(),
+            ["say", text @ ..] => {
+                println!("{}", text.join(" "));
+                "said".to_string()
+            }
             ["send", id, text @ ..] => {
                 let id: u64 = id.parse().map_err(|e| format!("bad id: {e}"))?;
                 match self.connections.get(&id) {
