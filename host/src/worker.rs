@@ -276,9 +276,14 @@ impl Worker {
         let generation = self.accept(&mut own, listener, conn).await;
         let mut closing = self.services.closing();
         let idle_timeout = self.services.limits().idle_timeout;
+        // One timer for the connection's life, armed for when it would be
+        // idle if no byte moved; when it fires early (bytes moved since) it
+        // is re-armed from the latest activity. Making a timer per read
+        // would cost a timer-wheel insert and removal per round trip.
+        let far = Duration::from_secs(86_400 * 365);
+        let idle = tokio::time::sleep(idle_timeout.unwrap_or(far));
+        tokio::pin!(idle);
         loop {
-            let idle_deadline = idle_timeout.map(|t| conn.last_activity() + t);
-            let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 ready = conn.ready() => match ready {
                     Ready::Readable => self.read(&mut own, conn, generation).await,
@@ -286,15 +291,16 @@ impl Worker {
                 },
                 // The shutdown timeout passed: flush what was written, close.
                 _ = until_set(&mut closing), if !conn.is_closing() => conn.close(),
-                // No bytes moved for --idle-timeout (unless they just did).
-                _ = tokio::time::sleep_until(idle_deadline.map_or(far, Into::into)),
-                    if idle_deadline.is_some() && !conn.is_closing() =>
-                {
-                    // Bytes sent without a read (output flushed, or written
-                    // from another connection's callback) moved the deadline:
-                    // look at the latest activity, not the one this sleep used.
-                    if idle_timeout.is_some_and(|t| Instant::now() >= conn.last_activity() + t) {
+                // No bytes moved for --idle-timeout?
+                () = &mut idle, if idle_timeout.is_some() && !conn.is_closing() => {
+                    let timeout = idle_timeout.expect("guarded");
+                    // Reads, flushed output and writes from other
+                    // connections' callbacks all count as activity.
+                    let deadline = conn.last_activity() + timeout;
+                    if Instant::now() >= deadline {
                         self.idle(&mut own, conn, generation).await;
+                    } else {
+                        idle.as_mut().reset(deadline.into());
                     }
                 }
             }
