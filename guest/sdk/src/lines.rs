@@ -50,6 +50,13 @@ impl fmt::Display for LineTooLong {
 
 impl std::error::Error for LineTooLong {}
 
+/// Lets `?` end a callback on a line that is too long.
+impl From<LineTooLong> for String {
+    fn from(error: LineTooLong) -> Self {
+        error.to_string()
+    }
+}
+
 impl LineBuffer {
     /// An empty buffer for lines of at most `max_line` bytes, not counting
     /// their `\n` or `\r\n`.
