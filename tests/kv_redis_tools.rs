@@ -130,7 +130,7 @@ fn redis_benchmark_runs_every_test() {
             .map(str::trim)
             .filter_map(|line| line.strip_prefix(&format!("{test}: ")))
             .filter_map(|rest| rest.split_once(" requests per second"))
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("no requests per second for {test}: {output}"));
         let rate: f64 = result.0.parse().unwrap_or_else(|e| panic!("{test}: {:?} is not a rate: {e}", result.0));
         assert!(rate > 0.0, "{test}: {rate} requests per second");
