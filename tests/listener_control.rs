@@ -199,6 +199,39 @@ fn paused_connection_is_served_after_resume_from_another() {
     assert_eq!(a.read_line().as_deref(), Some("pong"), "served after resume");
 }
 
+/// A write that fails reaches the guest as an error event, as a failed read
+/// does, so a guest can forget what it keeps for that connection: here a
+/// peer pauses reading and resets, another connection writes to it (the
+/// write fails), and the probe then forgets the reset connection.
+#[test]
+fn failed_write_reaches_the_guest_as_an_error_event() {
+    let host = TestHost::start(&support::guest("probe"));
+    let mut writer = Probe::connect(host.addr);
+    let mut vanishing = Probe::connect(host.addr);
+    let vanishing_id = whoami(&mut vanishing).conn;
+    // Paused, the host does not read the reset below; only the write sees it.
+    assert_eq!(vanishing.ask("pause"), "ok");
+    socket2::SockRef::from(&vanishing.stream).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(vanishing); // RST
+
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    loop {
+        let answer = writer.ask(&format!("send {vanishing_id} anyone there?"));
+        if answer == "error no-such-connection" {
+            break; // the probe got the event and forgot the connection
+        }
+        if answers.last() != Some(&answer) {
+            answers.push(answer);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no error event within 10 s; the writes answered (in turn) {answers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// After `shutdown-write` the client reads `ok` then end of stream, yet what
 /// it sends afterwards still reaches the guest.
 #[test]

@@ -49,11 +49,23 @@ struct State {
     read_eof: bool,
     /// Reading or writing failed: the socket is unusable.
     failed: bool,
+    /// A write failed and the guest has not been told yet (a failed read is
+    /// reported by the caller of `try_read` at once).
+    unreported_failure: Option<ErrorCode>,
     /// Reading stopped because `output` reached the high watermark: the
     /// peer is not reading what it is sent.
     backpressure: bool,
     /// When bytes last moved either way.
     last_activity: Option<Instant>,
+}
+
+impl State {
+    fn write_failed(&mut self, error: &io::Error) {
+        if !self.failed {
+            self.failed = true;
+            self.unreported_failure = Some(crate::host_api::error_code(error));
+        }
+    }
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
@@ -138,7 +150,7 @@ impl Connection {
                     // Reported to the guest as an error event by the task,
                     // as a bufferevent reports a failed write.
                     tracing::debug!(conn = self.id, error = %e, "write failed");
-                    state.failed = true;
+                    state.write_failed(&e);
                     self.wake.notify_one();
                     return Ok(());
                 }
@@ -217,7 +229,7 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::debug!(conn = self.id, error = %e, "write failed");
-                    state.failed = true;
+                    state.write_failed(&e);
                 }
             }
         }
@@ -260,6 +272,15 @@ impl Connection {
     /// When bytes last moved either way.
     pub fn last_activity(&self) -> Instant {
         self.state().last_activity.unwrap_or_else(Instant::now)
+    }
+
+    /// The error of a failed write the guest should hear of as an error
+    /// event, once: `None` if no write failed, or if the guest closed the
+    /// connection or already had its one event (end of stream).
+    pub fn take_unreported_failure(&self) -> Option<ErrorCode> {
+        let mut state = self.state();
+        let code = state.unreported_failure.take()?;
+        (!state.closing && !state.read_eof).then_some(code)
     }
 
     /// Marks the socket failed after a read error the caller saw.

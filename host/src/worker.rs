@@ -287,7 +287,10 @@ impl Worker {
             tokio::select! {
                 ready = conn.ready() => match ready {
                     Ready::Readable => self.read(&mut own, conn, generation).await,
-                    Ready::Finished => break,
+                    Ready::Finished => {
+                        self.report_write_failure(&mut own, conn, generation).await;
+                        break;
+                    }
                 },
                 // The shutdown timeout passed: flush what was written, close.
                 _ = until_set(&mut closing), if !conn.is_closing() => conn.close(),
@@ -358,6 +361,18 @@ impl Worker {
         let mut spare = lock(&self.read_buffers);
         if spare.len() < SPARE_READ_BUFFERS {
             spare.push(buffer);
+        }
+    }
+
+    /// Tells the guest that a write to `conn` failed, as a bufferevent
+    /// reports a failed write, so that it can forget the connection: without
+    /// this event a guest keeping per-connection state would keep it forever.
+    async fn report_write_failure(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
+        let Some(code) = conn.take_unreported_failure() else { return };
+        let mut slot = self.slot(own).await;
+        if let Some(instance) = slot.current(generation) {
+            let outcome = instance.event(conn, ConnectionEvent::Error(code)).await;
+            self.settle(&mut slot, conn, outcome, "on-event");
         }
     }
 

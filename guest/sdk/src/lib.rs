@@ -21,7 +21,28 @@
 //! serves, one call at a time. Under the shared isolation model that is every
 //! connection of a reactor worker, so fields of the handler live across
 //! connections; under the per-connection model each connection gets its own.
+//!
+//! # State per connection
+//! Because one handler value may serve many connections, keep what belongs
+//! to one connection in a map keyed by [`Connection::id`], and remove the
+//! entry when the connection ends. A connection's last callback is
+//! [`Handler::on_event`] (end of stream, an error, or an idle timeout), unless
+//! the handler ends it first: after it calls `close` or returns `Err`, no
+//! callback for that connection follows, so remove the entry there too.
+//!
+//! # Errors
+//! Callbacks return `Result<(), String>`; `?` works on the [`ErrorCode`] of a
+//! failed `write` (it converts to its name), and on anything else that
+//! converts to `String`.
+//!
+//! # Modules
+//! - [`lines`]: whole lines out of bytes as they arrive, with a length limit.
+//! - [`reactor`]: `loop_exit`, to stop the host.
+//! - [`bindings`]: everything the WIT package declares, for what the crate
+//!   root does not re-export.
 #![deny(missing_docs)]
+
+pub mod lines;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -76,11 +97,19 @@ pub trait Handler: Default + 'static {
         Ok(())
     }
 
-    /// Bytes arrived on `conn`.
+    /// Bytes arrived on `conn`: what one read returned, at most 64 KiB.
+    ///
+    /// TCP keeps no message boundaries: a client's message may arrive split
+    /// across calls, and several may arrive in one. Buffer what is not whole
+    /// yet per connection ([`lines::LineBuffer`] does it for lines), and
+    /// bound that buffer.
     fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String>;
 
-    /// The peer closed its side, or the connection failed. The default
-    /// closes the connection, as libevent's example frees its bufferevent.
+    /// The peer closed its side (`EndOfStream`), reading or writing failed
+    /// (`Error`), or the connection was idle too long (`Timeout`). At most one
+    /// event arrives per connection, and none after the handler closed it.
+    /// The default closes the connection, as libevent's example frees its
+    /// bufferevent.
     fn on_event(&mut self, conn: &Connection, event: ConnectionEvent) -> Result<(), String> {
         let _ = event;
         conn.close();
@@ -91,6 +120,14 @@ pub trait Handler: Default + 'static {
     /// the error and retries after a pause.
     fn on_accept_error(&mut self, listener: &Listener, error: AcceptError) {
         let _ = (listener, error);
+    }
+}
+
+/// Lets `?` turn a failed `write` (or any call returning [`ErrorCode`]) into
+/// a callback's `Err`: the message is the code's name, such as `closed`.
+impl From<ErrorCode> for String {
+    fn from(code: ErrorCode) -> Self {
+        code.name().to_string()
     }
 }
 
