@@ -34,14 +34,9 @@ pub struct Args {
     #[arg(long, value_name = "FILE", required = true)]
     pub component: Option<PathBuf>,
 
-    /// Where compiled components are kept between runs, so a restart does
-    /// not compile again. Default: $XDG_CACHE_HOME/evconn or ~/.cache/evconn.
-    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
-    pub cache_dir: Option<PathBuf>,
-
-    /// Compile the component at every start; keep nothing on disk.
-    #[arg(long)]
-    pub no_cache: bool,
+    /// Where compiled code is kept.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// An address to listen on; repeat for several. IPv6 goes in brackets:
     /// [::1]:9876. The port must be in 1..65535.
@@ -66,6 +61,87 @@ pub struct Args {
     #[arg(long = "allow-bind", value_name = "ADDR")]
     pub allow_bind: Vec<SocketAddr>,
 
+    /// Isolation and what a guest or a peer may use.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
+    /// may go on before they are closed; a second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log more: -v for each connection, -vv for everything. RUST_LOG, when
+    /// set, takes precedence.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log less: -q for warnings and errors only, -qq for errors only.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+/// Flags that say where compiled code is kept, for serving and `host test`.
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    /// Where compiled components are kept between runs, so a restart does
+    /// not compile again. Default: $XDG_CACHE_HOME/evconn or ~/.cache/evconn.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start; keep nothing on disk.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl LimitArgs {
+    /// The limits the flags ask for, checked against this machine.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let max_connections = match (self.max_connections, self.isolation) {
+            (Some(n), Isolation::Connection) => {
+                let n = n as usize;
+                let most = most_pooled_instances();
+                if n > most {
+                    anyhow::bail!(
+                        "--max-connections {n} needs {n} pooled instances under --isolation connection, \
+                         but vm.max_map_count allows about {most}: lower it, or raise vm.max_map_count"
+                    );
+                }
+                n
+            }
+            (Some(n), Isolation::Shared) => n as usize,
+            (None, Isolation::Connection) => most_pooled_instances().min(Limits::default().max_connections),
+            (None, Isolation::Shared) => Limits::default().max_connections,
+        };
+        if self.guest_timeout.is_zero() {
+            anyhow::bail!("--guest-timeout must be longer than 0");
+        }
+        if self.guest_memory < MIN_GUEST_MEMORY {
+            anyhow::bail!("--guest-memory must be at least {}K: one WebAssembly page", MIN_GUEST_MEMORY >> 10);
+        }
+        Ok(Limits {
+            guest_timeout: self.guest_timeout,
+            guest_memory: self.guest_memory,
+            max_connections,
+            write_buffer: self.write_buffer.max(1),
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+        })
+    }
+}
+
+impl CacheArgs {
+    /// The code cache the flags ask for, if any.
+    pub fn cache(&self) -> Option<CodeCache> {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(CodeCache::new(dir)),
+            (None, false) => CodeCache::default_dir().map(CodeCache::new),
+        }
+    }
+}
+
+/// Flags for the isolation model and the limits, for serving and `host test`.
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
     /// Which connections share a guest instance. `shared` (libevent's
     /// model): one instance per reactor worker serves all its connections,
     /// one callback at a time; the guest may keep state across connections
@@ -102,20 +178,6 @@ pub struct Args {
     /// after telling the guest (a timeout event); 0 for never.
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-
-    /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
-    /// may go on before they are closed; a second signal exits at once.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
-
-    /// Log more: -v for each connection, -vv for everything. RUST_LOG, when
-    /// set, takes precedence.
-    #[arg(short, long, action = ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Log less: -q for warnings and errors only, -qq for errors only.
-    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
-    pub quiet: u8,
 }
 
 /// Commands other than serving.
@@ -131,11 +193,58 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Run conversation scripts (.evt files) against a component: each
+    /// script gets a fresh host in this process on 127.0.0.1, every step is
+    /// reported, and the exit status is non-zero if one fails. The script
+    /// format is described in docs/test-kit.md.
+    Test(TestArgs),
+}
+
+/// The flags of `host test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The component to test.
+    pub component: PathBuf,
+
+    /// The scripts to run, in order.
+    #[arg(required = true, value_name = "SCRIPT")]
+    pub scripts: Vec<PathBuf>,
+
+    /// The deadline of each send and expect step that sets none (with
+    /// `within`) and whose script sets none (with `timeout`).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Isolation and what a guest or a peer may use. --max-connections
+    /// defaults to 512 here.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Where compiled code is kept.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    /// Log more: -v for the host's info lines, -vv for everything. Guest
+    /// output and the host's warnings are shown by default.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log less: -q hides guest output, -qq warnings too.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
 }
 
 impl Args {
     /// The log level the flags ask for.
     pub fn log_level(&self) -> tracing::Level {
+        if let Some(Command::Test(test)) = &self.command {
+            return match (test.verbose, test.quiet) {
+                (0, 0 | 1) => tracing::Level::WARN,
+                (0, _) => tracing::Level::ERROR,
+                (1, _) => tracing::Level::INFO,
+                _ => tracing::Level::TRACE,
+            };
+        }
         match (self.verbose, self.quiet) {
             (0, 0) => tracing::Level::INFO,
             (1, _) => tracing::Level::DEBUG,
@@ -145,6 +254,12 @@ impl Args {
         }
     }
 
+    /// Whether guest output is logged although the log level is below info:
+    /// `host test` shows it unless told to be quiet.
+    pub fn show_guest_output(&self) -> bool {
+        matches!(&self.command, Some(Command::Test(test)) if test.quiet == 0)
+    }
+
     /// The options for --listen sockets.
     pub fn listen_options(&self) -> ListenOptions {
         if self.listen_options.is_empty() {
@@ -152,39 +267,6 @@ impl Args {
         } else {
             self.listen_options.iter().fold(ListenOptions::empty(), |all, o| all | *o)
         }
-    }
-
-    /// The limits the flags ask for, checked against this machine.
-    pub fn limits(&self) -> anyhow::Result<Limits> {
-        let max_connections = match (self.max_connections, self.isolation) {
-            (Some(n), Isolation::Connection) => {
-                let n = n as usize;
-                let most = most_pooled_instances();
-                if n > most {
-                    anyhow::bail!(
-                        "--max-connections {n} needs {n} pooled instances under --isolation connection, \
-                         but vm.max_map_count allows about {most}: lower it, or raise vm.max_map_count"
-                    );
-                }
-                n
-            }
-            (Some(n), Isolation::Shared) => n as usize,
-            (None, Isolation::Connection) => most_pooled_instances().min(Limits::default().max_connections),
-            (None, Isolation::Shared) => Limits::default().max_connections,
-        };
-        if self.guest_timeout.is_zero() {
-            anyhow::bail!("--guest-timeout must be longer than 0");
-        }
-        if self.guest_memory < MIN_GUEST_MEMORY {
-            anyhow::bail!("--guest-memory must be at least {}K: one WebAssembly page", MIN_GUEST_MEMORY >> 10);
-        }
-        Ok(Limits {
-            guest_timeout: self.guest_timeout,
-            guest_memory: self.guest_memory,
-            max_connections,
-            write_buffer: self.write_buffer.max(1),
-            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
-        })
     }
 
     /// Checks what clap cannot check alone.
@@ -283,8 +365,31 @@ fn parse_listen_option(name: &str) -> Result<ListenOptions, String> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match &args.command {
         Some(Command::Compile { component, output }) => compile(component, output),
+        Some(Command::Test(test)) => run_tests(test),
         None => serve(args),
     }
+}
+
+/// `host test`: runs the scripts, reports to standard output, and fails if
+/// a step failed.
+fn run_tests(args: &TestArgs) -> anyhow::Result<()> {
+    let mut limits = args.limits.limits()?;
+    if args.limits.max_connections.is_none() {
+        limits.max_connections = limits.max_connections.min(crate::kit::host::DEFAULT_MAX_CONNECTIONS);
+    }
+    let mut host = crate::kit::Host::builder(&args.component)
+        .isolation(args.limits.isolation)
+        .limits(|l| *l = limits)
+        // Scripts end by dropping their connections; nothing to wait for.
+        .shutdown_timeout(Duration::from_secs(1));
+    if let Some(cache) = args.cache.cache() {
+        host = host.code_cache(cache);
+    }
+    let tally = crate::kit::run::run_scripts(&host, &args.scripts, args.timeout, &mut std::io::stdout().lock())?;
+    if tally.failed > 0 {
+        anyhow::bail!("{} of {} steps failed", tally.failed, tally.passed + tally.failed + tally.skipped);
+    }
+    Ok(())
 }
 
 /// `host compile`: writes the compiled form of a component.
@@ -306,17 +411,13 @@ fn serve(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--component is required");
     };
     args.validate()?;
-    let limits = args.limits()?;
+    let limits = args.limits.limits()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the reactor")?;
-    let engine = crate::component::engine(args.isolation, &limits)?;
-    let cache = match (&args.cache_dir, args.no_cache) {
-        (_, true) => None,
-        (Some(dir), false) => Some(CodeCache::new(dir)),
-        (None, false) => CodeCache::default_dir().map(CodeCache::new),
-    };
+    let engine = crate::component::engine(args.limits.isolation, &limits)?;
+    let cache = args.cache.cache();
     let component = crate::component::load(&engine, &component_path, cache.as_ref())?;
 
     let options = args.listen_options();
@@ -335,7 +436,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         listeners,
         allow_bind: args.allow_bind,
         shutdown_timeout: args.shutdown_timeout,
-        isolation: args.isolation,
+        isolation: args.limits.isolation,
         limits,
     };
     runtime.block_on(server.run(stop_signal()))

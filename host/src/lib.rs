@@ -7,6 +7,7 @@
 //! - [`socket`]: listening sockets with libevent's options and backlog rules.
 //! - [`component`]: the engine, and loading a guest against the world.
 //! - [`code_cache`]: compiled components kept between runs.
+//! - [`kit`]: the component test kit: in-process hosts, test connections, scripts.
 //! - [`limits`]: what a guest or a peer may use.
 //! - [`server`]: a running host: listeners, worker, orderly stop.
 //! - `listener`: a listening socket's state and accept loop.
@@ -21,6 +22,7 @@
 pub mod cli;
 pub mod code_cache;
 pub mod component;
+pub mod kit;
 pub mod limits;
 pub mod server;
 pub mod socket;
