@@ -53,6 +53,7 @@ pub fn run_scripts(host: &HostBuilder, paths: &[PathBuf], timeout: Duration, out
     }
     writeln!(out)?;
     match failed_scripts.len() {
+        0 if scripts.len() == 1 => writeln!(out, "1 script passed")?,
         0 => writeln!(out, "{} scripts passed", scripts.len())?,
         n => writeln!(out, "{n} of {} scripts failed: {}", scripts.len(), failed_scripts.join(", "))?,
     }

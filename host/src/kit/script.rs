@@ -203,14 +203,12 @@ impl Parser {
                 Action::Expect { conn, expect: self.expectation(rest)?, within }
             }
             "shutdown" => {
-                let (conn, _) = self.open_name(&verb, &tokens)?;
-                one_name(&verb, &tokens)?;
+                let conn = self.open_name_alone(&verb, &tokens)?;
                 self.open.insert(conn.clone(), Some(line));
                 Action::Shutdown(conn)
             }
             "close" => {
-                let (conn, _) = self.open_name(&verb, &tokens)?;
-                one_name(&verb, &tokens)?;
+                let conn = self.open_name_alone(&verb, &tokens)?;
                 self.open.remove(&conn);
                 Action::Close(conn)
             }
@@ -234,6 +232,13 @@ impl Parser {
         Ok((conn, &tokens[1..]))
     }
 
+    /// The only token: the name of an open connection.
+    fn open_name_alone(&self, verb: &str, tokens: &[Token]) -> Result<String, String> {
+        let conn = one_name(verb, tokens)?;
+        self.open_name(verb, tokens)?;
+        Ok(conn)
+    }
+
     /// What an expect step waits for.
     fn expectation(&self, tokens: &[Token]) -> Result<Expect, String> {
         use Token::{Pattern, Word};
@@ -246,9 +251,7 @@ impl Parser {
             [Pattern(pattern)] => Expect::regex(pattern).map_err(|e| format!("bad regex /{pattern}/: {e}")),
             [Pattern(_), ..] => Err("a regex stands alone: expect NAME /REGEX/ [within DURATION]".into()),
             _ => {
-                let data = self.data("expect", tokens).map_err(|e| {
-                    format!("{e}; or /REGEX/, N bytes, closed")
-                })?;
+                let data = self.data("expect", tokens).map_err(|e| format!("{e}; or /REGEX/, N bytes, closed"))?;
                 Ok(Expect::Exact(data))
             }
         }
@@ -266,7 +269,7 @@ impl Parser {
                 Token::Word(word) if word == "hex" => {
                     let count = rest.iter().take_while(|t| matches!(t, Token::Word(w) if w != "hex" && w != "file")).count();
                     if count == 0 {
-                        return Err(format!("hex needs bytes, as in hex 68 69 0a"));
+                        return Err("hex needs bytes, as in hex 68 69 0a".into());
                     }
                     let words = rest[..count].iter().map(|t| match t {
                         Token::Word(w) => w.as_str(),
