@@ -93,41 +93,6 @@ pub struct CacheArgs {
     pub no_cache: bool,
 }
 
-impl LimitArgs {
-    /// The limits the flags ask for, checked against this machine.
-    pub fn limits(&self) -> anyhow::Result<Limits> {
-        let max_connections = match (self.max_connections, self.isolation) {
-            (Some(n), Isolation::Connection) => {
-                let n = n as usize;
-                let most = most_pooled_instances();
-                if n > most {
-                    anyhow::bail!(
-                        "--max-connections {n} needs {n} pooled instances under --isolation connection, \
-                         but vm.max_map_count allows about {most}: lower it, or raise vm.max_map_count"
-                    );
-                }
-                n
-            }
-            (Some(n), Isolation::Shared) => n as usize,
-            (None, Isolation::Connection) => most_pooled_instances().min(Limits::default().max_connections),
-            (None, Isolation::Shared) => Limits::default().max_connections,
-        };
-        if self.guest_timeout.is_zero() {
-            anyhow::bail!("--guest-timeout must be longer than 0");
-        }
-        if self.guest_memory < MIN_GUEST_MEMORY {
-            anyhow::bail!("--guest-memory must be at least {}K: one WebAssembly page", MIN_GUEST_MEMORY >> 10);
-        }
-        Ok(Limits {
-            guest_timeout: self.guest_timeout,
-            guest_memory: self.guest_memory,
-            max_connections,
-            write_buffer: self.write_buffer.max(1),
-            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
-        })
-    }
-}
-
 impl CacheArgs {
     /// The code cache the flags ask for, if any.
     pub fn cache(&self) -> Option<CodeCache> {
@@ -180,6 +145,41 @@ pub struct LimitArgs {
     pub idle_timeout: Duration,
 }
 
+impl LimitArgs {
+    /// The limits the flags ask for, checked against this machine.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let max_connections = match (self.max_connections, self.isolation) {
+            (Some(n), Isolation::Connection) => {
+                let n = n as usize;
+                let most = most_pooled_instances();
+                if n > most {
+                    anyhow::bail!(
+                        "--max-connections {n} needs {n} pooled instances under --isolation connection, \
+                         but vm.max_map_count allows about {most}: lower it, or raise vm.max_map_count"
+                    );
+                }
+                n
+            }
+            (Some(n), Isolation::Shared) => n as usize,
+            (None, Isolation::Connection) => most_pooled_instances().min(Limits::default().max_connections),
+            (None, Isolation::Shared) => Limits::default().max_connections,
+        };
+        if self.guest_timeout.is_zero() {
+            anyhow::bail!("--guest-timeout must be longer than 0");
+        }
+        if self.guest_memory < MIN_GUEST_MEMORY {
+            anyhow::bail!("--guest-memory must be at least {}K: one WebAssembly page", MIN_GUEST_MEMORY >> 10);
+        }
+        Ok(Limits {
+            guest_timeout: self.guest_timeout,
+            guest_memory: self.guest_memory,
+            max_connections,
+            write_buffer: self.write_buffer.max(1),
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+        })
+    }
+}
+
 /// Commands other than serving.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -195,8 +195,9 @@ pub enum Command {
     },
     /// Run conversation scripts (.evt files) against a component: each
     /// script gets a fresh host in this process on 127.0.0.1, every step is
-    /// reported, and the exit status is non-zero if one fails. The script
-    /// format is described in docs/test-kit.md.
+    /// reported, and the exit status is non-zero if one fails. The limit
+    /// flags are those of serving, but --max-connections defaults to 512.
+    /// The script format is described in docs/test-kit.md.
     Test(TestArgs),
 }
 
@@ -215,8 +216,7 @@ pub struct TestArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// Isolation and what a guest or a peer may use. --max-connections
-    /// defaults to 512 here.
+    /// Isolation and what a guest or a peer may use.
     #[command(flatten)]
     pub limits: LimitArgs,
 
