@@ -119,7 +119,15 @@ fn mistakes_are_refused_with_their_line() {
 #[test]
 fn config_and_serving_flags_do_not_mix() {
     let path = config("mix", "[[listener]]\ncomponent = \"x.wasm\"\n");
-    for flag in [&["--component", "x.wasm"][..], &["--workers", "2"], &["--listen", "127.0.0.1:1"]] {
+    let flags: [&[&str]; 6] = [
+        &["--component", "x.wasm"],
+        &["--workers", "2"],
+        &["--listen", "127.0.0.1:1"],
+        &["--isolation", "connection"],
+        &["--no-cache"],
+        &["--shutdown-timeout", "1s"],
+    ];
+    for flag in flags {
         let output = Command::new(support::host_binary())
             .args(["--config", path.to_str().unwrap()])
             .args(flag)

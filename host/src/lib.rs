@@ -8,6 +8,7 @@
 //! - [`activation`]: listening sockets inherited from systemd.
 //! - [`component`]: the engine, and loading a guest against the world.
 //! - [`code_cache`]: compiled components kept between runs.
+//! - [`kit`]: the component test kit: in-process hosts, test connections, scripts.
 //! - [`limits`]: what a guest or a peer may use.
 //! - [`server`]: a running host: reactors, components, orderly stop.
 //! - [`reload`]: hot reload of components on SIGHUP or a changed file.
@@ -25,6 +26,7 @@ pub mod activation;
 pub mod cli;
 pub mod code_cache;
 pub mod component;
+pub mod kit;
 pub mod limits;
 pub mod reload;
 pub mod server;

@@ -7,12 +7,15 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = EnvFilter::builder()
+    let mut filter = EnvFilter::builder()
         .with_default_directive(args.log_level().into())
         .from_env_lossy()
         // Cranelift and wasmtime are chatty at debug; their logs are not ours.
         .add_directive("cranelift=warn".parse().expect("a valid directive"))
         .add_directive("wasmtime=warn".parse().expect("a valid directive"));
+    if args.show_guest_output() && std::env::var_os("RUST_LOG").is_none() {
+        filter = filter.add_directive("guest=info".parse().expect("a valid directive"));
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

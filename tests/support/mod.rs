@@ -4,7 +4,6 @@
 
 pub mod procfs;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,10 +11,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use evconn_host::kit;
 use evconn_host::limits::Limits;
 use evconn_host::{Isolation, ListenOptions};
-use evconn_host::server::{App, BoundListener, Server};
-use evconn_host::socket::bind_listener;
 
 /// The workspace's root folder.
 pub fn workspace() -> PathBuf {
@@ -61,121 +59,50 @@ fn init_logging() {
     });
 }
 
-/// Pooled instances of the per-connection engine used by in-process hosts.
-pub const POOLED_INSTANCES: usize = 512;
-
-/// The compiled form of a guest, made once per test process and isolation
-/// model (each has its own engine).
-fn compiled(component: &Path, isolation: Isolation) -> evconn_host::component::Compiled {
-    static ENGINES: OnceLock<Mutex<HashMap<Isolation, wasmtime::Engine>>> = OnceLock::new();
-    static CACHE: OnceLock<Mutex<HashMap<(PathBuf, Isolation), evconn_host::component::Compiled>>> = OnceLock::new();
-    let engine = ENGINES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
-        .entry(isolation)
-        .or_insert_with(|| {
-            let limits = Limits { max_connections: POOLED_INSTANCES, ..Limits::default() };
-            evconn_host::component::engine(isolation, &limits).expect("an engine")
-        })
-        .clone();
-    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
-    cache
-        .entry((component.to_path_buf(), isolation))
-        .or_insert_with(|| evconn_host::component::load(&engine, component, None).expect("the guest loads"))
-        .clone()
-}
-
-/// A host running in this process on its own thread, stopped on drop.
+/// A host running in this process on its own thread (the test kit's
+/// [`kit::Host`]), which must stop cleanly when dropped.
 pub struct TestHost {
     /// The first listener's address.
     pub addr: SocketAddr,
     /// Every listener's address, in order.
     pub addrs: Vec<SocketAddr>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    host: Option<kit::Host>,
 }
 
-/// Options for a [`TestHost`].
-pub struct TestHostBuilder {
-    component: PathBuf,
-    listeners: Vec<(SocketAddr, ListenOptions)>,
-    allow_bind: Vec<SocketAddr>,
-    isolation: Isolation,
-    limits: Limits,
-    shutdown_timeout: Duration,
-}
+/// Options for a [`TestHost`]: the kit's builder, with addresses as text.
+pub struct TestHostBuilder(kit::HostBuilder);
 
 impl TestHostBuilder {
     /// Adds a listener on `address` (port 0 picks one) with `options`.
-    pub fn listen(mut self, address: &str, options: ListenOptions) -> Self {
-        self.listeners.push((address.parse().expect("a socket address"), options));
-        self
+    pub fn listen(self, address: &str, options: ListenOptions) -> Self {
+        Self(self.0.listen(address.parse().expect("a socket address"), options))
     }
 
     /// Lets the guest bind `address`.
-    pub fn allow_bind(mut self, address: &str) -> Self {
-        self.allow_bind.push(address.parse().expect("a socket address"));
-        self
+    pub fn allow_bind(self, address: &str) -> Self {
+        Self(self.0.allow_bind(address.parse().expect("a socket address")))
     }
 
     /// Serves under `isolation`.
-    pub fn isolation(mut self, isolation: Isolation) -> Self {
-        self.isolation = isolation;
-        self
+    pub fn isolation(self, isolation: Isolation) -> Self {
+        Self(self.0.isolation(isolation))
     }
 
     /// Changes the limits.
-    pub fn limits(mut self, change: impl FnOnce(&mut Limits)) -> Self {
-        change(&mut self.limits);
-        self
+    pub fn limits(self, change: impl FnOnce(&mut Limits)) -> Self {
+        Self(self.0.limits(change))
     }
 
     /// How long stopping waits for open connections.
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
+    pub fn shutdown_timeout(self, timeout: Duration) -> Self {
+        Self(self.0.shutdown_timeout(timeout))
     }
 
     /// Binds the listeners and starts serving.
-    pub fn start(mut self) -> TestHost {
+    pub fn start(self) -> TestHost {
         init_logging();
-        if self.listeners.is_empty() {
-            self.listeners.push(("127.0.0.1:0".parse().unwrap(), ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_FREE));
-        }
-        let pre = compiled(&self.component, self.isolation);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let listeners: Vec<BoundListener> = self
-            .listeners
-            .iter()
-            .map(|(address, options)| BoundListener {
-                sockets: vec![bind_listener(*address, *options, -1).expect("binds")],
-                options: *options,
-            })
-            .collect();
-        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.sockets[0].local_addr().unwrap()).collect();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = Server {
-            apps: vec![App {
-                name: evconn_host::component::name(&self.component),
-                path: self.component.clone(),
-                component: pre,
-                listeners,
-            }],
-            workers: 1,
-            allow_bind: self.allow_bind,
-            shutdown_timeout: self.shutdown_timeout,
-            isolation: self.isolation,
-            limits: self.limits,
-            cache: None,
-            reload: Default::default(),
-        };
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(server.run(async {
-                let _ = stopped.await;
-            }))
-        });
-        TestHost { addr: addrs[0], addrs, stop: Some(stop), thread: Some(thread) }
+        let host = self.0.start().unwrap_or_else(|e| panic!("the test host starts: {e:#}"));
+        TestHost { addr: host.addr(), addrs: host.addrs().to_vec(), host: Some(host) }
     }
 }
 
@@ -187,52 +114,28 @@ impl TestHost {
 
     /// A host to configure before starting.
     pub fn builder(component: &Path) -> TestHostBuilder {
-        TestHostBuilder {
-            component: component.to_path_buf(),
-            listeners: Vec::new(),
-            allow_bind: Vec::new(),
-            isolation: Isolation::Shared,
-            limits: Limits { max_connections: POOLED_INSTANCES, ..Limits::default() },
-            shutdown_timeout: Duration::from_secs(5),
-        }
+        TestHostBuilder(kit::Host::builder(component))
     }
 
     /// Whether the host has stopped on its own (the guest called `loop-exit`).
     pub fn has_exited(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.host.as_ref().is_none_or(kit::Host::has_exited)
     }
 
     /// Waits for the host to stop on its own; `false` if it still runs after `timeout`.
     pub fn wait_exit(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while !self.has_exited() {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        true
+        self.host.as_ref().is_none_or(|host| host.wait_exit(timeout))
     }
 
     /// Stops the host and returns how its run ended.
     pub fn stop(mut self) -> anyhow::Result<()> {
-        self.shut_down()
-    }
-
-    fn shut_down(&mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.thread.take() {
-            Some(thread) => thread.join().expect("the host thread does not panic"),
-            None => Ok(()),
-        }
+        self.host.take().map_or(Ok(()), kit::Host::stop)
     }
 }
 
 impl Drop for TestHost {
     fn drop(&mut self) {
-        let result = self.shut_down();
+        let result = self.host.take().map_or(Ok(()), kit::Host::stop);
         if !std::thread::panicking() {
             result.expect("the host stops cleanly");
         }

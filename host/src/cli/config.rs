@@ -73,15 +73,15 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
         return Err(toml::de::Error::custom("no [[listener]]: nothing to serve"));
     }
     let mut host = HostFlags::default();
-    host.cache_dir = file.cache_dir.map(|d| dir.join(d)).or(host.cache_dir);
-    set(&mut host.no_cache, file.no_cache);
+    host.cache.cache_dir = file.cache_dir.map(|d| dir.join(d)).or(host.cache.cache_dir);
+    set(&mut host.cache.no_cache, file.no_cache);
     set(&mut host.allow_bind, file.allow_bind);
-    set(&mut host.isolation, file.isolation);
-    set(&mut host.guest_timeout, file.guest_timeout);
-    set(&mut host.guest_memory, file.guest_memory);
-    host.max_connections = file.max_connections.or(host.max_connections);
-    set(&mut host.write_buffer, file.write_buffer);
-    set(&mut host.idle_timeout, file.idle_timeout);
+    set(&mut host.limits.isolation, file.isolation);
+    set(&mut host.limits.guest_timeout, file.guest_timeout);
+    set(&mut host.limits.guest_memory, file.guest_memory);
+    host.limits.max_connections = file.max_connections.or(host.limits.max_connections);
+    set(&mut host.limits.write_buffer, file.write_buffer);
+    set(&mut host.limits.idle_timeout, file.idle_timeout);
     set(&mut host.workers, file.workers);
     set(&mut host.watch, file.watch);
     set(&mut host.shutdown_timeout, file.shutdown_timeout);
@@ -202,12 +202,12 @@ inherited = ["kv"]
     fn reads_settings_and_listeners() {
         let plan = parse(EXAMPLE, Path::new("/etc/evconn")).unwrap();
         assert_eq!(plan.host.workers, 2);
-        assert_eq!(plan.host.guest_timeout, Duration::from_millis(500));
-        assert_eq!(plan.host.guest_memory, 16 << 20);
-        assert_eq!(plan.host.write_buffer, 65536);
+        assert_eq!(plan.host.limits.guest_timeout, Duration::from_millis(500));
+        assert_eq!(plan.host.limits.guest_memory, 16 << 20);
+        assert_eq!(plan.host.limits.write_buffer, 65536);
         assert_eq!(plan.host.allow_bind, ["127.0.0.1:0".parse().unwrap()]);
         assert_eq!(plan.host.shutdown_timeout, HostFlags::default().shutdown_timeout);
-        assert_eq!(plan.host.isolation, Isolation::Shared);
+        assert_eq!(plan.host.limits.isolation, Isolation::Shared);
         let [echo, kv] = &plan.listeners[..] else { panic!("two listeners") };
         assert_eq!(echo.component, Path::new("/etc/evconn/echo.wasm"));
         assert_eq!(echo.addresses, ["127.0.0.1:9876".parse().unwrap(), "[::1]:9876".parse().unwrap()]);

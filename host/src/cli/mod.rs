@@ -39,7 +39,7 @@ pub struct Args {
     /// Serve what a TOML file describes: several listeners, each with its
     /// own component and options, and the settings below (see
     /// docs/configuration.md). Replaces every serving flag.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["component", "listen", "listen_options", "backlog", "HostFlags"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = SERVING_FLAGS)]
     pub config: Option<PathBuf>,
 
     /// The handler: a WebAssembly component of the world
@@ -82,9 +82,50 @@ pub struct Args {
     pub quiet: u8,
 }
 
+/// Every flag a config file replaces (clap's ids: the fields' names).
+const SERVING_FLAGS: [&str; 16] = [
+    "component", "listen", "listen_options", "backlog", "cache_dir", "no_cache", "allow_bind", "isolation",
+    "guest_timeout", "guest_memory", "max_connections", "write_buffer", "idle_timeout", "workers", "watch",
+    "shutdown_timeout",
+];
+
 /// Settings of the whole host, from flags or from a config file's top level.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HostFlags {
+    /// Where compiled code is kept.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    /// An address the guest may bind with listener.bind; repeat for several.
+    /// Port 0 allows every port of that IP. Default: none.
+    #[arg(long = "allow-bind", value_name = "ADDR")]
+    pub allow_bind: Vec<SocketAddr>,
+
+    /// Isolation and what a guest or a peer may use.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Reactor threads, each with its own instance under the shared model
+    /// (guests keep state per worker, not per host) and its own socket for
+    /// each --listen address (SO_REUSEPORT: the kernel spreads connections).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+
+    /// Reload the component when its file changes (looked at twice a
+    /// second), as on SIGHUP: new connections go to the new version, open
+    /// ones finish on the old; a version that fails to load is refused.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
+    /// may go on before they are closed; a second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Flags that say where compiled code is kept, for serving and `host test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
     /// Where compiled components are kept between runs, so a restart does
     /// not compile again. Default: $XDG_CACHE_HOME/evconn or ~/.cache/evconn.
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -93,12 +134,11 @@ pub struct HostFlags {
     /// Compile the component at every start; keep nothing on disk.
     #[arg(long)]
     pub no_cache: bool,
+}
 
-    /// An address the guest may bind with listener.bind; repeat for several.
-    /// Port 0 allows every port of that IP. Default: none.
-    #[arg(long = "allow-bind", value_name = "ADDR")]
-    pub allow_bind: Vec<SocketAddr>,
-
+/// Flags for the isolation model and the limits, for serving and `host test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
     /// Which connections share a guest instance. `shared` (libevent's
     /// model): one instance per reactor worker serves all its connections,
     /// one callback at a time; the guest may keep state across connections
@@ -135,23 +175,6 @@ pub struct HostFlags {
     /// after telling the guest (a timeout event); 0 for never.
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-
-    /// Reactor threads, each with its own instance under the shared model
-    /// (guests keep state per worker, not per host) and its own socket for
-    /// each --listen address (SO_REUSEPORT: the kernel spreads connections).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: u16,
-
-    /// Reload the component when its file changes (looked at twice a
-    /// second), as on SIGHUP: new connections go to the new version, open
-    /// ones finish on the old; a version that fails to load is refused.
-    #[arg(long)]
-    pub watch: bool,
-
-    /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
-    /// may go on before they are closed; a second signal exits at once.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
 }
 
 /// Commands other than serving.
@@ -167,11 +190,58 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Run conversation scripts (.evt files) against a component: each
+    /// script gets a fresh host in this process on 127.0.0.1, every step is
+    /// reported, and the exit status is non-zero if one fails. The limit
+    /// flags are those of serving, but --max-connections defaults to 512.
+    /// The script format is described in docs/test-kit.md.
+    Test(TestArgs),
+}
+
+/// The flags of `host test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The component to test.
+    pub component: PathBuf,
+
+    /// The scripts to run, in order.
+    #[arg(required = true, value_name = "SCRIPT")]
+    pub scripts: Vec<PathBuf>,
+
+    /// The deadline of each send and expect step that sets none (with
+    /// `within`) and whose script sets none (with `timeout`).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Isolation and what a guest or a peer may use.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Where compiled code is kept.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    /// Log more: -v for the host's info lines, -vv for everything. Guest
+    /// output and the host's warnings are shown by default.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log less: -q hides guest output, -qq warnings too.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
 }
 
 impl Args {
     /// The log level the flags ask for.
     pub fn log_level(&self) -> tracing::Level {
+        if let Some(Command::Test(test)) = &self.command {
+            return match (test.verbose, test.quiet) {
+                (0, 0 | 1) => tracing::Level::WARN,
+                (0, _) => tracing::Level::ERROR,
+                (1, _) => tracing::Level::INFO,
+                _ => tracing::Level::TRACE,
+            };
+        }
         match (self.verbose, self.quiet) {
             (0, 0) => tracing::Level::INFO,
             (1, _) => tracing::Level::DEBUG,
@@ -179,6 +249,12 @@ impl Args {
             (_, 1) => tracing::Level::WARN,
             _ => tracing::Level::ERROR,
         }
+    }
+
+    /// Whether guest output is logged although the log level is below info:
+    /// `host test` shows it unless told to be quiet.
+    pub fn show_guest_output(&self) -> bool {
+        matches!(&self.command, Some(Command::Test(test)) if test.quiet == 0)
     }
 
     /// The options for --listen sockets.
@@ -203,7 +279,7 @@ impl Default for HostFlags {
     }
 }
 
-impl HostFlags {
+impl LimitArgs {
     /// The limits these settings ask for, checked against this machine.
     pub fn limits(&self) -> anyhow::Result<Limits> {
         let max_connections = match (self.max_connections, self.isolation) {
@@ -237,6 +313,9 @@ impl HostFlags {
         })
     }
 
+}
+
+impl CacheArgs {
     /// The compiled-code cache these settings ask for.
     pub fn cache(&self) -> Option<CodeCache> {
         match (&self.cache_dir, self.no_cache) {
@@ -270,8 +349,31 @@ fn most_pooled_instances() -> usize {
 pub fn run(args: Args) -> anyhow::Result<()> {
     match &args.command {
         Some(Command::Compile { component, output }) => compile(component, output),
+        Some(Command::Test(test)) => run_tests(test),
         None => serve(args),
     }
+}
+
+/// `host test`: runs the scripts, reports to standard output, and fails if
+/// a step failed.
+fn run_tests(args: &TestArgs) -> anyhow::Result<()> {
+    let mut limits = args.limits.limits()?;
+    if args.limits.max_connections.is_none() {
+        limits.max_connections = limits.max_connections.min(crate::kit::host::DEFAULT_MAX_CONNECTIONS);
+    }
+    let mut host = crate::kit::Host::builder(&args.component)
+        .isolation(args.limits.isolation)
+        .limits(|l| *l = limits)
+        // Scripts end by dropping their connections; nothing to wait for.
+        .shutdown_timeout(Duration::from_secs(1));
+    if let Some(cache) = args.cache.cache() {
+        host = host.code_cache(cache);
+    }
+    let tally = crate::kit::run::run_scripts(&host, &args.scripts, args.timeout, &mut std::io::stdout().lock())?;
+    if tally.failed > 0 {
+        anyhow::bail!("{} of {} steps failed", tally.failed, tally.passed + tally.failed + tally.skipped);
+    }
+    Ok(())
 }
 
 /// `host compile`: writes the compiled form of a component.

@@ -85,14 +85,14 @@ impl Plan {
     /// Checks the plan, loads each component once, binds every address
     /// (once per worker) and hands out the `inherited` sockets.
     pub fn prepare(self, inherited: Vec<Inherited>, reload_requests: Arc<Notify>) -> anyhow::Result<Server> {
-        let limits = self.host.limits()?;
+        let limits = self.host.limits.limits()?;
         let workers = usize::from(self.host.workers);
         let mut inherited_by_entry = assign_inherited(&self.listeners, inherited)?;
 
         // Every component loads before anything is bound: a bad file fails
         // the start without having taken a port.
-        let engine = crate::component::engine(self.host.isolation, &limits)?;
-        let cache = self.host.cache();
+        let engine = crate::component::engine(self.host.limits.isolation, &limits)?;
+        let cache = self.host.cache.cache();
         let mut apps: Vec<App> = Vec::new();
         for plan in &self.listeners {
             if apps.iter().any(|app| app.path == plan.component) {
@@ -144,7 +144,7 @@ impl Plan {
             workers,
             allow_bind: self.host.allow_bind,
             shutdown_timeout: self.host.shutdown_timeout,
-            isolation: self.host.isolation,
+            isolation: self.host.limits.isolation,
             limits,
             cache,
             reload: Triggers { requests: Some(reload_requests), watch: self.host.watch.then_some(WATCH_INTERVAL) },

@@ -1,0 +1,59 @@
+//! Engines and compiled components kept for the life of the process, so a
+//! test process that starts many hosts compiles each component once per
+//! engine configuration.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use wasmtime::Engine;
+
+use crate::code_cache::CodeCache;
+use crate::component::{self, Compiled};
+use crate::limits::Limits;
+use crate::worker::Isolation;
+
+/// What an engine's configuration depends on: the instance pool of the
+/// per-connection model is sized by the connection and memory limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct EngineKey {
+    isolation: Isolation,
+    /// `(max_connections, guest_memory)` under the per-connection model.
+    pool: Option<(usize, usize)>,
+}
+
+/// A component file as it was when compiled: a rebuilt file compiles again.
+type FileKey = (PathBuf, u64, Option<SystemTime>);
+
+/// The component at `path` compiled for a host with `isolation` and
+/// `limits`: from this process's memory when it was compiled before, else
+/// through `cache` (on disk) or the compiler.
+pub(super) fn compiled(path: &Path, isolation: Isolation, limits: &Limits, cache: Option<&CodeCache>) -> anyhow::Result<Compiled> {
+    static ENGINES: OnceLock<Mutex<HashMap<EngineKey, Engine>>> = OnceLock::new();
+    static COMPILED: OnceLock<Mutex<HashMap<(EngineKey, FileKey), Compiled>>> = OnceLock::new();
+
+    let key = EngineKey {
+        isolation,
+        pool: (isolation == Isolation::Connection).then_some((limits.max_connections, limits.guest_memory)),
+    };
+    let engine = {
+        let mut engines = ENGINES.get_or_init(Default::default).lock().expect("no panic while held");
+        match engines.get(&key) {
+            Some(engine) => engine.clone(),
+            None => engines.entry(key).or_insert(component::engine(isolation, limits)?).clone(),
+        }
+    };
+    let Ok(metadata) = std::fs::metadata(path) else {
+        // Loading says why the file cannot be read.
+        return Ok(component::load(&engine, path, cache)?);
+    };
+    let file = (path.to_path_buf(), metadata.len(), metadata.modified().ok());
+    // Held while compiling, so two hosts starting at once compile once.
+    let mut all = COMPILED.get_or_init(Default::default).lock().expect("no panic while held");
+    if let Some(compiled) = all.get(&(key, file.clone())) {
+        return Ok(compiled.clone());
+    }
+    let compiled = component::load(&engine, path, cache)?;
+    all.insert((key, file), compiled.clone());
+    Ok(compiled)
+}
