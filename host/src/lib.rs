@@ -3,7 +3,8 @@
 //! `evconnlistener` contract over the WIT package `evconn:listener`.
 //!
 //! # Layout
-//! - [`cli`]: the `host` command line, checked before anything is bound.
+//! - [`cli`]: the `host` command line and config file, checked before
+//!   anything is bound.
 //! - [`socket`]: listening sockets with libevent's options and backlog rules.
 //! - [`activation`]: listening sockets inherited from systemd.
 //! - [`component`]: the engine, and loading a guest against the world.
