@@ -4,12 +4,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use evconn_host::Isolation;
 use evconn_host::kit::{Expect, FailureKind, Host};
 use evconn_host::kit::script::Script;
+use support::host_test::{host_test, path_str, scripts_in};
 
 /// A folder of its own for one test's scripts.
 fn scratch(test: &str) -> PathBuf {
@@ -31,58 +31,11 @@ fn write_scripts(dir: &Path, scripts: &[(&str, &str)]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// What `host test` printed and how it exited.
-struct Run {
-    output: Output,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn success(&self) -> bool {
-        self.output.status.success()
-    }
-
-    /// Lines of the report that start with `outcome` (`pass`, `FAIL`, `skip`).
-    fn steps(&self, outcome: &str) -> Vec<&str> {
-        self.stdout.lines().filter(|l| l.trim_start().starts_with(&format!("{outcome} "))).collect()
-    }
-}
-
-/// Runs `host test` with `args`, logging at the default level for tests,
-/// without a code cache (Rust guests compile in milliseconds).
-fn host_test(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_host"))
-        .arg("test")
-        .arg("--no-cache")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the host runs");
-    let run = Run {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        output,
-    };
-    eprintln!("host test {args:?}: {}\n--- stdout\n{}--- stderr\n{}", run.output.status, run.stdout, run.stderr);
-    assert!(!run.stderr.contains("panicked"), "the host panicked");
-    run
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 path")
-}
-
 /// The echo guest's own scripts (`guest/echo/tests/*.evt`) pass under both
 /// isolation models: exit 0, every step reported passed, none failed.
 #[test]
 fn echo_scripts_pass() {
-    let mut scripts: Vec<PathBuf> = std::fs::read_dir(support::workspace().join("guest/echo/tests"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "evt"))
-        .collect();
-    scripts.sort();
+    let scripts = scripts_in(&support::workspace().join("guest/echo/tests"));
     assert!(scripts.len() >= 3, "the echo guest's scripts: {scripts:?}");
     let steps: usize = scripts.iter().map(|s| Script::load(s).unwrap().steps.len()).sum();
 
@@ -153,6 +106,34 @@ fn deadlines_expire() {
     assert!(run.stdout.contains("expected 3 bytes within 450ms\n"), "the flag's deadline");
     assert!(run.stdout.contains("received \"12\""));
     assert!(run.stdout.contains("3 of 3 scripts failed"));
+}
+
+/// `nothing` passes when its deadline passes in silence, and fails at once
+/// on a byte (shown) or on end of stream.
+#[test]
+fn nothing_means_silence() {
+    let dir = scratch("nothing");
+    let scripts = write_scripts(
+        &dir,
+        &[
+            (
+                "silent.evt",
+                "open a\nsend a \"abc\"\nexpect a \"abc\"\nexpect a nothing within 200ms\nshutdown a\nexpect a closed\n",
+            ),
+            ("bytes.evt", "open a\nsend a \"abc\"\nexpect a nothing within 10s\n"),
+            ("closed.evt", "open a\nshutdown a\nexpect a nothing within 10s\n"),
+        ],
+    );
+    let echo = support::guest("echo");
+    let run = host_test(&[path_str(&echo), path_str(&scripts[0])]);
+    assert!(run.success(), "silence for 200ms passes");
+    assert_eq!(run.steps("pass").len(), 6);
+
+    let run = host_test(&[path_str(&echo), path_str(&scripts[1]), path_str(&scripts[2])]);
+    assert!(!run.success(), "a byte or end of stream fails it before its deadline");
+    assert_eq!(run.steps("FAIL").len(), 2);
+    assert!(run.stdout.contains("expected nothing\n              received \"abc\"\n"), "the bytes that came");
+    assert!(run.stdout.contains("expected nothing\n              received nothing, then end of stream"));
 }
 
 /// Against the probe guest: the peer closing on its own, a guest's

@@ -2,6 +2,7 @@
 //! or as the `host` binary) and talks to them.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod host_test;
 pub mod procfs;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,5 +1,5 @@
 //! What a test expects from a connection (exact bytes, a regex, a byte
-//! count, end of stream), how received bytes are checked against it, and
+//! count, end of stream, silence), how received bytes are checked against it, and
 //! the failure a report shows when they do not match.
 use std::fmt;
 use std::time::Duration;
@@ -18,6 +18,9 @@ pub enum Expect {
     Count(usize),
     /// End of stream, with no bytes before it.
     Closed,
+    /// No bytes and no end of stream until the deadline: met when the
+    /// deadline passes, so a test can say that a peer has not answered yet.
+    Nothing,
 }
 
 /// A compiled regular expression and the text it was written as.
@@ -50,6 +53,7 @@ impl Expect {
             Expect::Count(1) => "1 byte".into(),
             Expect::Count(n) => format!("{n} bytes"),
             Expect::Closed => "end of stream".into(),
+            Expect::Nothing => "nothing".into(),
         }
     }
 
@@ -73,6 +77,9 @@ impl Expect {
             Expect::Closed if !received.is_empty() => Check::Differs { at: 0 },
             Expect::Closed if ended => Check::Met(0),
             Expect::Closed => Check::Pending,
+            // Only the deadline passing meets it (the client knows time).
+            Expect::Nothing if !received.is_empty() => Check::Differs { at: 0 },
+            Expect::Nothing => Check::Pending,
         }
     }
 }
@@ -132,6 +139,9 @@ impl fmt::Display for Failure {
             FailureKind::Differs { .. } if matches!(self.expected, Expect::Closed) => {
                 write!(f, "expected end of stream\nreceived {received} first")
             }
+            FailureKind::Differs { .. } if matches!(self.expected, Expect::Nothing) => {
+                write!(f, "expected nothing\nreceived {received}")
+            }
             FailureKind::Differs { at } => write!(f, "expected {expected}\nreceived {received}, which differs at byte {at}"),
             FailureKind::TimedOut(within) => {
                 write!(f, "expected {expected} within {within:?}\nreceived {received}, then nothing more in time")
@@ -182,6 +192,15 @@ mod tests {
         assert_eq!(Expect::Closed.check(b"", false), Check::Pending);
         assert_eq!(Expect::Closed.check(b"", true), Check::Met(0));
         assert_eq!(Expect::Closed.check(b"x", true), Check::Differs { at: 0 });
+    }
+
+    /// Silence is pending until something arrives, which fails it at once.
+    #[test]
+    fn nothing() {
+        assert_eq!(Expect::Nothing.check(b"", false), Check::Pending);
+        assert_eq!(Expect::Nothing.check(b"x", false), Check::Differs { at: 0 });
+        let failure = Failure { expected: Expect::Nothing, received: b"Uryy".to_vec(), kind: FailureKind::Differs { at: 0 } };
+        assert_eq!(failure.to_string(), "expected nothing\nreceived \"Uryy\"");
     }
 
     /// A report shows both sides quoted, and where they differ.

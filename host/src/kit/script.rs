@@ -182,6 +182,7 @@ impl Parser {
         if within.is_some() && !matches!(verb.as_str(), "send" | "expect") {
             return Err(format!("`within` goes with send and expect, not {verb}"));
         }
+        let own_within = within;
         let within = within.or(self.timeout);
         let action = match verb.as_str() {
             "open" => {
@@ -200,7 +201,12 @@ impl Parser {
             }
             "expect" => {
                 let (conn, rest) = self.open_name(&verb, &tokens)?;
-                Action::Expect { conn, expect: self.expectation(rest)?, within }
+                let expect = self.expectation(rest)?;
+                // Silence lasts its whole deadline: say how long, on the step.
+                if matches!(expect, Expect::Nothing) && own_within.is_none() {
+                    return Err(format!("expect {conn} nothing needs `within DURATION`: how long nothing may arrive"));
+                }
+                Action::Expect { conn, expect, within }
             }
             "shutdown" => {
                 let conn = self.open_name_alone(&verb, &tokens)?;
@@ -244,6 +250,7 @@ impl Parser {
         use Token::{Pattern, Word};
         match tokens {
             [Word(closed)] if closed == "closed" => Ok(Expect::Closed),
+            [Word(nothing)] if nothing == "nothing" => Ok(Expect::Nothing),
             [Word(n), Word(unit)] if unit == "bytes" || unit == "byte" => match n.parse() {
                 Ok(n) if n > 0 => Ok(Expect::Count(n)),
                 _ => Err(format!("{n:?} is not a positive number of bytes")),
@@ -251,7 +258,7 @@ impl Parser {
             [Pattern(pattern)] => Expect::regex(pattern).map_err(|e| format!("bad regex /{pattern}/: {e}")),
             [Pattern(_), ..] => Err("a regex stands alone: expect NAME /REGEX/ [within DURATION]".into()),
             _ => {
-                let data = self.data("expect", tokens).map_err(|e| format!("{e}; or /REGEX/, N bytes, closed"))?;
+                let data = self.data("expect", tokens).map_err(|e| format!("{e}; or /REGEX/, N bytes, closed, nothing"))?;
                 Ok(Expect::Exact(data))
             }
         }
@@ -396,13 +403,14 @@ mod tests {
              expect b 1 byte\n\
              shutdown a\n\
              expect a closed\n\
+             expect b nothing within 100ms\n\
              sleep 10ms\n\
              close b\n\
              close a\n",
         )
         .unwrap();
         let lines: Vec<usize> = script.steps.iter().map(|s| s.line).collect();
-        assert_eq!(lines, [2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(lines, [2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
         assert_eq!(script.steps[0].source, "open a");
         assert!(matches!(&script.steps[0].action, Action::Open(c) if c == "a"));
         assert_eq!(sent(&script.steps[1]), b"Hello\n");
@@ -415,8 +423,9 @@ mod tests {
         assert!(matches!(expected(&script.steps[7]).0, Expect::Count(1)));
         assert!(matches!(&script.steps[8].action, Action::Shutdown(c) if c == "a"));
         assert!(matches!(expected(&script.steps[9]).0, Expect::Closed));
-        assert!(matches!(script.steps[10].action, Action::Sleep(d) if d == Duration::from_millis(10)));
-        assert!(matches!(&script.steps[11].action, Action::Close(c) if c == "b"));
+        assert!(matches!(expected(&script.steps[10]), (Expect::Nothing, Some(d)) if d == Duration::from_millis(100)));
+        assert!(matches!(script.steps[11].action, Action::Sleep(d) if d == Duration::from_millis(10)));
+        assert!(matches!(&script.steps[12].action, Action::Close(c) if c == "b"));
     }
 
     /// Text escapes, joined pieces, hex in pairs or runs, and `#` inside
@@ -494,6 +503,7 @@ mod tests {
         assert!(error_on(2, "open a\nexpect a 0 bytes\n").contains("positive"));
         assert!(error_on(2, "open a\nexpect a \"x\" within soon\n").contains("not a duration"));
         assert!(error_on(2, "open a\nclose a within 2s\n").contains("within"));
+        assert!(error_on(3, "open a\ntimeout 1s\nexpect a nothing\n").contains("nothing needs `within"));
         assert!(error_on(3, "open a\nshutdown a\nsend a \"x\"\n").contains("shut down for writing on line 2"));
         assert!(error_on(1, "open a.b\n").contains("not a connection name"));
         assert!(error_on(1, "open a b\n").contains("one connection name"));
