@@ -121,6 +121,11 @@ pub struct Args {
     #[arg(long)]
     pub watch: bool,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics, such as
+    /// 127.0.0.1:9100 (the port must be in 1..65535). Default: none.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
+    pub metrics: Option<SocketAddr>,
+
     /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
     /// may go on before they are closed; a second signal exits at once.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -369,6 +374,10 @@ fn serve(args: Args) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     listeners.extend(bound);
+    let metrics = args
+        .metrics
+        .map(|address| std::net::TcpListener::bind(address).with_context(|| format!("cannot serve metrics on {address}")))
+        .transpose()?;
 
     let reload_requests = Arc::new(Notify::new());
     let server = Server {
@@ -388,6 +397,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
             requests: Some(reload_requests.clone()),
             watch: args.watch.then_some(WATCH_INTERVAL),
         },
+        metrics,
     };
     runtime.block_on(async {
         watch_sighup(reload_requests)?;

@@ -169,6 +169,7 @@ impl TestHostBuilder {
             limits: self.limits,
             cache: None,
             reload: Default::default(),
+            metrics: None,
         };
         let thread = std::thread::spawn(move || {
             runtime.block_on(server.run(async {
