@@ -93,12 +93,17 @@ impl Server {
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps {
             let mounts = mount(&app, &reactors, &services, self.isolation).await?;
+            let App { name, path, component, listeners } = app;
+            // Each reactor serves duplicates: close the originals before
+            // saying the host listens, so that its descriptor table holds
+            // still from then on (tests count on it to provoke EMFILE).
+            drop(listeners);
             for (worker, mount) in mounts.iter().enumerate() {
                 for listener in &mount.listeners {
-                    tracing::info!(address = %listener.local(), listener = listener.id(), component = %app.name, worker, "listening");
+                    tracing::info!(address = %listener.local(), listener = listener.id(), component = %name, worker, "listening");
                 }
             }
-            apps.push(reload::Mounted { name: app.name.into(), path: app.path, component: app.component, mounts });
+            apps.push(reload::Mounted { name: name.into(), path, component, mounts });
         }
 
         // Answers until the host has stopped, so a scrape can watch it drain.
