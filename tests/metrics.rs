@@ -245,8 +245,9 @@ fn counts_bytes_and_connections_exactly() {
     assert_eq!(buckets, data_calls, "the +Inf bucket holds every call");
 }
 
-/// Each way a probe connection can end, once: by the peer (three clients,
-/// two pings each), by a guest error, by a trap, by the guest's own close.
+/// Each way a probe connection can end: by the peer (three clients, two
+/// pings each), then once each by a reset, a guest error, a trap, and the
+/// guest's own close.
 /// Every count is exact, including one callback per command, and the log
 /// line at stop reads the same numbers.
 #[test]
@@ -262,6 +263,13 @@ fn counts_each_ending_and_callback_exactly() {
     // A trap closes every connection of the shared instance: let these end first.
     scrape_until(metrics, "three clients closed", |s| closed(s, "peer_closed") == 3.0);
 
+    let mut resetting = Probe::connect(addr);
+    assert_eq!(resetting.ask("ping"), "pong");
+    // Closing with a zero linger time sends a reset: the host's read fails.
+    socket2::SockRef::from(&resetting.stream).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(resetting);
+    scrape_until(metrics, "closed for an error", |s| closed(s, "error") == 1.0);
+
     for (command, reason) in [("fail", "guest_error"), ("trap", "trap"), ("close", "guest_closed")] {
         let mut client = Probe::connect(addr);
         client.send(command);
@@ -273,24 +281,24 @@ fn counts_each_ending_and_callback_exactly() {
     let samples = scrape(metrics);
     let callbacks = |name| [PROBE, ("callback", name)];
     samples.assert_values(&[
-        ("evconn_connections_accepted_total", &[PROBE], 6.0),
+        ("evconn_connections_accepted_total", &[PROBE], 7.0),
         ("evconn_connections_active", &[PROBE], 0.0),
         ("evconn_connections_closed_total", &[PROBE, ("reason", "peer_closed")], 3.0),
         ("evconn_connections_closed_total", &[PROBE, ("reason", "guest_error")], 1.0),
         ("evconn_connections_closed_total", &[PROBE, ("reason", "trap")], 1.0),
         ("evconn_connections_closed_total", &[PROBE, ("reason", "guest_closed")], 1.0),
-        ("evconn_connections_closed_total", &[PROBE, ("reason", "error")], 0.0),
+        ("evconn_connections_closed_total", &[PROBE, ("reason", "error")], 1.0),
         ("evconn_connections_closed_total", &[PROBE, ("reason", "idle_timeout")], 0.0),
         ("evconn_connections_closed_total", &[PROBE, ("reason", "shutdown")], 0.0),
-        // "ping\n" six times, then "fail\n", "trap\n" and "close\n".
-        ("evconn_received_bytes_total", &[PROBE], (6 * 5 + 5 + 5 + 6) as f64),
-        // "pong\n" six times.
-        ("evconn_sent_bytes_total", &[PROBE], 30.0),
-        ("evconn_callback_duration_seconds_count", &callbacks("on-accept"), 6.0),
-        // One per command line: six pings, fail, trap, close.
-        ("evconn_callback_duration_seconds_count", &callbacks("on-data"), 9.0),
-        // The end-of-stream of the three ping clients.
-        ("evconn_callback_duration_seconds_count", &callbacks("on-event"), 3.0),
+        // "ping\n" seven times, then "fail\n", "trap\n" and "close\n".
+        ("evconn_received_bytes_total", &[PROBE], (7 * 5 + 5 + 5 + 6) as f64),
+        // "pong\n" seven times.
+        ("evconn_sent_bytes_total", &[PROBE], 35.0),
+        ("evconn_callback_duration_seconds_count", &callbacks("on-accept"), 7.0),
+        // One per command line: seven pings, fail, trap, close.
+        ("evconn_callback_duration_seconds_count", &callbacks("on-data"), 10.0),
+        // The end-of-stream of the three ping clients, the reset's error.
+        ("evconn_callback_duration_seconds_count", &callbacks("on-event"), 4.0),
         ("evconn_callback_duration_seconds_count", &callbacks("on-accept-error"), 0.0),
         ("evconn_traps_total", &[PROBE], 1.0),
         ("evconn_guest_errors_total", &[PROBE], 1.0),
