@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::bindings::ErrorCode;
+use crate::stats::Traffic;
 
 /// How long a closing connection keeps reading (and discarding) what the peer
 /// still sends, so that closing with unread input does not send a reset that
@@ -34,6 +35,54 @@ pub struct Connection {
     wake: Notify,
     /// Queued output at which reading stops until half of it is sent.
     write_high_watermark: usize,
+    /// The component's byte counts.
+    traffic: Traffic,
+}
+
+/// What ended a connection: the first close decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer sent end-of-stream, and the guest closed (or the host did).
+    PeerClosed,
+    /// Reading or writing failed (a reset, say), or the guest closed after
+    /// being told so.
+    Error,
+    /// The guest closed it while the peer was still sending.
+    GuestClosed,
+    /// A callback returned an error.
+    GuestError,
+    /// The instance serving it trapped, or no instance could be made for it.
+    Trap,
+    /// It passed no bytes for `--idle-timeout`.
+    IdleTimeout,
+    /// The host was stopping and the shutdown timeout passed.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Every reason, in the order `Stats` counts them.
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::PeerClosed,
+        CloseReason::Error,
+        CloseReason::GuestClosed,
+        CloseReason::GuestError,
+        CloseReason::Trap,
+        CloseReason::IdleTimeout,
+        CloseReason::Shutdown,
+    ];
+
+    /// The `reason` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::Error => "error",
+            CloseReason::GuestClosed => "guest_closed",
+            CloseReason::GuestError => "guest_error",
+            CloseReason::Trap => "trap",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -41,9 +90,11 @@ struct State {
     /// Bytes the guest wrote that the socket has not taken yet.
     output: BytesMut,
     write_side: WriteSide,
-    /// The guest (or the host) asked to close: no callback follows, and the
-    /// connection ends once `output` is sent.
-    closing: bool,
+    /// The guest (or the host) asked to close, and why: no callback
+    /// follows, and the connection ends once `output` is sent.
+    closing: Option<CloseReason>,
+    /// The guest was told the connection timed out.
+    timed_out: bool,
     reading_paused: bool,
     /// The peer sent end-of-stream.
     read_eof: bool,
@@ -88,9 +139,9 @@ pub enum Ready {
 }
 
 impl Connection {
-    /// Wraps an accepted socket.
+    /// Wraps an accepted socket whose bytes count in `traffic`.
     /// Reading pauses while more than `write_buffer` bytes of output wait.
-    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr, write_buffer: usize) -> io::Result<Self> {
+    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr, write_buffer: usize, traffic: Traffic) -> io::Result<Self> {
         let local = stream.local_addr()?;
         // Request/response protocols want each write on the wire at once.
         stream.set_nodelay(true)?;
@@ -102,6 +153,7 @@ impl Connection {
             state: Mutex::new(State { last_activity: Some(Instant::now()), ..State::default() }),
             wake: Notify::new(),
             write_high_watermark: write_buffer.max(1),
+            traffic,
         })
     }
 
@@ -129,7 +181,7 @@ impl Connection {
     /// Queues `data` for the peer, sending at once what the socket takes.
     pub fn write(&self, data: &[u8]) -> Result<(), ErrorCode> {
         let mut state = self.state();
-        if state.closing {
+        if state.closing.is_some() {
             return Err(ErrorCode::Closed);
         }
         if state.failed {
@@ -144,6 +196,7 @@ impl Connection {
                 Ok(n) => {
                     rest = &data[n..];
                     state.last_activity = Some(Instant::now());
+                    self.traffic.sent.inc_by(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
@@ -170,7 +223,7 @@ impl Connection {
     /// Sends end-of-stream once the queued output is sent.
     pub fn shutdown_write(&self) -> Result<(), ErrorCode> {
         let mut state = self.state();
-        if state.closing {
+        if state.closing.is_some() {
             return Err(ErrorCode::Closed);
         }
         if state.write_side == WriteSide::Open {
@@ -180,18 +233,48 @@ impl Connection {
         Ok(())
     }
 
-    /// Closes the connection once the queued output is sent. Idempotent.
-    pub fn close(&self) {
+    /// Closes the connection once the queued output is sent, for `reason`
+    /// unless it was closed already. Idempotent.
+    pub fn close(&self, reason: CloseReason) {
         let mut state = self.state();
-        if !state.closing {
-            state.closing = true;
+        if state.closing.is_none() {
+            state.closing = Some(reason);
             self.wake.notify_one();
         }
     }
 
+    /// The guest's `close`, for the reason it was last told of: a failure,
+    /// a timeout, the peer's end-of-stream, or none (its own decision).
+    pub fn close_by_guest(&self) {
+        let reason = {
+            let state = self.state();
+            if state.failed {
+                CloseReason::Error
+            } else if state.timed_out {
+                CloseReason::IdleTimeout
+            } else if state.read_eof {
+                CloseReason::PeerClosed
+            } else {
+                CloseReason::GuestClosed
+            }
+        };
+        self.close(reason);
+    }
+
+    /// Marks the connection timed out, before the guest is told so.
+    pub fn time_out(&self) {
+        self.state().timed_out = true;
+    }
+
     /// Whether `close` was called: no more callbacks may be delivered.
     pub fn is_closing(&self) -> bool {
-        self.state().closing
+        self.state().closing.is_some()
+    }
+
+    /// What ended the connection, once `ready` has returned `Finished`.
+    pub fn close_reason(&self) -> CloseReason {
+        // Not closed, yet finished: the socket failed.
+        self.state().closing.unwrap_or(CloseReason::Error)
     }
 
     /// Stops or resumes reading from the socket.
@@ -209,7 +292,10 @@ impl Connection {
         let result = self.stream.try_read(buffer);
         match &result {
             Ok(0) => self.state().read_eof = true,
-            Ok(_) => self.state().last_activity = Some(Instant::now()),
+            Ok(n) => {
+                self.traffic.received.inc_by(*n as u64);
+                self.state().last_activity = Some(Instant::now());
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => self.state().failed = true,
         }
@@ -225,6 +311,7 @@ impl Connection {
                 Ok(n) => {
                     state.output.advance(n);
                     state.last_activity = Some(Instant::now());
+                    self.traffic.sent.inc_by(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -250,12 +337,12 @@ impl Connection {
             let (want_read, want_write) = {
                 let state = self.state();
                 let output_pending = !state.output.is_empty();
-                if state.failed || (state.closing && !output_pending) {
+                if state.failed || (state.closing.is_some() && !output_pending) {
                     return Ready::Finished;
                 }
                 let shutdown_pending = state.write_side == WriteSide::ShutdownRequested;
                 let want_read =
-                    !state.closing && !state.reading_paused && !state.read_eof && !state.backpressure;
+                    state.closing.is_none() && !state.reading_paused && !state.read_eof && !state.backpressure;
                 (want_read, output_pending || shutdown_pending)
             };
             tokio::select! {
@@ -280,7 +367,7 @@ impl Connection {
     pub fn take_unreported_failure(&self) -> Option<ErrorCode> {
         let mut state = self.state();
         let code = state.unreported_failure.take()?;
-        (!state.closing && !state.read_eof).then_some(code)
+        (state.closing.is_none() && !state.read_eof).then_some(code)
     }
 
     /// Marks the socket failed after a read error the caller saw.

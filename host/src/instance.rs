@@ -7,8 +7,9 @@ use std::time::Instant;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::{ConnectionEvent, Handler, HandlerPre};
-use crate::connection::Connection;
+use crate::connection::{CloseReason, Connection};
 use crate::state::HostState;
+use crate::stats::Callback;
 use crate::worker::Worker;
 
 /// A live instance of the guest.
@@ -59,24 +60,26 @@ impl Instance {
         Ok(Instance { store, exports, generation })
     }
 
-    /// Runs one export call for connection `conn` (0 for none); a trap is
-    /// logged and reported as `Trapped`.
+    /// Runs one call of `callback` for connection `conn` (0 for none),
+    /// timed; a trap is logged and reported as `Trapped`.
     pub async fn call(
         &mut self,
+        callback: Callback,
         conn: u64,
         call: impl AsyncFnOnce(&Handler, &mut Store<HostState>) -> wasmtime::Result<Result<(), String>>,
     ) -> Outcome {
-        arm_deadline(&mut self.store);
+        let started = arm_deadline(&mut self.store);
         let current_connection = self.store.data().current_connection.clone();
         current_connection.store(conn, Ordering::Relaxed);
         let result = call(&self.exports, &mut self.store).await;
         current_connection.store(0, Ordering::Relaxed);
+        self.store.data().stats.callback(callback).observe(started.elapsed());
         match result {
             Ok(Ok(())) => Outcome::Returned,
             Ok(Err(message)) => Outcome::GuestError(message),
             Err(trap) => {
                 let state = self.store.data();
-                state.stats.traps.increment();
+                state.stats.traps.inc();
                 tracing::error!(component = %state.component, generation = self.generation, reason = %trap.root_cause(), "guest trapped");
                 tracing::debug!(error = ?trap, "guest trap in full");
                 Outcome::Trapped
@@ -86,7 +89,7 @@ impl Instance {
 
     /// Calls `on-accept` with a fresh owned handle to `conn`.
     pub async fn accept(&mut self, listener: &Arc<crate::listener::Listener>, conn: &Arc<Connection>) -> Outcome {
-        self.call(conn.id(), async |exports, store| {
+        self.call(Callback::Accept, conn.id(), async |exports, store| {
             let state = store.data_mut();
             let listener = state.borrow_listener(listener)?;
             let owned = state.adopt_connection(conn)?;
@@ -100,10 +103,8 @@ impl Instance {
 
     /// Calls `on-data` for `conn`.
     pub async fn data(&mut self, conn: &Connection, data: &[u8]) -> Outcome {
-        self.call(conn.id(), async |exports, store| {
-            let Some(borrow) = store.data().borrow_connection(conn) else {
-                return Ok(Ok(()));
-            };
+        let Some(borrow) = self.store.data().borrow_connection(conn) else { return Outcome::Returned };
+        self.call(Callback::Data, conn.id(), async |exports, store| {
             exports.evconn_listener_callbacks().call_on_data(store, borrow, data).await
         })
         .await
@@ -111,10 +112,8 @@ impl Instance {
 
     /// Calls `on-event` for `conn`.
     pub async fn event(&mut self, conn: &Connection, event: ConnectionEvent) -> Outcome {
-        self.call(conn.id(), async |exports, store| {
-            let Some(borrow) = store.data().borrow_connection(conn) else {
-                return Ok(Ok(()));
-            };
+        let Some(borrow) = self.store.data().borrow_connection(conn) else { return Outcome::Returned };
+        self.call(Callback::Event, conn.id(), async |exports, store| {
             exports.evconn_listener_callbacks().call_on_event(store, borrow, event).await
         })
         .await
@@ -127,7 +126,7 @@ impl Instance {
         error: &std::io::Error,
     ) -> Outcome {
         let error = crate::host_api::accept_error(error);
-        self.call(0, async |exports, store| {
+        self.call(Callback::AcceptError, 0, async |exports, store| {
             let listener = store.data_mut().borrow_listener(listener)?;
             exports
                 .evconn_listener_callbacks()
@@ -142,16 +141,19 @@ impl Instance {
     pub fn close_connections(&self) -> usize {
         let mut closed = 0;
         for conn in self.store.data().connections() {
-            conn.close();
+            conn.close(CloseReason::Trap);
             closed += 1;
         }
         closed
     }
 }
 
-/// Gives the next callback (or instantiation) its full time.
-fn arm_deadline(store: &mut Store<HostState>) {
+/// Gives the next callback (or instantiation) its full time; returns when
+/// it starts.
+fn arm_deadline(store: &mut Store<HostState>) -> Instant {
     let timeout = store.data().services.limits().guest_timeout;
-    store.data_mut().call_deadline = Instant::now() + timeout;
+    let now = Instant::now();
+    store.data_mut().call_deadline = now + timeout;
     store.set_epoch_deadline(1);
+    now
 }

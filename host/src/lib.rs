@@ -18,7 +18,10 @@
 //! - `connection`: an accepted connection's output queue and close logic.
 //! - `worker`: which instance serves which connection, and trap recovery.
 //! - `instance`: one guest instance, its limits, and the calls into it.
-//! - `stats`: counters per component, for logs.
+//! - `metrics`: the registry of metric families, encoded for `/metrics`.
+//! - `metrics_http`: the `/metrics` endpoint, on the control runtime.
+//! - `stats`: one component's metric handles, which its log line reads too.
+//! - `latency`: a lock-free histogram of callback durations.
 //! - `services`: what all instances and accept loops share.
 //! - `state`, `host_api`: the store's data and the WIT imports on it.
 //! - `bindings`: code generated from `wit/`.
@@ -38,7 +41,10 @@ mod connection;
 mod guest_log;
 mod host_api;
 mod instance;
+mod latency;
 mod listener;
+mod metrics;
+mod metrics_http;
 mod reactor;
 mod services;
 mod state;

@@ -79,11 +79,11 @@ async fn reload(app: &Mounted, cache: Option<&CodeCache>, services: &Arc<Service
             for (mount, worker) in app.mounts.iter().zip(workers) {
                 mount.route.send_replace(worker);
             }
-            services.stats_for(&app.name).reloads.increment();
+            services.stats_for(&app.name).reloads.inc();
             tracing::info!(component = %app.name, "reloaded: new connections go to the new version; open ones finish on the old");
         }
         Err(e) => {
-            services.stats_for(&app.name).reloads_refused.increment();
+            services.stats_for(&app.name).reloads_refused.inc();
             tracing::error!(component = %app.name, error = %format!("{e:#}"), "reload refused; the running version keeps serving");
         }
     }

@@ -1,6 +1,6 @@
 //! A running host: reactor threads, each serving every component on its own
-//! copies of the operator's listeners; hot reload; an orderly stop. Never
-//! binds a socket itself: listeners come bound.
+//! copies of the operator's listeners; hot reload; metrics; an orderly stop.
+//! Never binds a socket itself: listeners come bound.
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use crate::code_cache::CodeCache;
 use crate::component::Compiled;
 use crate::limits::Limits;
 use crate::listener::Listener;
+use crate::metrics_http;
 use crate::reactor::Reactor;
 use crate::reload;
 use crate::services::{Services, until_set};
@@ -40,6 +41,9 @@ pub struct Server {
     pub cache: Option<CodeCache>,
     /// When to load the components again from their files: SIGHUP, `--watch`.
     pub reload: reload::Triggers,
+    /// Where to answer `GET /metrics` (`--metrics`), bound and listening;
+    /// served on the runtime that runs [`Server::run`], not on a reactor.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 /// One component and the operator's listeners that route to it.
@@ -83,19 +87,27 @@ impl Server {
     /// one, apart from the reactors.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         anyhow::ensure!(self.workers >= 1, "at least one worker is needed");
+        let metrics_listener = self.metrics.map(metrics_listener).transpose()?;
         let services = Services::new(self.limits, self.allow_bind);
         let reactors = (0..self.workers).map(Reactor::start).collect::<anyhow::Result<Vec<_>>>()?;
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps {
             let mounts = mount(&app, &reactors, &services, self.isolation).await?;
+            let App { name, path, component, listeners } = app;
+            // Each reactor serves duplicates: close the originals before
+            // saying the host listens, so that its descriptor table holds
+            // still from then on (tests count on it to provoke EMFILE).
+            drop(listeners);
             for (worker, mount) in mounts.iter().enumerate() {
                 for listener in &mount.listeners {
-                    tracing::info!(address = %listener.local(), listener = listener.id(), component = %app.name, worker, "listening");
+                    tracing::info!(address = %listener.local(), listener = listener.id(), component = %name, worker, "listening");
                 }
             }
-            apps.push(reload::Mounted { name: app.name.into(), path: app.path, component: app.component, mounts });
+            apps.push(reload::Mounted { name: name.into(), path, component, mounts });
         }
 
+        // Answers until the host has stopped, so a scrape can watch it drain.
+        let metrics_endpoint = metrics_listener.map(|listener| tokio::spawn(metrics_http::serve(listener, services.clone())));
         let mut stopping = services.stopping();
         let reloading = reload::serve(&apps, self.reload, self.cache.as_ref(), &services, self.isolation);
         tokio::select! {
@@ -125,8 +137,20 @@ impl Server {
         for (component, stats) in services.all_stats() {
             tracing::info!(stats = %stats.summary(), %component, "stopped");
         }
+        if let Some(endpoint) = metrics_endpoint {
+            endpoint.abort();
+        }
         Ok(())
     }
+}
+
+/// The metrics socket, made ready for the runtime.
+fn metrics_listener(listener: std::net::TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
+    let address = listener.local_addr().context("the metrics socket has no address")?;
+    listener.set_nonblocking(true).context("cannot make the metrics socket non-blocking")?;
+    let listener = tokio::net::TcpListener::from_std(listener).context("cannot serve the metrics socket")?;
+    tracing::info!(%address, "serving metrics at /metrics");
+    Ok(listener)
 }
 
 /// Starts `app` on every reactor: its listeners, a worker, accept loops.

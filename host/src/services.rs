@@ -1,5 +1,6 @@
 //! What every worker, instance and accept loop of one host shares: limits,
-//! the bind policy, id counters, counts per component and the shutdown signal.
+//! the bind policy, id counters, metrics and counts per component, and the
+//! shutdown signal.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,12 +10,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::limits::Limits;
 use crate::listener::Listener;
+use crate::metrics::Metrics;
 use crate::stats::Stats;
 
 /// Shared state of one running host.
 #[derive(Debug)]
 pub struct Services {
     limits: Limits,
+    /// Every metric family; each component's handles are in `stats`.
+    metrics: Metrics,
     /// What happened so far, per component name: versions of a component
     /// that hot reload swaps in add to the same counts.
     stats: Mutex<BTreeMap<Arc<str>, Arc<Stats>>>,
@@ -50,6 +54,7 @@ impl Services {
         Arc::new(Services {
             connection_permits: Arc::new(Semaphore::new(limits.max_connections)),
             limits,
+            metrics: Metrics::default(),
             stats: Mutex::default(),
             allow_bind,
             kept_open: Mutex::default(),
@@ -64,7 +69,12 @@ impl Services {
 
     /// The counts of the component called `name`.
     pub fn stats_for(&self, name: &Arc<str>) -> Arc<Stats> {
-        lock(&self.stats).entry(name.clone()).or_default().clone()
+        lock(&self.stats).entry(name.clone()).or_insert_with(|| Arc::new(self.metrics.stats(name))).clone()
+    }
+
+    /// Every metric, for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Every component's counts, by name.

@@ -12,12 +12,12 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::bindings::{ConnectionEvent, HandlerPre};
-use crate::connection::{Connection, Ready};
+use crate::connection::{CloseReason, Connection, Ready};
 use crate::instance::{Instance, Outcome};
 use crate::listener::Listener;
 use crate::services::{Services, until_set};
 use crate::state::HostState;
-use crate::stats::Stats;
+use crate::stats::{Callback, Stats};
 
 /// The most bytes handed to one `on-data` call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -198,7 +198,7 @@ impl Worker {
     async fn instantiate(self: &Arc<Self>, slot: &mut Slot) -> wasmtime::Result<()> {
         let generation = slot.generation + 1;
         let instance = Instance::new(&self.pre, self, generation).await?;
-        self.stats.instances.increment();
+        self.stats.instances.inc();
         slot.generation = generation;
         slot.instance = Some(instance);
         Ok(())
@@ -256,7 +256,7 @@ impl Worker {
         tokio::spawn(async move {
             let id = worker.services.next_connection_id();
             let write_buffer = worker.services.limits().write_buffer;
-            let conn = match Connection::new(id, stream, peer, write_buffer) {
+            let conn = match Connection::new(id, stream, peer, write_buffer, worker.stats.traffic.clone()) {
                 Ok(conn) => Arc::new(conn),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "connection lost before it was served");
@@ -293,7 +293,7 @@ impl Worker {
                     }
                 },
                 // The shutdown timeout passed: flush what was written, close.
-                _ = until_set(&mut closing), if !conn.is_closing() => conn.close(),
+                _ = until_set(&mut closing), if !conn.is_closing() => conn.close(CloseReason::Shutdown),
                 // No bytes moved for --idle-timeout?
                 () = &mut idle, if idle_timeout.is_some() && !conn.is_closing() => {
                     let timeout = idle_timeout.expect("guarded");
@@ -309,6 +309,8 @@ impl Worker {
             }
         }
         conn.finish().await;
+        self.stats.closed(conn.close_reason()).inc();
+        self.stats.active.dec();
         let mut slot = self.slot(&mut own).await;
         if let Some(instance) = slot.current(generation) {
             instance.store.data_mut().release_connection(conn);
@@ -318,15 +320,16 @@ impl Worker {
     /// Calls `on-accept`; returns the generation of the instance that
     /// accepted (0 if none could, in which case the connection is closing).
     async fn accept(self: &Arc<Self>, own: &mut Option<Slot>, listener: &Arc<Listener>, conn: &Arc<Connection>) -> u64 {
-        self.stats.accepted.increment();
+        self.stats.accepted.inc();
+        self.stats.active.inc();
         let mut slot = self.slot(own).await;
         let Some(instance) = self.instance(&mut slot).await else {
-            conn.close();
+            conn.close(CloseReason::Trap);
             return 0;
         };
         let generation = instance.generation;
         let outcome = instance.accept(listener, conn).await;
-        self.settle(&mut slot, conn, outcome, "on-accept");
+        self.settle(&mut slot, conn, outcome, Callback::Accept);
         generation
     }
 
@@ -336,7 +339,7 @@ impl Worker {
         let Some(instance) = slot.current(generation) else {
             // The instance that accepted this connection trapped and the
             // connection is closing; nothing reaches its replacement.
-            conn.close();
+            conn.close(CloseReason::Trap);
             return;
         };
         if conn.is_closing() {
@@ -347,13 +350,13 @@ impl Worker {
         // before it would be one per waiting connection.
         let mut buffer = lock(&self.read_buffers).pop().unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice());
         let (outcome, callback) = match conn.try_read(&mut buffer) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Outcome::Returned, "on-data"),
-            Ok(0) => (instance.event(conn, ConnectionEvent::EndOfStream).await, "on-event"),
-            Ok(n) => (instance.data(conn, &buffer[..n]).await, "on-data"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Outcome::Returned, Callback::Data),
+            Ok(0) => (instance.event(conn, ConnectionEvent::EndOfStream).await, Callback::Event),
+            Ok(n) => (instance.data(conn, &buffer[..n]).await, Callback::Data),
             Err(e) => {
                 tracing::debug!(conn = conn.id(), error = %e, "read failed");
                 let code = conn.error_event(&e);
-                (instance.event(conn, ConnectionEvent::Error(code)).await, "on-event")
+                (instance.event(conn, ConnectionEvent::Error(code)).await, Callback::Event)
             }
         };
         self.settle(&mut slot, conn, outcome, callback);
@@ -372,25 +375,27 @@ impl Worker {
         let mut slot = self.slot(own).await;
         if let Some(instance) = slot.current(generation) {
             let outcome = instance.event(conn, ConnectionEvent::Error(code)).await;
-            self.settle(&mut slot, conn, outcome, "on-event");
+            self.settle(&mut slot, conn, outcome, Callback::Event);
         }
     }
 
     /// Tells the guest `conn` timed out, then closes it.
     async fn idle(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
-        self.stats.idle_timeouts.increment();
         tracing::debug!(conn = conn.id(), "idle timeout");
+        // So that the guest closing it now counts as an idle timeout.
+        conn.time_out();
         let mut slot = self.slot(own).await;
         if let Some(instance) = slot.current(generation) {
             let outcome = instance.event(conn, ConnectionEvent::Timeout).await;
-            self.settle(&mut slot, conn, outcome, "on-event");
+            self.settle(&mut slot, conn, outcome, Callback::Event);
         }
-        conn.close();
+        conn.close(CloseReason::IdleTimeout);
     }
 
     /// Calls `on-accept-error` for a failed `accept()` on `listener`: on
     /// the shared instance, or on an instance made for the call.
     pub async fn accept_error(self: &Arc<Self>, listener: &Arc<Listener>, error: &std::io::Error) {
+        self.stats.accept_error(error);
         let mut own = self.own_slot();
         let mut slot = self.slot(&mut own).await;
         let Some(instance) = self.instance(&mut slot).await else { return };
@@ -400,13 +405,13 @@ impl Worker {
     }
 
     /// Acts on how a connection's callback ended.
-    fn settle(&self, slot: &mut Slot, conn: &Connection, outcome: Outcome, callback: &str) {
+    fn settle(&self, slot: &mut Slot, conn: &Connection, outcome: Outcome, callback: Callback) {
         match outcome {
             Outcome::Returned => {}
             Outcome::GuestError(message) => {
-                let errors = self.stats.guest_errors.increment();
-                tracing::warn!(component = %self.component, conn = conn.id(), callback, %message, errors, "guest returned an error; closing the connection");
-                conn.close();
+                let errors = self.stats.guest_errors.inc() + 1;
+                tracing::warn!(component = %self.component, conn = conn.id(), callback = callback.name(), %message, errors, "guest returned an error; closing the connection");
+                conn.close(CloseReason::GuestError);
             }
             Outcome::Trapped => self.discard(slot),
         }

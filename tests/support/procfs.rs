@@ -35,6 +35,24 @@ pub fn limit_descriptors(pid: u32, spare: u32) -> u32 {
     limit
 }
 
+/// The lowest descriptor number free in process `pid`: the next one it gets.
+pub fn lowest_free_fd(pid: u32) -> u32 {
+    let open = open_fds(pid);
+    (0..).find(|fd| !open.contains(fd)).unwrap()
+}
+
+/// Sets the soft descriptor limit of `pid` and leaves the hard one, so that
+/// (unlike [`limit_descriptors`]) it can be raised again without privileges.
+pub fn set_soft_descriptor_limit(pid: u32, limit: u32) {
+    let status = Command::new("prlimit")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg(format!("--nofile={limit}:"))
+        .status()
+        .expect("prlimit runs");
+    assert!(status.success(), "prlimit failed: {status}");
+}
+
 /// The CPU time (user + system, in clock ticks) process `pid` has used.
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

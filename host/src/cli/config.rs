@@ -37,6 +37,8 @@ struct File {
     #[serde(default, deserialize_with = "worker_count")]
     workers: Option<u16>,
     watch: Option<bool>,
+    #[serde(default, deserialize_with = "metrics_address")]
+    metrics: Option<SocketAddr>,
     #[serde(default, deserialize_with = "duration")]
     shutdown_timeout: Option<Duration>,
     #[serde(rename = "listener", default)]
@@ -84,6 +86,7 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
     set(&mut host.limits.idle_timeout, file.idle_timeout);
     set(&mut host.workers, file.workers);
     set(&mut host.watch, file.watch);
+    host.metrics = file.metrics.or(host.metrics);
     set(&mut host.shutdown_timeout, file.shutdown_timeout);
 
     // A lone listener serves every inherited socket unless it names some,
@@ -160,6 +163,10 @@ fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, 
     Vec::<String>::deserialize(d)?.iter().map(|a| parse_listen_address(a).map_err(D::Error::custom)).collect()
 }
 
+fn metrics_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    parse_listen_address(&String::deserialize(d)?).map(Some).map_err(D::Error::custom)
+}
+
 fn socket_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
     let addresses = Vec::<String>::deserialize(d)?;
     let parse = |a: &String| a.parse().map_err(|_| D::Error::custom(format!("{a:?} is not an IP address and port")));
@@ -180,6 +187,7 @@ mod tests {
 
     const EXAMPLE: &str = r#"
 workers = 2
+metrics = "127.0.0.1:9100"
 guest-timeout = "500ms"
 guest-memory = "16M"
 write-buffer = 65536
@@ -202,6 +210,7 @@ inherited = ["kv"]
     fn reads_settings_and_listeners() {
         let plan = parse(EXAMPLE, Path::new("/etc/evconn")).unwrap();
         assert_eq!(plan.host.workers, 2);
+        assert_eq!(plan.host.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(plan.host.limits.guest_timeout, Duration::from_millis(500));
         assert_eq!(plan.host.limits.guest_memory, 16 << 20);
         assert_eq!(plan.host.limits.write_buffer, 65536);

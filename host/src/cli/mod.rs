@@ -83,10 +83,10 @@ pub struct Args {
 }
 
 /// Every flag a config file replaces (clap's ids: the fields' names).
-const SERVING_FLAGS: [&str; 16] = [
+const SERVING_FLAGS: [&str; 17] = [
     "component", "listen", "listen_options", "backlog", "cache_dir", "no_cache", "allow_bind", "isolation",
     "guest_timeout", "guest_memory", "max_connections", "write_buffer", "idle_timeout", "workers", "watch",
-    "shutdown_timeout",
+    "metrics", "shutdown_timeout",
 ];
 
 /// Settings of the whole host, from flags or from a config file's top level.
@@ -116,6 +116,11 @@ pub struct HostFlags {
     /// ones finish on the old; a version that fails to load is refused.
     #[arg(long)]
     pub watch: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, such as
+    /// 127.0.0.1:9100 (the port must be in 1..65535). Default: none.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
+    pub metrics: Option<SocketAddr>,
 
     /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
     /// may go on before they are closed; a second signal exits at once.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::sync::Notify;
 
 use super::{Args, HostFlags};
@@ -139,8 +140,13 @@ impl Plan {
             }
         }
 
+        let metrics = (self.host.metrics)
+            .map(|address| std::net::TcpListener::bind(address).with_context(|| format!("cannot serve metrics on {address}")))
+            .transpose()?;
+
         Ok(Server {
             apps,
+            metrics,
             workers,
             allow_bind: self.host.allow_bind,
             shutdown_timeout: self.host.shutdown_timeout,

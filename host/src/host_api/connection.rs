@@ -48,7 +48,7 @@ impl HostConnection for HostState {
     }
 
     fn close(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
-        self.conn(&this)?.close();
+        self.conn(&this)?.close_by_guest();
         Ok(())
     }
 

@@ -115,6 +115,7 @@ impl HostBuilder {
             limits: self.limits,
             cache: self.code_cache,
             reload: Default::default(),
+            metrics: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("evconn-host".into()).spawn(move || {
