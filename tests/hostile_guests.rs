@@ -477,7 +477,7 @@ fn traps_under_connection_model_end_only_their_connection() {
         for other in &mut others {
             other.expect("ping", "pong");
         }
-        assert_eq!(host.count_lines("guest trapped") as u64, round, "one trap per round:\n{}", host.output());
+        assert_eq!(host.wait_for_count("guest trapped", round as usize, PROMPTLY) as u64, round, "one trap per round:\n{}", host.output());
     }
     fail_once(addr);
     accepted += 1;
@@ -486,7 +486,7 @@ fn traps_under_connection_model_end_only_their_connection() {
         other.expect("ping", "pong");
         other.expect("count", "1");
     }
-    assert_eq!(host.count_lines("discarded the trapped instance"), TRAPS as usize);
+    assert_eq!(host.wait_for_count("discarded the trapped instance", TRAPS as usize, PROMPTLY), TRAPS as usize);
     assert_eq!(host.count_lines("instance replaced"), 0, "no shared instance to replace");
     drop(others);
     assert_no_host_panic(&host);
@@ -524,7 +524,7 @@ fn traps_under_shared_model_replace_the_instance() {
         accepted += 1;
         fresh.expect("count", "1");
         fresh.expect("ping", "pong");
-        assert_eq!(host.count_lines("guest instance replaced") as u64, round, "round {round}:\n{}", host.output());
+        assert_eq!(host.wait_for_count("guest instance replaced", round as usize, PROMPTLY) as u64, round, "round {round}:\n{}", host.output());
     }
     // The last fresh client was the fourth instance's first; this is its second.
     let mut staying = Client::new(addr);
@@ -538,7 +538,7 @@ fn traps_under_shared_model_replace_the_instance() {
     // failing client as its third.
     assert_eq!(staying.ask("count").unwrap(), "3", "the same instance still serves: `fail` replaced nothing");
     drop(staying);
-    assert_eq!(host.count_lines("guest trapped") as u64, TRAPS);
+    assert_eq!(host.wait_for_count("guest trapped", TRAPS as usize, PROMPTLY) as u64, TRAPS);
     assert_no_host_panic(&host);
 
     let stats = stop_and_stats(&mut host);
@@ -586,8 +586,8 @@ fn repeated_traps_back_off() {
     eprintln!("{CYCLES} trap cycles then a ping, ms each: {millis:?}; {wall:?} in all, host CPU {cpu:?}");
 
     assert_eq!(last.ask("count").unwrap(), "1", "the last client got a fresh instance");
-    assert_eq!(host.count_lines("guest trapped"), CYCLES);
-    assert_eq!(host.count_lines("guest instance replaced"), CYCLES);
+    assert_eq!(host.wait_for_count("guest trapped", CYCLES, PROMPTLY), CYCLES);
+    assert_eq!(host.wait_for_count("guest instance replaced", CYCLES, PROMPTLY), CYCLES);
     // Cycle k (from 0) reaches the instance made after trap k - 1: no pause
     // after the first trap (a lone trap costs nothing), then 10 ms doubling
     // to 1 s. A sleep never ends early, so these are firm lower bounds.

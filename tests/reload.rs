@@ -47,11 +47,8 @@ fn hang_up(host: &HostProcess) {
 
 /// Waits until the log has `count` lines containing `needle`.
 fn wait_for_count(host: &HostProcess, needle: &str, count: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while host.count_lines(needle) < count {
-        assert!(Instant::now() < deadline, "fewer than {count} {needle:?} lines:\n{}", host.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let seen = host.wait_for_count(needle, count, timeout);
+    assert!(seen >= count, "fewer than {count} {needle:?} lines:\n{}", host.output());
 }
 
 /// 50 clients echo 64-byte messages without a pause, reconnecting every 20

@@ -35,15 +35,22 @@ pub(crate) struct Mounted {
     pub(crate) mounts: Vec<crate::server::Mount>,
 }
 
-/// Reloads on every trigger, forever.
+/// What the component files look like now: taken before the host says it
+/// listens, so a file replaced after that is seen as a change.
+pub(crate) fn look_at(paths: impl Iterator<Item = PathBuf>) -> Vec<Watched> {
+    paths.map(|path| Watched::new(&path)).collect()
+}
+
+/// Reloads on every trigger, forever. `stamps` are from [`look_at`], one
+/// per app.
 pub(crate) async fn serve(
     apps: &[Mounted],
+    mut stamps: Vec<Watched>,
     triggers: Triggers,
     cache: Option<&CodeCache>,
     services: &Arc<Services>,
     isolation: Isolation,
 ) {
-    let mut stamps: Vec<Watched> = apps.iter().map(|app| Watched::new(&app.path)).collect();
     let requests = triggers.requests.unwrap_or_default();
     let mut poll = triggers.watch.map(|every| {
         let mut interval = tokio::time::interval(every);
@@ -125,7 +132,7 @@ impl Stamp {
 
 /// What `--watch` knows of one file.
 #[derive(Debug)]
-struct Watched {
+pub(crate) struct Watched {
     /// The version loaded last.
     loaded: Option<Stamp>,
     /// What the previous look saw.

@@ -90,6 +90,7 @@ impl Server {
         let metrics_listener = self.metrics.map(metrics_listener).transpose()?;
         let services = Services::new(self.limits, self.allow_bind);
         let reactors = (0..self.workers).map(Reactor::start).collect::<anyhow::Result<Vec<_>>>()?;
+        let stamps = reload::look_at(self.apps.iter().map(|app| app.path.clone()));
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps {
             let mounts = mount(&app, &reactors, &services, self.isolation).await?;
@@ -109,7 +110,7 @@ impl Server {
         // Answers until the host has stopped, so a scrape can watch it drain.
         let metrics_endpoint = metrics_listener.map(|listener| tokio::spawn(metrics_http::serve(listener, services.clone())));
         let mut stopping = services.stopping();
-        let reloading = reload::serve(&apps, self.reload, self.cache.as_ref(), &services, self.isolation);
+        let reloading = reload::serve(&apps, stamps, self.reload, self.cache.as_ref(), &services, self.isolation);
         tokio::select! {
             // The guest called loop-exit.
             _ = until_set(&mut stopping) => {}

@@ -211,6 +211,20 @@ impl HostProcess {
         self.log.0.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
     }
 
+    /// Waits until `count` log lines contain `needle` (lines reach the log
+    /// through a pipe, a moment after what they report); returns how many
+    /// there are then, or after `timeout`.
+    pub fn wait_for_count(&self, needle: &str, count: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.count_lines(needle);
+            if seen >= count || Instant::now() >= deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Everything logged so far.
     pub fn output(&self) -> String {
         self.log.0.lock().unwrap().join("\n")
