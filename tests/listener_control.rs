@@ -324,6 +324,14 @@ fn log_and_whoami_agree_on_addresses() {
         assert_eq!(field(&line, "component"), "probe", "{line}");
         assert_eq!(field(&line, "stream"), "stdout", "{line}");
     }
+
+    // Each connection's end is one debug line with its reason.
+    drop(other);
+    let closed = host
+        .wait_for_line(&format!("closed conn={} ", them.conn), Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no closed line for conn {}:\n{}", them.conn, host.output()));
+    assert_eq!(field(&closed, "reason"), "peer_closed", "{closed}");
+    assert_eq!(field(&accepted, "component"), "probe", "{accepted}");
 }
 
 /// The value of `name=value` in a log line.

@@ -263,9 +263,9 @@ impl Worker {
                     return;
                 }
             };
-            tracing::debug!(conn = id, %peer, listener = listener.id(), "accepted");
+            tracing::debug!(conn = id, %peer, listener = listener.id(), component = %worker.component, "accepted");
             worker.serve(&listener, &conn).await;
-            tracing::debug!(conn = id, "closed");
+            tracing::debug!(conn = id, reason = %conn.close_reason().name(), "closed");
             drop((token, permit));
         });
     }
