@@ -215,6 +215,16 @@ impl Listener {
                 }
             }
         }
+        if *stopping.borrow() {
+            // Close the socket now rather than when the host exits: until
+            // then the kernel would complete handshakes that nobody accepts,
+            // so a load balancer's health check would pass and new clients
+            // would wait out the drain only to be reset. Closing (not
+            // shutdown) leaves an inherited socket listening in systemd,
+            // which queues connections for the next process.
+            drop(self.lock_socket().take());
+            drop(socket);
+        }
         tracing::debug!(listener = self.id, "accept loop ended");
     }
 }
