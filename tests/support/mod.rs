@@ -2,6 +2,7 @@
 //! or as the `host` binary) and talks to them.
 #![allow(dead_code)] // each test file uses its own part of this module
 
+pub mod activation;
 pub mod procfs;
 
 use std::collections::HashMap;
