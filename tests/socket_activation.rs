@@ -6,40 +6,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use support::HostProcess;
-
-/// The host started as systemd would start it: each of `fds` becomes
-/// descriptor 3, 4, ... of the host, and `LISTEN_PID` is the host's own pid
-/// (the shell's `$$`, which `exec` keeps), unless `pid` says otherwise.
-fn spawn_activated(fds: &[RawFd], names: &str, pid: Option<&str>, args: &[&str]) -> HostProcess {
-    let moves: String = fds.iter().enumerate().map(|(i, fd)| format!("exec {}<&{fd}; ", 3 + i)).collect();
-    let pid = pid.unwrap_or("$$");
-    let script = format!(
-        "{moves}LISTEN_PID={pid} LISTEN_FDS={} LISTEN_FDNAMES={names} exec \"$0\" \"$@\"",
-        fds.len()
-    );
-    let descriptors = fds.to_vec();
-    let mut command = Command::new("sh");
-    command.arg("-c").arg(script).arg(support::host_binary()).args(args);
-    // SAFETY: fcntl is async-signal-safe; it only lets the shell inherit the
-    // descriptors the test passes, which std opens close-on-exec.
-    unsafe {
-        command.pre_exec(move || {
-            for fd in &descriptors {
-                if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    HostProcess::spawn_with(&mut command)
-}
+use support::activation::spawn_activated;
 
 fn echoes(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };

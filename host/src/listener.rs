@@ -151,7 +151,7 @@ impl Listener {
         let mut backoff = Backoff::default();
         loop {
             let state = *accept_state.borrow_and_update();
-            let (accepted, permit) = match state {
+            let (accepted, permit, token) = match state {
                 AcceptState::Freed => break,
                 AcceptState::Disabled => tokio::select! {
                     // The host is shutting down.
@@ -160,9 +160,17 @@ impl Listener {
                     _ = accept_state.changed() => continue,
                 },
                 AcceptState::Enabled => {
+                    // Taken before accepting, so that a connection accepted
+                    // just as the host starts stopping is served in the
+                    // drain rather than dropped (and reset). `None` once
+                    // the host is stopping.
+                    let Some(token) = services.task_token() else { break };
                     // At --max-connections, wait here: new connections
                     // queue in the kernel's backlog meanwhile.
                     let permit = tokio::select! {
+                        // Stopping wins over a ready slot or connection: once
+                        // seen, nothing more is taken from the backlog.
+                        biased;
                         // The host is shutting down.
                         _ = until_set(&mut stopping) => break,
                         // Disabled or freed: look again.
@@ -171,12 +179,13 @@ impl Listener {
                         permit = services.connection_permit() => permit,
                     };
                     tokio::select! {
+                        biased;
                         // The host is shutting down.
                         _ = until_set(&mut stopping) => break,
                         // Disabled or freed: look again.
                         _ = accept_state.changed() => continue,
                         // A connection, or an error from accept(2).
-                        accepted = socket.accept() => (accepted, permit),
+                        accepted = socket.accept() => (accepted, permit, token),
                     }
                 }
             };
@@ -185,7 +194,7 @@ impl Listener {
                     backoff.reset();
                     if self.deliver.load(Ordering::Relaxed) {
                         let worker = route.borrow().clone();
-                        worker.spawn_connection(self.clone(), stream, peer, permit);
+                        worker.spawn_connection(self.clone(), stream, peer, permit, token);
                     } else {
                         tracing::debug!(listener = self.id, %peer, "accepted and closed: no accept callback");
                     }
@@ -214,6 +223,16 @@ impl Listener {
                     }
                 }
             }
+        }
+        if *stopping.borrow() {
+            // Close the socket now rather than when the host exits: until
+            // then the kernel would complete handshakes that nobody accepts,
+            // so a load balancer's health check would pass and new clients
+            // would wait out the drain only to be reset. Closing (not
+            // shutdown) leaves an inherited socket listening in systemd,
+            // which queues connections for the next process.
+            drop(self.lock_socket().take());
+            drop(socket);
         }
         tracing::debug!(listener = self.id, "accept loop ended");
     }

@@ -15,7 +15,7 @@ use crate::bindings::{ConnectionEvent, HandlerPre};
 use crate::connection::{CloseReason, Connection, Ready};
 use crate::instance::{Instance, Outcome};
 use crate::listener::Listener;
-use crate::services::{Services, until_set};
+use crate::services::{Services, TaskToken, until_set};
 use crate::state::HostState;
 use crate::stats::{Callback, Stats};
 
@@ -243,15 +243,16 @@ impl Worker {
     }
 
     /// Serves a connection accepted on `listener` in a task of its own,
-    /// holding `permit` (a `--max-connections` slot) until it ends.
+    /// holding `permit` (a `--max-connections` slot) and `token` (which a
+    /// stopping host waits for) until it ends.
     pub fn spawn_connection(
         self: &Arc<Self>,
         listener: Arc<Listener>,
         stream: TcpStream,
         peer: SocketAddr,
         permit: OwnedSemaphorePermit,
+        token: TaskToken,
     ) {
-        let Some(token) = self.services.task_token() else { return };
         let worker = self.clone();
         tokio::spawn(async move {
             let id = worker.services.next_connection_id();

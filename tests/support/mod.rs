@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part of this module
 
 pub mod host_test;
+pub mod activation;
 pub mod procfs;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -425,12 +425,21 @@ fn watch_sighup(requests: Arc<Notify>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn stop_signal() {
+/// Completes on SIGINT or SIGTERM. The signals are watched from the call
+/// on, not from the first poll: the listeners accept before the server
+/// polls this, and a signal then must drain them, not kill the process.
+fn stop_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
+    until_stop_signal(signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+}
+
+async fn until_stop_signal(
+    interrupt: std::io::Result<tokio::signal::unix::Signal>,
+    terminate: std::io::Result<tokio::signal::unix::Signal>,
+) {
     // Both streams are registered before the first signal, so a second one
     // that follows at once is not missed.
-    let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    let (mut interrupt, mut terminate) = match (interrupt, terminate) {
         (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
         (Err(e), _) | (_, Err(e)) => {
             tracing::warn!(error = %e, "cannot watch SIGINT and SIGTERM; stop the host with SIGKILL");
