@@ -536,3 +536,30 @@ fn loop_exit_closes_what_is_still_open_after_the_shutdown_timeout() {
     assert!(host.wait_exit(Duration::from_secs(5)), "the host still runs 5 s after closing the last connection");
     host.stop().expect("the host's run ends without error");
 }
+
+/// A soft descriptor limit below the hard one (1024 in most shells and
+/// units) is raised to the hard one at start; when even that cannot hold
+/// --max-connections, the log says so.
+#[test]
+fn the_descriptor_limit_is_raised_and_a_shortfall_named() {
+    let echo = support::guest("echo");
+    for (max_connections, warned) in [("1000", false), ("10000", true)] {
+        let listen = format!("127.0.0.1:{}", support::free_port());
+        let host = HostProcess::spawn_with(std::process::Command::new("prlimit").args([
+            "--nofile=256:4096",
+            support::host_binary(),
+            "--component",
+            echo.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--max-connections",
+            max_connections,
+        ]));
+        assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", host.pid())).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[3..5], ["4096", "4096"], "soft limit not raised: {line}");
+        assert_eq!(host.count_lines("descriptor limit holds fewer connections"), usize::from(warned), "{}", host.output());
+    }
+}

@@ -16,6 +16,7 @@
 //! - `reactor`: a reactor thread (a single-threaded tokio runtime).
 //! - `listener`: a listening socket's state and accept loop.
 //! - `connection`: an accepted connection's output queue and close logic.
+//! - `descriptors`: the descriptor limit, raised at start.
 //! - `worker`: which instance serves which connection, and trap recovery.
 //! - `instance`: one guest instance, its limits, and the calls into it.
 //! - `metrics`: the registry of metric families, encoded for `/metrics`.
@@ -38,6 +39,7 @@ pub mod socket;
 
 mod bindings;
 mod connection;
+mod descriptors;
 mod guest_log;
 mod host_api;
 mod instance;

@@ -87,6 +87,7 @@ impl Plan {
     /// (once per worker) and hands out the `inherited` sockets.
     pub fn prepare(self, inherited: Vec<Inherited>, reload_requests: Arc<Notify>) -> anyhow::Result<Server> {
         let limits = self.host.limits.limits()?;
+        crate::descriptors::raise_for(limits.max_connections);
         let workers = usize::from(self.host.workers);
         let mut inherited_by_entry = assign_inherited(&self.listeners, inherited)?;
 
