@@ -34,7 +34,8 @@ pub fn guest(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace())
-            .args(["build", "--quiet", "--workspace", "--exclude", "evconn-host", "--exclude", "evconn-bench"])
+            // Native crates are the ones named `evconn-*` (see Cargo.toml).
+            .args(["build", "--quiet", "--workspace", "--exclude", "evconn-*"])
             .args(["--target", "wasm32-wasip2", "--profile", "guest"])
             .env("CARGO_TARGET_DIR", &target)
             .status()
