@@ -13,15 +13,15 @@ use evconn_host::Isolation;
 use evconn_host::limits::Limits;
 use support::{TestHost, TestHostBuilder};
 
-/// The same tests, in a module per language, for each echo component and
-/// the limits it is served with.
+/// The same tests, in a module per language (see `support::echo`), each
+/// with the limits that language's echo is served with.
 macro_rules! echo_tests {
-    ($($lang:ident => $component:expr, $limits:expr;)*) => {$(
+    ($($lang:ident => $limits:expr;)*) => {$(
         mod $lang {
             use super::*;
 
             fn host(isolation: Isolation) -> TestHostBuilder {
-                TestHost::builder(&$component).isolation(isolation).limits($limits)
+                TestHost::builder(&support::echo(stringify!($lang))).isolation(isolation).limits($limits)
             }
 
             /// 50 concurrent clients with random payloads from 1 byte to 4 MiB
@@ -56,10 +56,10 @@ macro_rules! echo_tests {
 }
 
 echo_tests! {
-    rust => support::guest("echo"), |_| {};
-    c => support::example("echo-c"), |_| {};
-    python => support::example("echo-python"), python_limits;
-    js => support::example("echo-js"), |_| {};
+    rust => |_| {};
+    c => |_| {};
+    python => python_limits;
+    js => |_| {};
 }
 
 /// What the Python echo needs beyond the defaults, for two known reasons.

@@ -48,6 +48,15 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// libevent's echo handler written in `lang`: `rust` (the guest in
+/// guest/echo), `c`, `python` or `js` (the examples in examples/echo-*).
+pub fn echo(lang: &str) -> PathBuf {
+    match lang {
+        "rust" => guest("echo"),
+        lang => example(&format!("echo-{lang}")),
+    }
+}
+
 /// The component of the non-Rust example in `examples/<name>` (`echo-c`,
 /// `echo-python`, `echo-js`), built by the example's `build` script into
 /// `target/guests/<lang>/<name>.wasm`, `<lang>` being the name's last part.
@@ -139,6 +148,13 @@ fn compiled(component: &Path, isolation: Isolation) -> evconn_host::component::C
         .entry((component.to_path_buf(), isolation))
         .or_insert_with(|| evconn_host::component::load(&engine, component, Some(&code_cache())).expect("the guest loads"))
         .clone()
+}
+
+/// Compiles `component` into [`code_cache`] unless it is there already, so
+/// that a `host` process given `--cache-dir` with that folder starts without
+/// compiling (which takes a minute for Python or JavaScript in a debug build).
+pub fn precompile(component: &Path) {
+    compiled(component, Isolation::Shared);
 }
 
 /// Compiled code kept under target/ across test processes and runs:
