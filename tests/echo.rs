@@ -21,7 +21,10 @@ macro_rules! echo_tests {
             use super::*;
 
             fn host(isolation: Isolation) -> TestHostBuilder {
-                TestHost::builder(&support::echo(stringify!($lang))).isolation(isolation).limits($limits)
+                TestHost::builder(&support::echo(stringify!($lang)))
+                    .isolation(isolation)
+                    .limits(patient)
+                    .limits($limits)
             }
 
             /// 50 concurrent clients with random payloads from 1 byte to 4 MiB
@@ -62,16 +65,21 @@ echo_tests! {
     js => |_| {};
 }
 
-/// What the Python echo needs beyond the defaults, for two known reasons.
-/// - componentize-py (0.17 to 0.25 at least) never frees the copy of a
-///   `list<u8>` it passes to an import, so an instance's memory grows by
-///   every byte it writes: the shared instance here echoes about 100 MiB.
-/// - Making an instance runs tens of milliseconds of guest code, and the
-///   guest timeout counts wall time: fifty instances made at once, taking
-///   turns on one thread beside other tests, can pass the default 1 s.
+/// A guest timeout for every echo far above the default 1 s. The timeout
+/// counts wall time, including the turns a callback waits for while it yields
+/// to the reactor; with fifty busy connections on one thread, on two cores
+/// shared with other builds, even the C echo's microsecond callbacks once
+/// took longer (about one run in thirty), and making fifty Python instances
+/// at once (tens of milliseconds of guest code each) takes longer still.
+fn patient(limits: &mut Limits) {
+    limits.guest_timeout = Duration::from_secs(10);
+}
+
+/// componentize-py (0.17 to 0.25 at least) never frees the copy of a
+/// `list<u8>` it passes to an import, so a Python instance's memory grows by
+/// every byte it writes: the shared instance here echoes about 100 MiB.
 fn python_limits(limits: &mut Limits) {
     limits.guest_memory = 256 << 20;
-    limits.guest_timeout = Duration::from_secs(10);
 }
 
 /// Sends `payload`, half-closes, and reads everything back until end of stream.
