@@ -1,12 +1,14 @@
 //! `accept()` failing with `EMFILE`: the `host` binary runs under a
 //! descriptor limit lowered with `prlimit` so that its next accept fails.
-//! The echo guest shuts the host down as libevent's example does; the probe
-//! guest only logs, and the host backs off instead of spinning, then serves
-//! the waiting client once descriptors are free again.
+//! The echo guest, in every language, shuts the host down as libevent's
+//! example does; the probe guest only logs, and the host backs off instead
+//! of spinning, then serves the waiting client once descriptors are free
+//! again.
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::procfs::{clock_ticks_per_second, cpu_ticks, limit_descriptors};
@@ -18,14 +20,32 @@ fn leave_no_descriptor(pid: u32) -> u32 {
     limit_descriptors(pid, 0)
 }
 
-/// The echo guest, told that `accept()` failed with `EMFILE`, logs the line
-/// of libevent's example and calls `loop-exit`: the host exits by itself
-/// with status 0.
-#[test]
-fn echo_guest_shuts_the_host_down_on_emfile() {
+/// The same test, in a module per language (see `support::echo`).
+macro_rules! echo_tests {
+    ($($lang:ident)*) => {$(
+        mod $lang {
+            /// The echo guest, told that `accept()` failed with `EMFILE`, logs
+            /// the line of libevent's example and calls `loop-exit`: the host
+            /// exits by itself with status 0.
+            #[test]
+            fn echo_guest_shuts_the_host_down_on_emfile() {
+                super::echo_shuts_the_host_down_on_emfile(&super::support::echo(stringify!($lang)));
+            }
+        }
+    )*};
+}
+
+echo_tests!(rust c python js);
+
+fn echo_shuts_the_host_down_on_emfile(echo: &Path) {
+    // The host process finds the compiled code in the tests' code cache.
+    support::precompile(echo);
+    let cache = support::code_cache();
+    let cache = cache.dir().to_str().unwrap();
     // loop-exit lets open connections go on for the shutdown timeout; keep
     // it well inside this test's 10 s read timeout.
-    let (mut host, addr) = support::spawn_listening(&support::guest("echo"), &["--shutdown-timeout", "1s"]);
+    let args = ["--shutdown-timeout", "1s", "--cache-dir", cache];
+    let (mut host, addr) = support::spawn_listening(echo, &args);
     // One client served first, so every descriptor the running host needs is open.
     let mut first = TcpStream::connect(addr).unwrap();
     first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

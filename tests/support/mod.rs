@@ -34,7 +34,8 @@ pub fn guest(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace())
-            .args(["build", "--quiet", "--workspace", "--exclude", "evconn-host", "--exclude", "evconn-bench"])
+            // Native crates are the ones named `evconn-*` (see Cargo.toml).
+            .args(["build", "--quiet", "--workspace", "--exclude", "evconn-*"])
             .args(["--target", "wasm32-wasip2", "--profile", "guest"])
             .env("CARGO_TARGET_DIR", &target)
             .status()
@@ -45,6 +46,69 @@ pub fn guest(name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.wasm"));
     assert!(path.exists(), "no guest named {name} at {}", path.display());
     path
+}
+
+/// libevent's echo handler written in `lang`: `rust` (the guest in
+/// guest/echo), `c`, `python` or `js` (the examples in examples/echo-*).
+pub fn echo(lang: &str) -> PathBuf {
+    match lang {
+        "rust" => guest("echo"),
+        lang => example(&format!("echo-{lang}")),
+    }
+}
+
+/// The component of the non-Rust example in `examples/<name>` (`echo-c`,
+/// `echo-python`, `echo-js`), built by the example's `build` script into
+/// `target/guests/<lang>/<name>.wasm`, `<lang>` being the name's last part.
+///
+/// Builds only when a source is newer than the component, so a test process
+/// builds each example at most once and later processes reuse it. The C
+/// build runs cargo (tools/c-guest) in the guests' target folder, which the
+/// outer `cargo test` does not lock.
+pub fn example(name: &str) -> PathBuf {
+    // One build at a time: tests of one example ask for it together.
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _building = BUILDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let folder = workspace().join("examples").join(name);
+    let lang = name.rsplit('-').next().expect("split yields a part");
+    let out_dir = workspace().join("target").join("guests").join(lang);
+    let output = out_dir.join(format!("{name}.wasm"));
+    // What the build reads: the example, the contract, and the C guests' tool.
+    let sources = [folder.clone(), workspace().join("wit"), workspace().join("tools").join("c-guest")];
+    let built = modified(&output);
+    if built.is_none() || sources.iter().any(|source| newest_file(source) > built) {
+        let started = Instant::now();
+        let status = Command::new(folder.join("build"))
+            .arg(&out_dir)
+            .env("CARGO_TARGET_DIR", workspace().join("target").join("guests"))
+            .status()
+            .expect("the build script runs");
+        assert!(status.success(), "examples/{name}/build failed: {status} (has scripts/setup run?)");
+        eprintln!("built examples/{name} in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    assert!(output.exists(), "examples/{name}/build made no {}", output.display());
+    output
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The latest modification time of a file under `dir`, leaving out what
+/// installs and builds write there (`node_modules`, `__pycache__`).
+fn newest_file(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            let skip = matches!(entry.file_name().to_str(), Some("node_modules" | "__pycache__"));
+            if skip { None } else { newest_file(&path) }
+        } else {
+            modified(&path)
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// Logs of in-process hosts go to the test's captured output.
@@ -59,6 +123,27 @@ fn init_logging() {
             .with_test_writer()
             .try_init();
     });
+}
+
+/// Compiles `component` into [`code_cache`] unless it is there already, so
+/// that a `host` process given `--cache-dir` with that folder starts without
+/// compiling (which takes a minute for Python or JavaScript in a debug build).
+pub fn precompile(component: &Path) {
+    static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
+    // Serving engines differ only in how instances are allocated, which
+    // compiled code does not depend on: one engine fills the cache for all.
+    let engine = ENGINE.get_or_init(|| {
+        evconn_host::component::engine(Isolation::Shared, &Limits::default()).expect("an engine")
+    });
+    evconn_host::component::load(engine, component, Some(&code_cache())).expect("the guest loads");
+}
+
+/// Compiled code kept under target/ across test processes and runs:
+/// compiling a Python or JavaScript guest takes a minute in a debug build.
+/// In-process hosts use it, and hosts started as processes share it through
+/// `--cache-dir`.
+pub fn code_cache() -> evconn_host::code_cache::CodeCache {
+    evconn_host::code_cache::CodeCache::new(workspace().join("target").join("guests").join("code-cache"))
 }
 
 /// A host running in this process on its own thread (the test kit's
@@ -116,7 +201,7 @@ impl TestHost {
 
     /// A host to configure before starting.
     pub fn builder(component: &Path) -> TestHostBuilder {
-        TestHostBuilder(kit::Host::builder(component))
+        TestHostBuilder(kit::Host::builder(component).code_cache(code_cache()))
     }
 
     /// Whether the host has stopped on its own (the guest called `loop-exit`).

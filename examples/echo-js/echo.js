@@ -1,0 +1,40 @@
+// The echo server from libevent's listener chapter, as an evconn handler in
+// JavaScript: every byte read is written back; end of stream or an error
+// closes the connection; an accept error shuts the host down.
+//
+// componentize-js generates the bindings from wit/ when it builds the
+// component. Borrowed handles are dropped for us when a callback returns;
+// an owned one is dropped by calling its dispose symbol (or, late, by the
+// garbage collector). A callback that throws a string returns it as `err`;
+// an import that fails throws an error whose `payload` is the `error-code`.
+import { loopExit } from 'evconn:listener/reactor@0.1.0';
+
+const dispose = Symbol.dispose ?? Symbol.for('dispose');
+
+export const callbacks = {
+  onAccept(listener, conn, peer) {
+    // The echo talks to a connection only in that connection's callbacks:
+    // the owned handle is not kept. Dropping it does not close.
+    conn[dispose]();
+  },
+
+  onData(conn, data) {
+    try {
+      conn.write(data);
+    } catch (e) {
+      throw e.payload ?? String(e);
+    }
+  },
+
+  onEvent(conn, event) {
+    if (event.tag === 'error') {
+      console.error(`Error from bufferevent: ${event.val}`);
+    }
+    conn.close();
+  },
+
+  onAcceptError(listener, error) {
+    console.error(`Got an error ${error.errno} (${error.description}) on the listener. Shutting down.`);
+    loopExit();
+  },
+};
