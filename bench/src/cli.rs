@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::figures::Test;
+
 /// Where scripts/bench puts what it builds, relative to the workspace root.
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -13,6 +15,8 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 ///
 /// Every measurement starts its server afresh on a free port, pinned to one
 /// CPU with the load on another (when there are two), and stops it after.
+/// The start test times the starts themselves: spawn to first echo, for the
+/// host with an empty code cache, a warm one and a precompiled file.
 /// Rounds rotate the order of the servers. Exits non-zero when a server
 /// fails to start or a figure is missing, except libevent when
 /// --libevent-missing says why it could not be built.
@@ -29,10 +33,19 @@ pub struct Args {
     pub seconds: f64,
 
     /// A quick check that everything works: 1 round, 0.3 s windows, 200 idle
-    /// connections. Every server and every figure, in well under a minute;
-    /// its figures say nothing about speed.
+    /// connections, one start of each kind. Every server and every figure,
+    /// in well under a minute; its figures say nothing about speed.
     #[arg(long)]
     pub smoke: bool,
+
+    /// Run only this test; repeat for several. Default: all of them.
+    #[arg(long, value_enum, value_name = "TEST")]
+    pub only: Vec<Test>,
+
+    /// Starts of each kind per server and round for the start figures; a
+    /// round's figure is their median.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub starts: u32,
 
     /// Idle connections held open for the memory figure. Clamped to what
     /// RLIMIT_NOFILE allows once raised to its hard limit.
@@ -70,6 +83,10 @@ pub struct Args {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     pub rounds: u32,
+    /// The tests to run, in the order of `Test::ALL`.
+    pub tests: Vec<Test>,
+    /// Starts of each kind per server and round (the start figures).
+    pub starts: u32,
     /// Load runs this long before the window opens, so that connections,
     /// caches and the server's buffers are warm.
     #[serde(serialize_with = "seconds")]
@@ -102,13 +119,15 @@ impl Args {
         if !(self.seconds > 0.0 && self.seconds <= 600.0) {
             return Err(format!("--seconds {} is outside (0, 600]", self.seconds));
         }
-        let (rounds, window, idle) = if self.smoke {
-            (1, Duration::from_millis(300), self.idle_connections.min(200))
+        let (rounds, window, idle, starts) = if self.smoke {
+            (1, Duration::from_millis(300), self.idle_connections.min(200), 1)
         } else {
-            (self.rounds, Duration::from_secs_f64(self.seconds), self.idle_connections)
+            (self.rounds, Duration::from_secs_f64(self.seconds), self.idle_connections, self.starts)
         };
         Ok(Plan {
             rounds,
+            tests: Test::ALL.into_iter().filter(|t| self.only.is_empty() || self.only.contains(t)).collect(),
+            starts,
             warmup: (window / 6).min(Duration::from_secs(1)),
             window,
             pingpong_connections: 50,

@@ -3,9 +3,11 @@
 use serde::Serialize;
 
 /// One kind of load; each run of it on a fresh server yields its figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `Start` times the starts themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Test {
+    Start,
     PingPong,
     Latency,
     Bulk,
@@ -14,10 +16,11 @@ pub enum Test {
 }
 
 impl Test {
-    pub const ALL: [Test; 5] = [Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle];
+    pub const ALL: [Test; 6] = [Test::Start, Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle];
 
     pub fn key(self) -> &'static str {
         match self {
+            Test::Start => "start",
             Test::PingPong => "ping-pong",
             Test::Latency => "latency",
             Test::Bulk => "bulk",
@@ -46,6 +49,9 @@ pub enum Figure {
     CpuPerConnection,
     IdleMemory,
     StartMemory,
+    ColdStart,
+    WarmStart,
+    PrecompiledStart,
 }
 
 /// By key, which carries the unit: `round-trips-per-s`.
@@ -56,7 +62,7 @@ impl Serialize for Figure {
 }
 
 impl Figure {
-    pub const ALL: [Figure; 10] = [
+    pub const ALL: [Figure; 13] = [
         Figure::RoundTrips,
         Figure::CpuPerRoundTrip,
         Figure::LatencyP50,
@@ -67,6 +73,9 @@ impl Figure {
         Figure::CpuPerConnection,
         Figure::IdleMemory,
         Figure::StartMemory,
+        Figure::ColdStart,
+        Figure::WarmStart,
+        Figure::PrecompiledStart,
     ];
 
     pub fn key(self) -> &'static str {
@@ -81,6 +90,9 @@ impl Figure {
             Figure::CpuPerConnection => "server-cpu-us-per-connection",
             Figure::IdleMemory => "rss-kib-per-idle-connection",
             Figure::StartMemory => "rss-mib-at-start",
+            Figure::ColdStart => "start-cold-cache-ms",
+            Figure::WarmStart => "start-warm-cache-ms",
+            Figure::PrecompiledStart => "start-precompiled-ms",
         }
     }
 
@@ -97,6 +109,9 @@ impl Figure {
             Figure::CpuPerConnection => "connect: server CPU per connection",
             Figure::IdleMemory => "idle connections: server RSS per connection",
             Figure::StartMemory => "server RSS at start",
+            Figure::ColdStart => "start to first echo, empty cache (compiles)",
+            Figure::WarmStart => "start to first echo, warm cache",
+            Figure::PrecompiledStart => "start to first echo, precompiled .cwasm",
         }
     }
 
@@ -109,6 +124,29 @@ impl Figure {
             Figure::ConnectRate => "1/s",
             Figure::IdleMemory => "KiB",
             Figure::StartMemory => "MiB",
+            Figure::ColdStart | Figure::WarmStart | Figure::PrecompiledStart => "ms",
+        }
+    }
+
+    /// The test that yields this figure.
+    pub fn test(self) -> Test {
+        match self {
+            Figure::RoundTrips | Figure::CpuPerRoundTrip => Test::PingPong,
+            Figure::LatencyP50 | Figure::LatencyP99 => Test::Latency,
+            Figure::BulkRate | Figure::CpuPerMegabyte => Test::Bulk,
+            Figure::ConnectRate | Figure::CpuPerConnection => Test::Connect,
+            Figure::IdleMemory | Figure::StartMemory => Test::Idle,
+            Figure::ColdStart | Figure::WarmStart | Figure::PrecompiledStart => Test::Start,
+        }
+    }
+
+    /// The value evconn is meant to stay under, in the figure's unit. The
+    /// project's target for the start: "start with warm cache, echo guest:
+    /// under 50 ms".
+    pub fn target(self) -> Option<f64> {
+        match self {
+            Figure::WarmStart => Some(50.0),
+            _ => None,
         }
     }
 

@@ -9,6 +9,7 @@ mod procfs;
 mod report;
 mod runner;
 mod servers;
+mod startup;
 mod stats;
 mod system;
 
@@ -76,7 +77,7 @@ fn run(args: cli::Args) -> Result<bool, String> {
         .build()
         .map_err(|e| format!("cannot start the load generator's runtime: {e}"))?;
     eprintln!("bench: writing to {}", out.display());
-    let results = runner::run(&programs, &plan, pins, &logs, &runtime);
+    let results = runner::run(&programs, &plan, pins, &logs, &out.join("start"), &runtime);
     let context = report::Context {
         plan: &plan,
         pins,

@@ -20,6 +20,10 @@ pub struct Outcome {
     /// latency samples or idle connections).
     pub count: u64,
     pub note: Option<String>,
+    /// The runs behind each value when a round's value is the median of
+    /// several (the start times, in ms).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub runs: BTreeMap<Figure, Vec<f64>>,
 }
 
 /// Runs `test` against `server`; the latency client runs on `latency_cpu`.
@@ -27,6 +31,7 @@ pub fn run(test: Test, server: &Server, plan: &Plan, runtime: &Runtime, latency_
     let (address, pid) = (server.address, server.pid);
     let per_op = |w: &load::Window, scale: f64| w.cpu_per_op().map(|s| s * scale).ok_or("no operation completed in the window");
     Ok(match test {
+        Test::Start => return Err("the start figures come from starting servers (startup.rs), not from a running one".into()),
         Test::PingPong => {
             let w = runtime.block_on(load::pingpong::run(address, pid, plan))?;
             let cpu = per_op(&w, 1e6)?;
@@ -39,6 +44,7 @@ pub fn run(test: Test, server: &Server, plan: &Plan, runtime: &Runtime, latency_
                 usage: Some(l.usage),
                 count: l.samples as u64,
                 note: None,
+                runs: BTreeMap::new(),
             }
         }
         Test::Bulk => {
@@ -62,11 +68,12 @@ pub fn run(test: Test, server: &Server, plan: &Plan, runtime: &Runtime, latency_
                 usage: None,
                 count: i.served as u64,
                 note: i.note,
+                runs: BTreeMap::new(),
             }
         }
     })
 }
 
 fn outcome<const N: usize>(values: [(Figure, f64); N], w: load::Window) -> Outcome {
-    Outcome { values: BTreeMap::from(values), usage: Some(w.usage), count: w.ops, note: None }
+    Outcome { values: BTreeMap::from(values), usage: Some(w.usage), count: w.ops, note: None, runs: BTreeMap::new() }
 }

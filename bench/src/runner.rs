@@ -1,6 +1,6 @@
 //! The rounds: every test on every server, each on a fresh server, with the
 //! order of servers rotated between rounds.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tokio::runtime::Runtime;
@@ -8,7 +8,8 @@ use tokio::runtime::Runtime;
 use crate::cli::Plan;
 use crate::figures::Test;
 use crate::measure::{self, Outcome};
-use crate::servers::{self, Programs, ServerKind};
+use crate::servers::{self, Code, Programs, ServerKind};
+use crate::startup::{self, Precompiled};
 use crate::stats::short;
 
 /// Which CPU the server, the load and the latency client run on.
@@ -44,6 +45,8 @@ pub struct Failure {
 pub struct Results {
     pub samples: Vec<Sample>,
     pub failures: Vec<Failure>,
+    /// The file the precompiled starts served, when there were any.
+    pub precompiled: Option<Precompiled>,
 }
 
 /// The servers in round `round`'s order: each round starts one later, so
@@ -58,20 +61,37 @@ pub fn order(servers: &[ServerKind], round: u32) -> Vec<ServerKind> {
     order
 }
 
-pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, runtime: &Runtime) -> Results {
+/// Runs the plan; `scratch` holds what the start figures need for the
+/// length of the run (cache folders, the precompiled file).
+pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &Path, runtime: &Runtime) -> Results {
     let servers: Vec<ServerKind> = ServerKind::ALL.into_iter().filter(|k| programs.missing(*k).is_none()).collect();
     let mut results = Results::default();
+    let precompiled: Result<PathBuf, String> = if plan.tests.contains(&Test::Start) {
+        let made = startup::precompile(programs, scratch, pins.server, &logs.join("host-compile.log"));
+        match &made {
+            Ok(p) => eprintln!("bench: host compile made {} in {:.2} s", p.file.display(), p.seconds),
+            Err(e) => eprintln!("bench: host compile FAILED: {e}"),
+        }
+        made.map(|p| results.precompiled.insert(p).file.clone())
+    } else {
+        Err("not made: the start test is not run".into())
+    };
     for round in 0..plan.rounds {
         let order = order(&servers, round);
-        for test in Test::ALL {
+        for &test in &plan.tests {
             for &kind in &order {
                 let log = logs.join(format!("{}.log", kind.key()));
                 let label = format!("round {}/{} {:<9} {:<17}", round + 1, plan.rounds, test.key(), kind.key());
-                let measured = servers::start(programs, kind, pins.server, &log).and_then(|server| {
-                    let outcome = measure::run(test, &server, plan, runtime, pins.latency);
-                    let stopped = server.stop();
-                    outcome.map(|o| (o, stopped))
-                });
+                let measured = if test == Test::Start {
+                    let file = precompiled.as_deref().map_err(String::as_str);
+                    startup::run(programs, kind, plan, pins.server, &log, scratch, file)
+                } else {
+                    servers::start(programs, kind, &Code::Component, pins.server, &log).and_then(|server| {
+                        let outcome = measure::run(test, &server, plan, runtime, pins.latency);
+                        let stopped = server.stop();
+                        outcome.map(|o| (o, stopped))
+                    })
+                };
                 match measured {
                     Ok((outcome, stopped)) => {
                         eprintln!("{label} {}", describe(&outcome));
@@ -84,6 +104,9 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, runtime: &
                 }
             }
         }
+    }
+    if let Err(e) = startup::remove(scratch) {
+        eprintln!("bench: {e}");
     }
     results
 }

@@ -1,9 +1,8 @@
 //! The four servers: how each is started on a free loopback port, checked,
-//! and stopped.
+//! timed until its first echo, and stopped.
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,11 +93,16 @@ impl Programs {
         }
     }
 
-    /// The command that serves echo on `address` (127.0.0.1:port).
-    pub fn command(&self, kind: ServerKind, address: SocketAddr) -> Command {
+    /// The command that serves echo on `address` (127.0.0.1:port); `code`
+    /// says what the host loads (the native servers have nothing to load).
+    pub fn command(&self, kind: ServerKind, address: SocketAddr, code: &Code) -> Command {
         let host = |isolation: &str| {
             let mut c = Command::new(&self.host);
-            c.arg("--component").arg(&self.echo_wasm);
+            match code {
+                Code::Component => c.arg("--component").arg(&self.echo_wasm),
+                Code::CacheIn(dir) => c.arg("--component").arg(&self.echo_wasm).arg("--cache-dir").arg(dir),
+                Code::Precompiled(file) => c.arg("--component").arg(file),
+            };
             c.arg("--listen").arg(address.to_string()).args(["--isolation", isolation]);
             // Idle connections must stay for the memory figure; a stopped
             // run must not wait 10 s for stragglers.
@@ -128,7 +132,7 @@ impl Programs {
             return format!("missing: {reason}");
         }
         // Port 1 stands for the free port each start picks.
-        let c = self.command(kind, SocketAddr::from(([127, 0, 0, 1], 1)));
+        let c = self.command(kind, SocketAddr::from(([127, 0, 0, 1], 1)), &Code::Component);
         let mut words = vec![c.get_program().to_string_lossy().into_owned()];
         words.extend(c.get_args().map(|a| match a.to_string_lossy().as_ref() {
             "127.0.0.1:1" => "127.0.0.1:PORT".to_string(),
@@ -139,55 +143,69 @@ impl Programs {
     }
 }
 
+/// What the host loads at start-up.
+#[derive(Debug, Clone)]
+pub enum Code {
+    /// The echo component, with the host's default code cache (the user's
+    /// folder, warm after the first start).
+    Component,
+    /// The echo component, with its compiled code kept in this folder.
+    CacheIn(PathBuf),
+    /// A file `host compile` made from the echo component.
+    Precompiled(PathBuf),
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
     pub kind: ServerKind,
     pub pid: u32,
     pub address: SocketAddr,
+    /// From spawning the process to its first echo: the start time.
+    pub ready_after: Duration,
     child: Option<Child>,
 }
 
 /// The longest a server may take to answer its first echo: the host
 /// compiles the guest at start-up, slowly in a debug build.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a starting server is tried: the resolution of the start time.
+/// A refused connect costs microseconds; between tries the load CPU sleeps.
+const START_POLL: Duration = Duration::from_millis(1);
 /// How long a server may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts `kind` on a free port, pinned to `cpu`, its output appended to
-/// `log`, and waits until it echoes.
-pub fn start(programs: &Programs, kind: ServerKind, cpu: Option<usize>, log: &Path) -> Result<Server, String> {
+/// Starts `kind` serving `code` on a free port, pinned to `cpu`, its output
+/// appended to `log`, and waits until it echoes.
+pub fn start(programs: &Programs, kind: ServerKind, code: &Code, cpu: Option<usize>, log: &Path) -> Result<Server, String> {
     let address = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let mut command = programs.command(kind, address);
+    let mut command = programs.command(kind, address, code);
     let mut out = File::options().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let _ = writeln!(out, "==== {} on {address} at {}", kind.key(), crate::clock::utc_now());
+    let _ = writeln!(out, "==== {} on {address} ({code:?}) at {}", kind.key(), crate::clock::utc_now());
     let err = out.try_clone().map_err(|e| e.to_string())?;
     command.stdin(Stdio::null()).stdout(out).stderr(err);
     if let Some(cpu) = cpu {
-        let set = crate::system::cpu_set(cpu);
-        // SAFETY: the closure only makes one async-signal-safe system call.
-        unsafe {
-            command.pre_exec(move || crate::system::apply(&set));
-        }
+        crate::system::pin_command(&mut command, cpu);
     }
+    let spawned = Instant::now();
     let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", kind.key()))?;
-    let mut server = Server { kind, pid: child.id(), address, child: Some(child) };
-    server.wait_ready(log)?;
+    let mut server = Server { kind, pid: child.id(), address, ready_after: Duration::ZERO, child: Some(child) };
+    server.ready_after = server.wait_ready(spawned, log)?;
     Ok(server)
 }
 
 impl Server {
-    /// Waits until one exchange succeeds, or the server exits, or time runs
-    /// out.
-    fn wait_ready(&mut self, log: &Path) -> Result<(), String> {
-        let deadline = Instant::now() + START_TIMEOUT;
+    /// Waits until one exchange on a fresh connection succeeds, or the
+    /// server exits, or time runs out; returns the time since `spawned`.
+    fn wait_ready(&mut self, spawned: Instant, log: &Path) -> Result<Duration, String> {
+        let deadline = spawned + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 self.child = None;
                 return Err(format!("{} exited ({status}) before serving; see {}", self.kind.key(), log.display()));
             }
-            match exchange(self.address) {
-                Ok(()) => return Ok(()),
+            match exchange(self.address, deadline) {
+                Ok(()) => return Ok(spawned.elapsed()),
                 Err(e) if Instant::now() > deadline => {
                     return Err(format!(
                         "{} did not echo within {START_TIMEOUT:?}: {e}; see {}",
@@ -195,7 +213,7 @@ impl Server {
                         log.display()
                     ));
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => std::thread::sleep(START_POLL),
             }
         }
     }
@@ -237,10 +255,13 @@ fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
-/// One small echo over a fresh connection.
-fn exchange(address: SocketAddr) -> std::io::Result<()> {
+/// One small echo over a fresh connection, waiting for it until `deadline`
+/// at most. A host that has bound its port but not yet started serving
+/// leaves the connection in the backlog: the echo comes when it does.
+fn exchange(address: SocketAddr, deadline: Instant) -> std::io::Result<()> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    stream.set_read_timeout(Some(wait))?;
     let probe = b"ready?";
     stream.write_all(probe)?;
     let mut back = [0u8; 6];

@@ -1,6 +1,8 @@
-//! What the benchmark changes about its own process: CPU pinning and the
-//! descriptor limit.
+//! What the benchmark changes about its own process and the ones it
+//! starts: CPU pinning and the descriptor limit.
 use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 /// The CPUs this process may run on, in order.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -38,6 +40,15 @@ pub fn apply(set: &libc::cpu_set_t) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes `command`'s process run on `cpu` only, from its first instruction.
+pub fn pin_command(command: &mut Command, cpu: usize) {
+    let set = cpu_set(cpu);
+    // SAFETY: the closure only makes one async-signal-safe system call.
+    unsafe {
+        command.pre_exec(move || apply(&set));
+    }
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, for the idle-connection

@@ -1,6 +1,6 @@
 //! The report as an SVG chart drawn with plotters: one small bar chart per
 //! figure, a bar per server at its median with a whisker from the lowest to
-//! the highest round.
+//! the highest round, and a red line at the figure's target if it has one.
 use std::path::Path;
 
 use plotters::prelude::*;
@@ -51,7 +51,7 @@ fn panel<DB: DrawingBackend>(
         Better::Higher => "higher is better",
         Better::Lower => "lower is better",
     };
-    let top = figure.values.iter().map(|v| v.summary.max).fold(0.0f64, f64::max);
+    let top = figure.values.iter().map(|v| v.summary.max).chain(figure.target).fold(0.0f64, f64::max);
     let top = if top > 0.0 { top * 1.2 } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(format!("{} ({better})", figure.title), ("sans-serif", 14))
@@ -101,5 +101,13 @@ fn panel<DB: DrawingBackend>(
     chart.draw_series(present.iter().map(|&(i, s, summary)| {
         Text::new(label(s, summary.median), (SegmentValue::CenterOf(i), summary.max + top * 0.02), above.clone())
     }))?;
+    if let Some(target) = figure.target {
+        let red = RGBColor(0xc0, 0x20, 0x20);
+        let (left, right) = (SegmentValue::Exact(0), SegmentValue::Exact(servers.len()));
+        chart.draw_series(std::iter::once(PathElement::new(vec![(left, target), (right, target)], red.stroke_width(1))))?;
+        let note = TextStyle::from(("sans-serif", 11)).color(&red).pos(Pos::new(HPos::Right, VPos::Bottom));
+        let last = SegmentValue::CenterOf(servers.len().saturating_sub(1));
+        chart.draw_series(std::iter::once(Text::new(format!("target {} {}", short(target), figure.unit), (last, target), note)))?;
+    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! over rounds, evconn's ratios to the native servers, and the notes a
 //! reader needs; written as results.json, report.md and chart.svg.
 mod chart;
+mod start;
 mod table;
 
 use std::collections::BTreeMap;
@@ -13,7 +14,10 @@ use crate::cli::Plan;
 use crate::figures::{Better, Figure, Test};
 use crate::runner::{Failure, Pins, Results, Sample};
 use crate::servers::{Programs, ServerKind};
+use crate::startup::Precompiled;
 use crate::stats::Summary;
+
+pub use start::StartReport;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -22,6 +26,11 @@ pub struct Report {
     pub pins: Pins,
     pub servers: Vec<ServerInfo>,
     pub figures: Vec<FigureReport>,
+    /// The start figures against the target and each other; None when the
+    /// start test did not run.
+    pub start: Option<StartReport>,
+    /// The file the precompiled starts served.
+    pub precompiled: Option<Precompiled>,
     pub noise: Vec<Noise>,
     pub notes: Vec<String>,
     /// Every server that could run gave every figure in every round.
@@ -57,6 +66,8 @@ pub struct FigureReport {
     pub title: &'static str,
     pub unit: &'static str,
     pub better: Better,
+    /// What evconn is meant to stay under, if anything.
+    pub target: Option<f64>,
     pub values: Vec<ServerValue>,
     /// The native server with the better median.
     pub best_native: Option<ServerKind>,
@@ -79,6 +90,8 @@ pub struct ServerValue {
     pub summary: Summary,
     /// By round; null where that round's measurement failed.
     pub by_round: Vec<Option<f64>>,
+    /// Whether the median is under the figure's target (evconn only).
+    pub within_target: Option<bool>,
 }
 
 /// An evconn figure divided by a native server's, round by round (both
@@ -126,47 +139,11 @@ pub fn build(results: Results, context: &Context) -> Report {
 
     let mut complete = results.failures.is_empty();
     let mut figures = Vec::new();
-    for figure in Figure::ALL {
-        let mut values = Vec::new();
-        for &server in &available {
-            let by_round: Vec<Option<f64>> = (0..rounds).map(|r| value(figure, server, r)).collect();
-            complete &= by_round.iter().all(Option::is_some);
-            let present: Vec<f64> = by_round.iter().flatten().copied().collect();
-            if let Some(summary) = Summary::of(&present) {
-                values.push(ServerValue { server, summary, by_round });
-            }
-        }
-        let best_native = values
-            .iter()
-            .filter(|v| v.server.is_native())
-            .reduce(|a, b| if figure.beats(b.summary.median, a.summary.median) { b } else { a })
-            .map(|v| v.server);
-        let mut ratios = Vec::new();
-        for evconn in values.iter().filter(|v| !v.server.is_native()) {
-            for native in values.iter().filter(|v| v.server.is_native()) {
-                let per_round: Vec<f64> = evconn
-                    .by_round
-                    .iter()
-                    .zip(&native.by_round)
-                    .filter_map(|(e, n)| match (e, n) {
-                        (Some(e), Some(n)) if *n != 0.0 => Some(e / n),
-                        _ => None,
-                    })
-                    .collect();
-                if let Some(summary) = Summary::of(&per_round) {
-                    ratios.push(Ratio { server: evconn.server, against: native.server, summary });
-                }
-            }
-        }
-        figures.push(FigureReport {
-            figure,
-            title: figure.title(),
-            unit: figure.unit(),
-            better: figure.better(),
-            values,
-            best_native,
-            ratios,
-        });
+    for figure in Figure::ALL.into_iter().filter(|f| plan.tests.contains(&f.test())) {
+        let by_round = available.iter().map(|&server| (server, (0..rounds).map(|r| value(figure, server, r)).collect()));
+        let by_round: Vec<(ServerKind, Vec<Option<f64>>)> = by_round.collect();
+        complete &= by_round.iter().all(|(_, rounds)| rounds.iter().all(Option::is_some));
+        figures.push(figure_report(figure, by_round));
     }
 
     Report {
@@ -182,13 +159,64 @@ pub fn build(results: Results, context: &Context) -> Report {
                 missing: context.programs.missing(server).map(str::to_string),
             })
             .collect(),
+        start: start::report(&figures),
         figures,
+        precompiled: results.precompiled,
         noise: noise(&results.samples),
         notes: notes(&results.samples, context),
         complete,
         failures: results.failures,
         samples: results.samples,
     }
+}
+
+/// One figure's summaries, best native server and ratios, from each
+/// server's value by round.
+fn figure_report(figure: Figure, by_round: Vec<(ServerKind, Vec<Option<f64>>)>) -> FigureReport {
+    let mut values = Vec::new();
+    for (server, by_round) in by_round {
+        let present: Vec<f64> = by_round.iter().flatten().copied().collect();
+        if let Some(summary) = Summary::of(&present) {
+            let within_target = figure.target().filter(|_| !server.is_native()).map(|t| figure.beats(summary.median, t));
+            values.push(ServerValue { server, summary, by_round, within_target });
+        }
+    }
+    let best_native = values
+        .iter()
+        .filter(|v| v.server.is_native())
+        .reduce(|a, b| if figure.beats(b.summary.median, a.summary.median) { b } else { a })
+        .map(|v| v.server);
+    let mut ratios = Vec::new();
+    for evconn in values.iter().filter(|v| !v.server.is_native()) {
+        for native in values.iter().filter(|v| v.server.is_native()) {
+            if let Some(summary) = ratio_by_round(&evconn.by_round, &native.by_round) {
+                ratios.push(Ratio { server: evconn.server, against: native.server, summary });
+            }
+        }
+    }
+    FigureReport {
+        figure,
+        title: figure.title(),
+        unit: figure.unit(),
+        better: figure.better(),
+        target: figure.target(),
+        values,
+        best_native,
+        ratios,
+    }
+}
+
+/// `a / b` round by round, where both were measured, summarised.
+pub fn ratio_by_round(a: &[Option<f64>], b: &[Option<f64>]) -> Option<Summary> {
+    let per_round: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) if *b != 0.0 => Some(a / b),
+            _ => None,
+        })
+        .collect();
+    Summary::of(&per_round)
 }
 
 fn noise(samples: &[Sample]) -> Vec<Noise> {

@@ -1,11 +1,11 @@
 //! The report as markdown: settings, the figures, evconn's ratios to the
-//! native servers, noise and notes.
+//! native servers, the start figures against their target, noise and notes.
 use std::fmt::Write;
 
 use super::{FigureReport, Report};
 use crate::figures::Better;
 use crate::servers::ServerKind;
-use crate::stats::short;
+use crate::stats::{Summary, short};
 
 const EVCONN: [ServerKind; 2] = [ServerKind::EvconnShared, ServerKind::EvconnConnection];
 
@@ -108,24 +108,31 @@ pub fn markdown(r: &Report) -> String {
         md.push('\n');
     }
 
-    let _ = writeln!(md, "\n## What else used the CPU\n");
-    let _ = writeln!(
-        md,
-        "In cores (1.0 = one CPU all the time), over the timed windows of each test. A load generator near 1.0 \
-         is the bottleneck: rates are then pulled together and server CPU per operation tells servers apart.\n"
-    );
-    let _ = writeln!(md, "| test | load generator, median | rest of the machine, median | rest, max | stolen by the hypervisor, max |");
-    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
-    for n in &r.noise {
+    if let Some(start) = &r.start {
+        start_section(&mut md, r, start);
+    }
+
+    // The start test alone has no timed window.
+    if !r.noise.is_empty() {
+        let _ = writeln!(md, "\n## What else used the CPU\n");
         let _ = writeln!(
             md,
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            n.test.key(),
-            n.load_cores_median,
-            n.other_cores_median,
-            n.other_cores_max,
-            n.steal_cores_max
+            "In cores (1.0 = one CPU all the time), over the timed windows of each test. A load generator near 1.0 \
+             is the bottleneck: rates are then pulled together and server CPU per operation tells servers apart.\n"
         );
+        let _ = writeln!(md, "| test | load generator, median | rest of the machine, median | rest, max | stolen by the hypervisor, max |");
+        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
+        for n in &r.noise {
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                n.test.key(),
+                n.load_cores_median,
+                n.other_cores_median,
+                n.other_cores_max,
+                n.steal_cores_max
+            );
+        }
     }
 
     if !r.failures.is_empty() {
@@ -140,6 +147,48 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(md, "- {}: `{}`", s.label, s.command);
     }
     md
+}
+
+fn start_section(md: &mut String, r: &Report, start: &super::StartReport) {
+    let _ = writeln!(md, "\n## Start to first echo\n");
+    let made = match &r.precompiled {
+        Some(p) => format!(" ({:.2} s)", p.seconds),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        md,
+        "From spawning the server to its first echo on a fresh connection, tried every 1 ms: the median of {} \
+         start(s) of each kind per server and round, then the median (spread) over rounds. Cold: an empty \
+         `--cache-dir`, so the host compiles the component and writes the cache; warm: the same folder again; \
+         precompiled: a file made once by `host compile`{made}. A native server has nothing to compile: its three \
+         rows are the same command started again, and its start (process start and bind) is the floor. \
+         Ratios are taken round by round.\n",
+        r.plan.starts
+    );
+    let target = start.target_ms;
+    let _ = writeln!(
+        md,
+        "| evconn | warm cache, ms | target: under {target} ms | warm / best native start | precompiled / warm | cold / warm |"
+    );
+    let _ = writeln!(md, "| --- | ---: | --- | ---: | ---: | ---: |");
+    let native = start.best_native.map(|b| format!(" vs {}", b.label())).unwrap_or_default();
+    for s in &start.servers {
+        let cell = |summary: Option<Summary>| match summary {
+            Some(x) => format!("{} ({}-{})", short(x.median), short(x.min), short(x.max)),
+            None => "missing".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} ({:.0}%) | {} | {}{native} | {} | {} |",
+            s.server.label(),
+            short(s.warm_ms.median),
+            s.warm_ms.spread_pct,
+            if s.within_target { "met" } else { "**missed**" },
+            cell(s.warm_vs_best_native),
+            cell(s.precompiled_vs_warm),
+            cell(s.cold_vs_warm),
+        );
+    }
 }
 
 fn ratio_cell(f: &FigureReport, server: ServerKind, against: ServerKind) -> String {
