@@ -148,10 +148,14 @@ pub fn load(engine: &Engine, path: &Path, cache: Option<&CodeCache>) -> Result<C
 pub fn precompile(engine: &Engine, path: &Path) -> Result<Vec<u8>, LoadError> {
     let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
     check_header(path, &bytes)?;
-    // Linking checks the world, so a file that could never serve is refused now.
-    load(engine, path, None)?;
-    engine
-        .precompile_component(&bytes)
+    // Linking checks the world, so a file that could never serve is refused
+    // now; the code compiled for that is what gets written.
+    let compiled = load(engine, path, None)?;
+    compiled
+        .0
+        .instance_pre()
+        .component()
+        .serialize()
         .map_err(|e| LoadError::Compile { path: path.into(), reason: one_line(&e) })
 }
 
