@@ -3,8 +3,7 @@
 //! before anything is bound.
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -28,14 +27,6 @@ fn spawn(config: &Path) -> HostProcess {
     let host = HostProcess::spawn(&["--config", config.to_str().unwrap()]);
     assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "not listening:\n{}", host.output());
     host
-}
-
-fn echoes(addr: SocketAddr) -> bool {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"hello").unwrap();
-    let mut answer = [0u8; 5];
-    stream.read_exact(&mut answer).is_ok() && &answer == b"hello"
 }
 
 /// Two components on three listeners: echo on one, the probe on two. The
@@ -70,7 +61,7 @@ options = ["reuseable", "close-on-free", "disabled"]
         ),
     );
     let host = spawn(&path);
-    assert!(echoes(echo_at), "echo is not served:\n{}", host.output());
+    assert!(support::echoes(echo_at, b"hello"), "echo is not served:\n{}", host.output());
     let mut first = Probe::connect(probe_a);
     assert_eq!(first.ask("count"), "1");
     // The third listener starts disabled: enable it from the probe, which

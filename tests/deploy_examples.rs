@@ -102,7 +102,7 @@ fn exchange_within(stream: &mut TcpStream, message: &[u8], timeout: Duration) ->
 
 /// Whether a new connection to `addr` is echoed.
 fn echoes(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok_and(|mut stream| exchange(&mut stream, b"deployed"))
+    support::echoes(addr, b"deployed")
 }
 
 fn send_signal(host: &HostProcess, signal: libc::c_int) {

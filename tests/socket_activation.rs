@@ -4,20 +4,11 @@
 //! refused with a clear error.
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use support::activation::spawn_activated;
-
-fn echoes(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"activated").unwrap();
-    let mut answer = [0u8; 9];
-    stream.read_exact(&mut answer).is_ok() && &answer == b"activated"
-}
 
 /// Two inherited sockets (IPv4 and IPv6) are served, named in the log, and
 /// the default address is not bound.
@@ -39,8 +30,8 @@ fn inherited_sockets_are_served() {
     let named = host.wait_for_line("serving an inherited socket name=web", Duration::from_secs(1));
     assert!(named.is_some_and(|l| l.contains(&addr4.to_string())), "{}", host.output());
     assert!(host.wait_for_line("serving an inherited socket name=admin", Duration::from_secs(1)).is_some());
-    assert!(echoes(addr4), "the inherited IPv4 socket is not served:\n{}", host.output());
-    assert!(echoes(addr6), "the inherited IPv6 socket is not served:\n{}", host.output());
+    assert!(support::echoes(addr4, b"activated"), "the inherited IPv4 socket is not served:\n{}", host.output());
+    assert!(support::echoes(addr6, b"activated"), "the inherited IPv6 socket is not served:\n{}", host.output());
     assert_eq!(host.count_lines("0.0.0.0:9876"), 0, "the default address was bound too:\n{}", host.output());
 }
 
@@ -55,7 +46,7 @@ fn workers_share_an_inherited_socket() {
     assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
     assert!(host.wait_for_line("worker=1", Duration::from_secs(5)).is_some(), "no second worker:\n{}", host.output());
     for _ in 0..20 {
-        assert!(echoes(addr), "not served:\n{}", host.output());
+        assert!(support::echoes(addr, b"activated"), "not served:\n{}", host.output());
     }
 }
 
@@ -70,7 +61,7 @@ fn sockets_for_another_pid_are_left_alone() {
     let host = spawn_activated(&[socket.as_raw_fd()], "other", Some("1"), &["--component", echo.to_str().unwrap(), "--listen", &listen]);
     assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
     assert_eq!(host.count_lines("inherited"), 0, "{}", host.output());
-    assert!(echoes(listen.parse().unwrap()));
+    assert!(support::echoes(listen.parse().unwrap(), b"activated"));
 }
 
 /// A descriptor that is not a listening TCP socket (here a file, then a

@@ -361,6 +361,17 @@ pub fn spawn_listening(component: &Path, extra: &[&str]) -> (HostProcess, Socket
     (host, addr)
 }
 
+/// Whether a new connection to `addr` gets `message` echoed back (within
+/// seconds): the check that an echo host serves an address.
+pub fn echoes(addr: SocketAddr, message: &[u8]) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else { return false };
+    let mut answer = vec![0u8; message.len()];
+    stream.set_read_timeout(Some(Duration::from_secs(10))).is_ok()
+        && stream.write_all(message).is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && answer == message
+}
+
 /// A client of the `probe` guest's line protocol.
 pub struct Probe {
     pub stream: TcpStream,
