@@ -392,7 +392,9 @@ impl Connection {
             return;
         }
         let drain = async {
-            let mut sink = [0u8; 4096];
+            // On the heap: an array here would sit in every connection
+            // task's future, idle or not, for the whole connection.
+            let mut sink = vec![0u8; 4096];
             loop {
                 if self.stream.readable().await.is_err() {
                     return;
