@@ -274,7 +274,11 @@ impl Worker {
     /// Delivers `conn`'s callbacks until it ends.
     async fn serve(self: &Arc<Self>, listener: &Arc<Listener>, conn: &Arc<Connection>) {
         let mut own = self.own_slot();
-        let generation = self.accept(&mut own, listener, conn).await;
+        // This future lives as long as the connection, idle or not, and is
+        // as large as the largest call it awaits: calls made once or rarely
+        // (accept, idle timeout, a failed write) are boxed so that it is
+        // not; the read that every round trip makes stays inline.
+        let generation = Box::pin(self.accept(&mut own, listener, conn)).await;
         let mut closing = self.services.closing();
         let idle_timeout = self.services.limits().idle_timeout;
         // One timer for the connection's life, armed for when it would be
@@ -289,7 +293,7 @@ impl Worker {
                 ready = conn.ready() => match ready {
                     Ready::Readable => self.read(&mut own, conn, generation).await,
                     Ready::Finished => {
-                        self.report_write_failure(&mut own, conn, generation).await;
+                        Box::pin(self.report_write_failure(&mut own, conn, generation)).await;
                         break;
                     }
                 },
@@ -302,7 +306,7 @@ impl Worker {
                     // connections' callbacks all count as activity.
                     let deadline = conn.last_activity() + timeout;
                     if Instant::now() >= deadline {
-                        self.idle(&mut own, conn, generation).await;
+                        Box::pin(self.idle(&mut own, conn, generation)).await;
                     } else {
                         idle.as_mut().reset(deadline.into());
                     }
