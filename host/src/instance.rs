@@ -69,10 +69,9 @@ impl Instance {
         call: impl AsyncFnOnce(&Handler, &mut Store<HostState>) -> wasmtime::Result<Result<(), String>>,
     ) -> Outcome {
         let started = arm_deadline(&mut self.store);
-        let current_connection = self.store.data().current_connection.clone();
-        current_connection.store(conn, Ordering::Relaxed);
+        self.store.data().current_connection.store(conn, Ordering::Relaxed);
         let result = call(&self.exports, &mut self.store).await;
-        current_connection.store(0, Ordering::Relaxed);
+        self.store.data().current_connection.store(0, Ordering::Relaxed);
         self.store.data().stats.callback(callback).observe(started.elapsed());
         match result {
             Ok(Ok(())) => Outcome::Returned,
