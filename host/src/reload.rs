@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 use crate::code_cache::CodeCache;
-use crate::component::Compiled;
 use crate::server::Mount;
 use crate::services::Services;
 use crate::worker::{Isolation, Worker};
@@ -30,9 +29,9 @@ pub struct Triggers {
 pub(crate) struct Mounted {
     pub(crate) name: Arc<str>,
     pub(crate) path: PathBuf,
-    /// The first version; reloads compile with its engine.
-    pub(crate) component: Compiled,
-    pub(crate) mounts: Vec<crate::server::Mount>,
+    /// What every version is compiled with.
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) mounts: Vec<Mount>,
 }
 
 /// What the component files look like now: taken before the host says it
@@ -103,7 +102,7 @@ async fn start(
     services: &Arc<Services>,
     isolation: Isolation,
 ) -> anyhow::Result<Vec<Arc<Worker>>> {
-    let engine = app.component.0.engine().clone();
+    let engine = app.engine.clone();
     let (path, cache) = (app.path.clone(), cache.cloned());
     // Compiling takes from milliseconds to seconds: off the control reactor.
     let compiled = tokio::task::spawn_blocking(move || crate::component::load(&engine, &path, cache.as_ref())).await??;

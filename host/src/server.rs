@@ -104,7 +104,7 @@ impl Server {
                     tracing::info!(address = %listener.local(), listener = listener.id(), component = %name, worker, "listening");
                 }
             }
-            apps.push(reload::Mounted { name: name.into(), path, component, mounts });
+            apps.push(reload::Mounted { name: name.into(), path, engine: component.0.engine().clone(), mounts });
         }
 
         // Answers until the host has stopped, so a scrape can watch it drain.
