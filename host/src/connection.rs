@@ -6,12 +6,14 @@
 //! output as the peer takes it and reports when there is input to read.
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use crate::bindings::ErrorCode;
 use crate::stats::Traffic;
@@ -32,7 +34,7 @@ pub struct Connection {
     /// Changed by guest calls and by the task; never held across an await.
     state: Mutex<State>,
     /// Wakes the task when `state` changes.
-    wake: Notify,
+    wake: Wake,
     /// Queued output at which reading stops until half of it is sent.
     write_high_watermark: usize,
     /// The component's byte counts.
@@ -128,6 +130,40 @@ enum WriteSide {
     Shut,
 }
 
+/// The connection task's wake-up for state changes. Only that task waits,
+/// so a flag and one waker slot do what a `Notify` would, without its lock
+/// and waiter list on every wait.
+#[derive(Debug, Default)]
+struct Wake {
+    /// Set by a change the task has not looked at yet.
+    woken: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Wake {
+    /// Tells the task the state changed; remembered if it is not waiting.
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether the state changed since the last look; if not, `cx` is woken
+    /// when it does.
+    fn poll_woken(&self, cx: &mut Context<'_>) -> bool {
+        // Registered before the flag is read, so a change in between is
+        // seen either now or as a wake-up.
+        self.waker.register(cx.waker());
+        self.woken.swap(false, Ordering::Acquire)
+    }
+}
+
+/// What ended one wait of the connection's task.
+enum Wait {
+    StateChanged,
+    Writable,
+    Readable,
+}
+
 /// What the connection's task should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ready {
@@ -151,7 +187,7 @@ impl Connection {
             peer,
             local,
             state: Mutex::new(State { last_activity: Some(Instant::now()), ..State::default() }),
-            wake: Notify::new(),
+            wake: Wake::default(),
             write_high_watermark: write_buffer.max(1),
             traffic,
         })
@@ -204,7 +240,7 @@ impl Connection {
                     // as a bufferevent reports a failed write.
                     tracing::debug!(conn = self.id, error = %e, "write failed");
                     state.write_failed(&e);
-                    self.wake.notify_one();
+                    self.wake.wake();
                     return Ok(());
                 }
             }
@@ -215,7 +251,7 @@ impl Connection {
                 tracing::debug!(conn = self.id, queued = state.output.len(), "peer not reading: reading paused");
                 state.backpressure = true;
             }
-            self.wake.notify_one();
+            self.wake.wake();
         }
         Ok(())
     }
@@ -228,7 +264,7 @@ impl Connection {
         }
         if state.write_side == WriteSide::Open {
             state.write_side = WriteSide::ShutdownRequested;
-            self.wake.notify_one();
+            self.wake.wake();
         }
         Ok(())
     }
@@ -239,7 +275,7 @@ impl Connection {
         let mut state = self.state();
         if state.closing.is_none() {
             state.closing = Some(reason);
-            self.wake.notify_one();
+            self.wake.wake();
         }
     }
 
@@ -282,7 +318,7 @@ impl Connection {
         let mut state = self.state();
         if state.reading_paused != paused {
             state.reading_paused = paused;
-            self.wake.notify_one();
+            self.wake.wake();
         }
     }
 
@@ -345,15 +381,31 @@ impl Connection {
                     state.closing.is_none() && !state.reading_paused && !state.read_eof && !state.backpressure;
                 (want_read, output_pending || shutdown_pending)
             };
-            tokio::select! {
-                // Guest calls changed the state: look again.
-                _ = self.wake.notified() => {}
-                // The socket can take more of the queued output.
-                Ok(()) = self.stream.writable(), if want_write => self.flush(),
-                // Input waits; the caller reads it while holding the guest.
-                Ok(()) = self.stream.readable(), if want_read => return Ready::Readable,
+            match std::future::poll_fn(|cx| self.poll_wait(cx, want_read, want_write)).await {
+                Wait::StateChanged => {}
+                Wait::Writable => self.flush(),
+                Wait::Readable => return Ready::Readable,
             }
         }
+    }
+
+    /// One look at what the task waits for, in order: a state change from a
+    /// guest call, room to send queued output, input. The socket's own
+    /// readiness slots serve, not `readable()` futures: only this task polls
+    /// them, so they need no waiter list.
+    fn poll_wait(&self, cx: &mut Context<'_>, want_read: bool, want_write: bool) -> Poll<Wait> {
+        if self.wake.poll_woken(cx) {
+            return Poll::Ready(Wait::StateChanged);
+        }
+        // An error here means the reactor is going away; the write or read
+        // that follows meets it too and marks the connection failed.
+        if want_write && self.stream.poll_write_ready(cx).is_ready() {
+            return Poll::Ready(Wait::Writable);
+        }
+        if want_read && self.stream.poll_read_ready(cx).is_ready() {
+            return Poll::Ready(Wait::Readable);
+        }
+        Poll::Pending
     }
 
     /// When bytes last moved either way.
