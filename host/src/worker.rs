@@ -279,7 +279,11 @@ impl Worker {
         // (accept, idle timeout, a failed write) are boxed so that it is
         // not; the read that every round trip makes stays inline.
         let generation = Box::pin(self.accept(&mut own, listener, conn)).await;
-        let mut closing = self.services.closing();
+        // Made once, not per wait: a watch future registers with its sender
+        // on first poll, and one made per round trip would do so each time.
+        let mut closing_flag = self.services.closing();
+        let shutdown = until_set(&mut closing_flag);
+        tokio::pin!(shutdown);
         let idle_timeout = self.services.limits().idle_timeout;
         // One timer for the connection's life, armed for when it would be
         // idle if no byte moved; when it fires early (bytes moved since) it
@@ -289,7 +293,13 @@ impl Worker {
         let idle = tokio::time::sleep(idle_timeout.unwrap_or(far));
         tokio::pin!(idle);
         loop {
+            let closing = conn.is_closing();
             tokio::select! {
+                // In order, which spares drawing a random order each time.
+                // Input first: a peer that never stops sending still lets
+                // the others through, as socket readiness spends tokio's
+                // cooperative budget and turns pending when it is used up.
+                biased;
                 ready = conn.ready() => match ready {
                     Ready::Readable => self.read(&mut own, conn, generation).await,
                     Ready::Finished => {
@@ -298,9 +308,10 @@ impl Worker {
                     }
                 },
                 // The shutdown timeout passed: flush what was written, close.
-                _ = until_set(&mut closing), if !conn.is_closing() => conn.close(CloseReason::Shutdown),
+                // (Once done, never polled again: the connection is closing.)
+                () = &mut shutdown, if !closing => conn.close(CloseReason::Shutdown),
                 // No bytes moved for --idle-timeout?
-                () = &mut idle, if idle_timeout.is_some() && !conn.is_closing() => {
+                () = &mut idle, if idle_timeout.is_some() && !closing => {
                     let timeout = idle_timeout.expect("guarded");
                     // Reads, flushed output and writes from other
                     // connections' callbacks all count as activity.
