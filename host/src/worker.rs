@@ -5,11 +5,14 @@
 //! one is replaced after a pause that grows while traps keep coming.
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
 
 use crate::bindings::{ConnectionEvent, HandlerPre};
 use crate::connection::{CloseReason, Connection, Ready};
@@ -79,6 +82,11 @@ struct Slot {
     /// Counts instances made in this slot.
     generation: u64,
 }
+
+/// A connection's own slot under the per-connection model, `None` under the
+/// shared one. Boxed: it lives in the connection's task for the connection's
+/// whole life, and under the shared model would only take room there.
+type OwnSlot = Option<Box<Slot>>;
 
 /// A slot borrowed for one step: locked (shared) or owned by the task.
 enum SlotGuard<'a> {
@@ -230,7 +238,7 @@ impl Worker {
     }
 
     /// The slot for one step of a connection (or accept error).
-    async fn slot<'a>(&'a self, own: &'a mut Option<Slot>) -> SlotGuard<'a> {
+    async fn slot<'a>(&'a self, own: &'a mut OwnSlot) -> SlotGuard<'a> {
         match own {
             Some(slot) => SlotGuard::Own(slot),
             None => SlotGuard::Shared(self.shared.lock().await),
@@ -238,8 +246,8 @@ impl Worker {
     }
 
     /// A slot of its own under the per-connection model.
-    fn own_slot(&self) -> Option<Slot> {
-        (self.isolation == Isolation::Connection).then(Slot::default)
+    fn own_slot(&self) -> OwnSlot {
+        (self.isolation == Isolation::Connection).then(Box::default)
     }
 
     /// Serves a connection accepted on `listener` in a task of its own,
@@ -289,9 +297,9 @@ impl Worker {
         // idle if no byte moved; when it fires early (bytes moved since) it
         // is re-armed from the latest activity. Making a timer per read
         // would cost a timer-wheel insert and removal per round trip.
-        let far = Duration::from_secs(86_400 * 365);
-        let idle = tokio::time::sleep(idle_timeout.unwrap_or(far));
-        tokio::pin!(idle);
+        // Boxed, and made only when there is a timeout: like the slot, it
+        // would otherwise take room in every connection's task.
+        let mut idle = idle_timeout.map(|timeout| Box::pin(tokio::time::sleep(timeout)));
         loop {
             let closing = conn.is_closing();
             tokio::select! {
@@ -311,8 +319,8 @@ impl Worker {
                 // (Once done, never polled again: the connection is closing.)
                 () = &mut shutdown, if !closing => conn.close(CloseReason::Shutdown),
                 // No bytes moved for --idle-timeout?
-                () = &mut idle, if idle_timeout.is_some() && !closing => {
-                    let timeout = idle_timeout.expect("guarded");
+                () = poll_idle(&mut idle), if idle.is_some() && !closing => {
+                    let (Some(timeout), Some(idle)) = (idle_timeout, idle.as_mut()) else { unreachable!("guarded") };
                     // Reads, flushed output and writes from other
                     // connections' callbacks all count as activity.
                     let deadline = conn.last_activity() + timeout;
@@ -335,7 +343,7 @@ impl Worker {
 
     /// Calls `on-accept`; returns the generation of the instance that
     /// accepted (0 if none could, in which case the connection is closing).
-    async fn accept(self: &Arc<Self>, own: &mut Option<Slot>, listener: &Arc<Listener>, conn: &Arc<Connection>) -> u64 {
+    async fn accept(self: &Arc<Self>, own: &mut OwnSlot, listener: &Arc<Listener>, conn: &Arc<Connection>) -> u64 {
         self.stats.accepted.inc();
         self.stats.active.inc();
         let mut slot = self.slot(own).await;
@@ -350,7 +358,7 @@ impl Worker {
     }
 
     /// Reads what `conn` has and hands it to the guest.
-    async fn read(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
+    async fn read(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
         let mut slot = self.slot(own).await;
         let Some(instance) = slot.current(generation) else {
             // The instance that accepted this connection trapped and the
@@ -386,7 +394,7 @@ impl Worker {
     /// Tells the guest that a write to `conn` failed, as a bufferevent
     /// reports a failed write, so that it can forget the connection: without
     /// this event a guest keeping per-connection state would keep it forever.
-    async fn report_write_failure(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
+    async fn report_write_failure(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
         let Some(code) = conn.take_unreported_failure() else { return };
         let mut slot = self.slot(own).await;
         if let Some(instance) = slot.current(generation) {
@@ -396,7 +404,7 @@ impl Worker {
     }
 
     /// Tells the guest `conn` timed out, then closes it.
-    async fn idle(&self, own: &mut Option<Slot>, conn: &Arc<Connection>, generation: u64) {
+    async fn idle(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
         tracing::debug!(conn = conn.id(), "idle timeout");
         // So that the guest closing it now counts as an idle timeout.
         conn.time_out();
@@ -441,6 +449,14 @@ impl Worker {
         let traps = self.stats.traps.get();
         tracing::warn!(component = %self.component, generation = instance.generation, closed, traps, "discarded the trapped instance and closed its connections");
     }
+}
+
+/// Completes when the idle timer (if any) fires.
+fn poll_idle(idle: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match idle {
+        Some(sleep) => sleep.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
