@@ -76,7 +76,9 @@ async fn serve(address: SocketAddr) -> std::io::Result<()> {
 async fn echo(mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     loop {
-        stream.readable().await?;
+        // The socket's own readiness slot, as the host waits on it: one
+        // task polls it, so it needs no waiter list.
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
         let mut buffer = take_buffer();
         let read = match stream.try_read(&mut buffer) {
             Ok(n) => n,
