@@ -107,6 +107,13 @@ pub fn engine(isolation: Isolation, limits: &Limits) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
+/// An engine to compile components with, for `host compile` or to fill a
+/// code cache: serving engines differ only in how they allocate instances,
+/// which compiled code does not depend on, so its code serves them all.
+pub fn compiling_engine() -> anyhow::Result<Engine> {
+    engine(Isolation::Shared, &Limits::default())
+}
+
 /// A linker with WASI preview 2 and the `evconn:listener` imports.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);

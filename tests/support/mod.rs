@@ -130,11 +130,8 @@ fn init_logging() {
 /// compiling (which takes a minute for Python or JavaScript in a debug build).
 pub fn precompile(component: &Path) {
     static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
-    // Serving engines differ only in how instances are allocated, which
-    // compiled code does not depend on: one engine fills the cache for all.
-    let engine = ENGINE.get_or_init(|| {
-        evconn_host::component::engine(Isolation::Shared, &Limits::default()).expect("an engine")
-    });
+    // One engine fills the cache for every serving engine.
+    let engine = ENGINE.get_or_init(|| evconn_host::component::compiling_engine().expect("an engine"));
     evconn_host::component::load(engine, component, Some(&code_cache())).expect("the guest loads");
 }
 

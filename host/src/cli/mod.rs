@@ -383,9 +383,7 @@ fn run_tests(args: &TestArgs) -> anyhow::Result<()> {
 
 /// `host compile`: writes the compiled form of a component.
 fn compile(component: &Path, output: &Path) -> anyhow::Result<()> {
-    // Serving engines differ only in how instances are allocated, which
-    // compiled code does not depend on.
-    let engine = crate::component::engine(Isolation::Shared, &Limits::default())?;
+    let engine = crate::component::compiling_engine()?;
     let compiled = crate::component::precompile(&engine, component)?;
     std::fs::write(output, compiled).with_context(|| format!("cannot write {}", output.display()))?;
     tracing::info!(component = %component.display(), output = %output.display(), "compiled");
