@@ -450,6 +450,73 @@ fn the_shutdown_timeout_closes_what_is_still_open() {
     assert!(host.wait_for_line("stopped stats=", Duration::from_secs(1)).is_some(), "no stopped line");
 }
 
+/// A peer that never stops sending is closed by the shutdown timeout too:
+/// its task, always finding input to read, still reaches the shutdown
+/// signal. The client writes and drains the echo for at most 20 s; it sees
+/// end of stream, or a reset if it was still sending when the host's
+/// linger (2 s) passed.
+#[test]
+fn the_shutdown_timeout_closes_a_peer_that_never_stops_sending() {
+    const CHUNK: usize = 16 * KIB as usize;
+    let (mut host, addr) = support::spawn_listening(&support::guest("echo"), &["--shutdown-timeout", "1s"]);
+    let mut writer = TcpStream::connect(addr).unwrap();
+    let mut reader = writer.try_clone().unwrap();
+    reader.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let received = AtomicU64::new(0);
+    let stop_writing = AtomicBool::new(false);
+
+    let (closed_after, total) = std::thread::scope(|scope| {
+        let writing = scope.spawn(|| {
+            let chunk = vec![b'x'; CHUNK];
+            let deadline = Instant::now() + Duration::from_secs(20);
+            // Ends when the host closes (the write fails) or the test is done.
+            while !stop_writing.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if writer.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let reading = scope.spawn(|| {
+            let mut buffer = vec![0u8; 64 * KIB as usize];
+            loop {
+                match reader.read(&mut buffer) {
+                    Ok(0) => return Instant::now(),
+                    Ok(n) => received.fetch_add(n as u64, Ordering::Relaxed),
+                    // The host sent end of stream, then lingered for the
+                    // peer to close while it kept sending; once the linger
+                    // passes, closing with input unread sends a reset.
+                    Err(e) if e.kind() == ErrorKind::ConnectionReset => return Instant::now(),
+                    Err(e) => panic!("reading failed after {} bytes: {e}", received.load(Ordering::Relaxed)),
+                };
+            }
+        });
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while received.load(Ordering::Relaxed) < MIB {
+            assert!(Instant::now() < deadline, "the first MiB did not come back within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let signalled = Instant::now();
+        sigterm(&host);
+        let closed = reading.join().unwrap();
+        stop_writing.store(true, Ordering::Relaxed);
+        writing.join().unwrap();
+        (closed - signalled, received.load(Ordering::Relaxed))
+    });
+    eprintln!("the sending client's connection ended {closed_after:?} after SIGTERM, {total} bytes echoed");
+    assert!(closed_after >= Duration::from_millis(800), "ended {closed_after:?} after SIGTERM: before the shutdown timeout");
+    // At the latest the shutdown timeout (1 s) and the linger (2 s).
+    assert!(
+        closed_after <= Duration::from_millis(3500),
+        "ended {closed_after:?} after SIGTERM: long after the shutdown timeout and the linger"
+    );
+    drop(reader);
+
+    let status = host.wait_exit(Duration::from_secs(5)).expect("the host exits soon after the shutdown timeout");
+    assert!(status.success(), "exit status {status}");
+    assert!(host.count_lines("shutdown timeout") >= 1, "the shutdown timeout was not logged:\n{}", host.output());
+}
+
 /// A second SIGTERM while the host waits for open connections exits at once,
 /// with status 128 + 15, without the orderly stop.
 #[test]

@@ -136,6 +136,11 @@ impl Services {
         self.closing.subscribe()
     }
 
+    /// Whether open connections must close, as [`Services::closing`] says.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
     /// A token for a new connection task, or `None` if the host is stopping
     /// and takes no new work.
     pub fn task_token(&self) -> Option<TaskToken> {

@@ -302,11 +302,17 @@ impl Worker {
         let mut idle = idle_timeout.map(|timeout| Box::pin(tokio::time::sleep(timeout)));
         loop {
             let closing = conn.is_closing();
+            // The shutdown timeout passed: flush what was written, close.
+            // Looked at on every turn, not only waited for below: a peer that
+            // never stops sending keeps the input ready, and the branches
+            // after it are then reached only when tokio's cooperative budget
+            // runs out, which keeps the watch future from looking as well.
+            if !closing && self.services.is_closing() {
+                conn.close(CloseReason::Shutdown);
+                continue;
+            }
             tokio::select! {
                 // In order, which spares drawing a random order each time.
-                // Input first: a peer that never stops sending still lets
-                // the others through, as socket readiness spends tokio's
-                // cooperative budget and turns pending when it is used up.
                 biased;
                 ready = conn.ready() => match ready {
                     Ready::Readable => self.read(&mut own, conn, generation).await,
@@ -315,8 +321,9 @@ impl Worker {
                         break;
                     }
                 },
-                // The shutdown timeout passed: flush what was written, close.
-                // (Once done, never polled again: the connection is closing.)
+                // Wakes a connection that waits for input when the shutdown
+                // timeout passes. (Once done, never polled again: the
+                // connection is closing.)
                 () = &mut shutdown, if !closing => conn.close(CloseReason::Shutdown),
                 // No bytes moved for --idle-timeout?
                 () = poll_idle(&mut idle), if idle.is_some() && !closing => {
