@@ -304,9 +304,9 @@ impl Worker {
             let closing = conn.is_closing();
             // The shutdown timeout passed: flush what was written, close.
             // Looked at on every turn, not only waited for below: a peer that
-            // never stops sending keeps the input ready, and the branches
-            // after it are then reached only when tokio's cooperative budget
-            // runs out, which keeps the watch future from looking as well.
+            // never stops sending keeps the input ready, so the select's later
+            // branches are reached only when tokio's cooperative budget runs
+            // out, and a watch future then declines to look as well.
             if !closing && self.services.is_closing() {
                 conn.close(CloseReason::Shutdown);
                 continue;
