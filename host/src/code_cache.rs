@@ -7,6 +7,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -78,13 +79,49 @@ impl CodeCache {
 }
 
 /// Writes `bytes` to `path` through a temporary file, so that a reader never
-/// sees half an entry.
+/// sees half an entry. The temporary file is this write's alone: hosts in
+/// one process (the test kit's) compile different components at once, and
+/// with one temporary name per process an entry could get another
+/// component's code.
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("cache entries live in a folder");
     std::fs::create_dir_all(dir)?;
-    let temporary = dir.join(format!(".{}.tmp", std::process::id()));
+    let write = WRITES.fetch_add(1, Ordering::Relaxed);
+    let temporary = dir.join(format!(".{}.{write}.tmp", std::process::id()));
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries written at the same time from threads of one process each
+    /// end up with their own bytes.
+    #[test]
+    fn concurrent_writes_keep_each_entry_its_own() {
+        let dir = std::env::temp_dir().join(format!("evconn-code-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let entries: Vec<(PathBuf, Vec<u8>)> = (0..8u8)
+            .map(|n| (dir.join(format!("entry-{n}.cwasm")), vec![n; 4 << 20]))
+            .collect();
+        let start = std::sync::Barrier::new(entries.len());
+        std::thread::scope(|scope| {
+            for (path, bytes) in &entries {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    store(path, bytes).expect("the entry is written");
+                });
+            }
+        });
+        for (path, bytes) in &entries {
+            let stored = std::fs::read(path).expect("the entry exists");
+            assert!(stored == *bytes, "{} holds another entry's bytes", path.display());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
