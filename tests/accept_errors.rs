@@ -44,9 +44,9 @@ fn echo_shuts_the_host_down_on_emfile(echo: &Path) {
     let cache = cache.dir().to_str().unwrap();
     // loop-exit lets open connections go on for the shutdown timeout; keep
     // it well inside this test's 10 s read timeout. The guest timeout is the
-    // echo tests' 10 s (tests/echo.rs explains): the default 1 s is too short
-    // for the JavaScript guest's first callback in a debug host on two cores
-    // busy with the other languages' tests.
+    // echo tests' 10 s (tests/echo.rs explains): the JavaScript guest's first
+    // callback once passed 1 s in a debug host on two cores busy with the
+    // other languages' tests.
     let args = ["--shutdown-timeout", "1s", "--guest-timeout", "10s", "--cache-dir", cache];
     let (mut host, addr) = support::spawn_listening(echo, &args);
     // One client served first, so every descriptor the running host needs is open.

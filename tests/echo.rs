@@ -66,11 +66,11 @@ echo_tests! {
 }
 
 /// A guest timeout for every echo far above the default 1 s. The timeout
-/// counts wall time, including the turns a callback waits for while it yields
-/// to the reactor; with fifty busy connections on one thread, on two cores
-/// shared with other builds, even the C echo's microsecond callbacks once
-/// took longer (about one run in thirty), and making fifty Python instances
-/// at once (tens of milliseconds of guest code each) takes longer still.
+/// leaves out the turns a callback waits for after yielding to the reactor,
+/// but not the time the operating system gives to other processes: these
+/// tests share two cores with builds and other test processes, and a debug
+/// host makes fifty Python instances (tens of milliseconds of guest code
+/// each) at once.
 fn patient(limits: &mut Limits) {
     limits.guest_timeout = Duration::from_secs(10);
 }

@@ -279,6 +279,66 @@ fn looping_guest_holds_only_its_connection() {
     assert_no_host_panic(&host);
 }
 
+/// --guest-timeout counts the time a callback runs, not the turns it waits
+/// for after yielding to the reactor. Six connections each ask for CPU work
+/// that takes about 300 ms alone, at once, under the per-connection model:
+/// their callbacks and a spinning one take turns at every epoch tick, so
+/// each one's wall time is several times its running time, well past the
+/// 800 ms timeout, yet none traps. The spinning callback still does.
+#[test]
+fn waiting_for_other_connections_does_not_count_toward_the_guest_timeout() {
+    let _serial = serial();
+    const CLIENTS: usize = 6;
+    let (host, addr) = spawn_probe_host(&["--isolation", "connection", "--guest-timeout", "800ms"], None);
+
+    // How many steps take about 300 ms here, alone: measured on a run long
+    // enough that the round trip around it is small beside it.
+    let mut alone = Client::new(addr);
+    let probe_steps: u64 = 20_000_000;
+    let started = Instant::now();
+    alone.expect(&format!("work {probe_steps}"), "worked");
+    let per_step = started.elapsed().as_secs_f64() / probe_steps as f64;
+    let steps = (0.3 / per_step) as u64;
+    let started = Instant::now();
+    alone.expect(&format!("work {steps}"), "worked");
+    let alone_took = started.elapsed();
+    eprintln!("work {steps} took {alone_took:?} alone");
+    assert!(
+        (Duration::from_millis(150)..Duration::from_millis(600)).contains(&alone_took),
+        "the calibrated work took {alone_took:?} alone"
+    );
+
+    let mut spinner = Client::new(addr);
+    let start = Barrier::new(CLIENTS + 1);
+    let took: Vec<Result<Duration, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let start = &start;
+                scope.spawn(move || {
+                    let mut client = Client::connect(addr)?;
+                    client.expect("ping", "pong");
+                    start.wait();
+                    let started = Instant::now();
+                    match client.ask(&format!("work {steps}"))?.as_str() {
+                        "worked" => Ok(started.elapsed()),
+                        other => Err(format!("answer {other:?}")),
+                    }
+                })
+            })
+            .collect();
+        start.wait();
+        spinner.send("spin");
+        workers.into_iter().map(|worker| worker.join().unwrap()).collect()
+    });
+    eprintln!("each of {CLIENTS} took {took:?} together, and one spinning");
+    for result in &took {
+        let wall = result.as_ref().unwrap_or_else(|e| panic!("a working connection failed: {e}\n{}", host.output()));
+        assert!(*wall > Duration::from_millis(800), "took {wall:?}: the callbacks did not take turns, so this proves nothing");
+    }
+    assert!(spinner.wait_closed(SPIN_CLOSED_WITHIN * 2).is_some(), "the spinning connection was not closed");
+    assert_eq!(host.count_lines("ran longer than --guest-timeout"), 1, "only the spinning callback traps:\n{}", host.output());
+}
+
 /// Shared model: a guest looping forever in `on-data` poisons its instance;
 /// once past --guest-timeout the looping connection and the instance's other
 /// connections are closed (within 2 s). The accept loop ran meanwhile: a

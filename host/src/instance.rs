@@ -1,8 +1,8 @@
 //! One instance of the guest component: its store, with memory capped and
 //! every callback bounded in time, and the calls the host makes into it.
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::{Store, UpdateDeadline};
 
@@ -44,16 +44,14 @@ impl Instance {
         let mut store = Store::new(pre.engine(), HostState::new(worker));
         store.limiter(|state| &mut state.store_limits);
         // Each epoch tick the guest yields to the reactor, so other
-        // connections and the accept loop run while a callback is long; past
-        // its deadline the callback traps.
-        store.epoch_deadline_callback(move |store| {
-            if Instant::now() >= store.data().call_deadline {
+        // connections and the accept loop run while a callback is long; once
+        // it has run for the timeout the callback traps.
+        store.epoch_deadline_callback(move |mut store| {
+            let clock = &mut store.data_mut().call_clock;
+            if clock.tick(Instant::now()) >= timeout {
                 return Err(Timeout(timeout).into());
             }
-            // tokio's yield_now, unlike a plain self-wake, lets the reactor
-            // poll for I/O before this task runs again, so other
-            // connections are served between the guest's ticks.
-            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(clock.yield_to_reactor())))
         });
         arm_deadline(&mut store);
         let exports = pre.instantiate_async(&mut store).await?;
@@ -150,9 +148,58 @@ impl Instance {
 /// Gives the next callback (or instantiation) its full time; returns when
 /// it starts.
 fn arm_deadline(store: &mut Store<HostState>) -> Instant {
-    let timeout = store.data().services.limits().guest_timeout;
     let now = Instant::now();
-    store.data_mut().call_deadline = now + timeout;
+    store.data_mut().call_clock.start(now);
     store.set_epoch_deadline(1);
     now
+}
+
+/// How long the running callback (or instantiation) has run, for
+/// `--guest-timeout`: its time since it started, less the turns it waited
+/// for after yielding to the reactor at epoch ticks. How long those last
+/// depends on the other connections, not on the guest; counted, they would
+/// let a busy host trap callbacks that are short.
+#[derive(Debug)]
+pub(crate) struct CallClock {
+    started: Instant,
+    /// Run up to the last yield.
+    ran: Duration,
+    /// When the callback last resumed after a yield, in nanoseconds after
+    /// `base`: set by the yield's future, which cannot reach the store.
+    resumed: Arc<AtomicU64>,
+    base: Instant,
+}
+
+impl CallClock {
+    pub(crate) fn new() -> Self {
+        let now = Instant::now();
+        CallClock { started: now, ran: Duration::ZERO, resumed: Arc::default(), base: now }
+    }
+
+    /// A callback starts at `now`.
+    fn start(&mut self, now: Instant) {
+        self.started = now;
+        self.ran = Duration::ZERO;
+    }
+
+    /// At an epoch tick at `now`: how long the callback has run, counting
+    /// from its start or its last resumption, whichever came later.
+    fn tick(&mut self, now: Instant) -> Duration {
+        let resumed = self.base + Duration::from_nanos(self.resumed.load(Ordering::Relaxed));
+        self.ran += now.saturating_duration_since(resumed.max(self.started));
+        self.ran
+    }
+
+    /// The pause at a tick: tokio's `yield_now`, which unlike a plain
+    /// self-wake lets the reactor poll for I/O before this task runs again,
+    /// so other connections are served between the guest's ticks; then
+    /// notes when the callback runs again.
+    fn yield_to_reactor(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (resumed, base) = (self.resumed.clone(), self.base);
+        async move {
+            tokio::task::yield_now().await;
+            let nanos = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            resumed.store(nanos, Ordering::Relaxed);
+        }
+    }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 /// The limits a host enforces, all checked before the first accept.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// The longest one callback may run before it is interrupted (a trap).
+    /// The longest one callback may run before it is interrupted (a trap),
+    /// not counting the turns it waits for after yielding to the reactor.
     pub guest_timeout: Duration,
     /// The most linear memory one instance may grow to, in bytes.
     pub guest_memory: usize,

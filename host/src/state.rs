@@ -4,8 +4,6 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 
-use std::time::Instant;
-
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -13,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::connection::Connection;
 use crate::guest_log::GuestLog;
 use crate::host_api::{ConnectionHandle, ListenerHandle};
+use crate::instance::CallClock;
 use crate::listener::Listener;
 use crate::services::Services;
 use crate::stats::Stats;
@@ -45,8 +44,8 @@ pub struct HostState {
     listeners: HashMap<u64, u32>,
     /// Caps the instance's memories and tables (`Limits::guest_memory`).
     pub(crate) store_limits: StoreLimits,
-    /// When the running callback must have returned by.
-    pub(crate) call_deadline: Instant,
+    /// How long the running callback has run (`--guest-timeout`).
+    pub(crate) call_clock: CallClock,
 }
 
 impl HostState {
@@ -76,7 +75,7 @@ impl HostState {
             connections: HashMap::new(),
             listeners: HashMap::new(),
             store_limits,
-            call_deadline: Instant::now(),
+            call_clock: CallClock::new(),
         }
     }
 

@@ -19,6 +19,7 @@
 //! | `trap` | nothing: the guest panics |
 //! | `spin` | nothing: the callback loops forever |
 //! | `busy MS` | `done` after computing for MS milliseconds |
+//! | `work N` | `worked` after N steps of arithmetic: a fixed amount of CPU, however long the wait between turns |
 //! | `grow MIB` | `grew` or `refused`: tries to reserve MIB more mebibytes |
 //! | `hog` | nothing: allocates until memory runs out (an abort) |
 //! | `exit` | `ok`, then the host exits |
@@ -215,6 +216,16 @@ impl Probe {
                     std::hint::spin_loop();
                 }
                 "done".to_string()
+            }
+            ["work", steps] => {
+                let steps: u64 = steps.parse().map_err(|e| format!("bad step count: {e}"))?;
+                let mut state = 1u64;
+                for _ in 0..steps {
+                    // black_box keeps the loop from being folded away.
+                    state = std::hint::black_box(state.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                std::hint::black_box(state);
+                "worked".to_string()
             }
             ["grow", mib] => {
                 let mib: usize = mib.parse().map_err(|e| format!("bad size: {e}"))?;
