@@ -18,16 +18,9 @@ pub fn open_fds(pid: u32) -> BTreeSet<u32> {
 /// above it that stay open, do not matter).
 pub fn limit_descriptors(pid: u32, spare: u32) -> u32 {
     let open = open_fds(pid);
-    let lowest_free = (0..).find(|fd| !open.contains(fd)).unwrap();
-    let limit = lowest_free + spare;
+    let limit = lowest_free(&open) + spare;
     eprintln!("process {pid} holds {} descriptors {open:?}; limiting it to {limit}", open.len());
-    let status = Command::new("prlimit")
-        .arg("--pid")
-        .arg(pid.to_string())
-        .arg(format!("--nofile={limit}:{limit}"))
-        .status()
-        .expect("prlimit runs");
-    assert!(status.success(), "prlimit failed: {status}");
+    prlimit_nofile(pid, &format!("{limit}:{limit}"));
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -37,17 +30,25 @@ pub fn limit_descriptors(pid: u32, spare: u32) -> u32 {
 
 /// The lowest descriptor number free in process `pid`: the next one it gets.
 pub fn lowest_free_fd(pid: u32) -> u32 {
-    let open = open_fds(pid);
+    lowest_free(&open_fds(pid))
+}
+
+fn lowest_free(open: &BTreeSet<u32>) -> u32 {
     (0..).find(|fd| !open.contains(fd)).unwrap()
 }
 
 /// Sets the soft descriptor limit of `pid` and leaves the hard one, so that
 /// (unlike [`limit_descriptors`]) it can be raised again without privileges.
 pub fn set_soft_descriptor_limit(pid: u32, limit: u32) {
+    prlimit_nofile(pid, &format!("{limit}:"));
+}
+
+/// Runs `prlimit --nofile=LIMITS` on `pid` (`SOFT:HARD`, either may be empty).
+fn prlimit_nofile(pid: u32, limits: &str) {
     let status = Command::new("prlimit")
         .arg("--pid")
         .arg(pid.to_string())
-        .arg(format!("--nofile={limit}:"))
+        .arg(format!("--nofile={limits}"))
         .status()
         .expect("prlimit runs");
     assert!(status.success(), "prlimit failed: {status}");
