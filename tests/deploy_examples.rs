@@ -7,6 +7,8 @@
 //! on ports, paths, users and timeouts.
 mod support;
 
+#[path = "deploy_examples/continued_lines.rs"]
+mod continued_lines;
 #[path = "deploy_examples/dockerfile.rs"]
 mod dockerfile;
 #[path = "deploy_examples/kubernetes.rs"]

@@ -21,18 +21,12 @@ impl Stage {
 pub fn read(path: &Path) -> Vec<Stage> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut stages: Vec<Stage> = Vec::new();
-    let mut pending = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || (pending.is_empty() && line.is_empty()) {
-            continue;
-        }
-        if let Some(continued) = line.strip_suffix('\\') {
-            pending.push_str(continued);
-            pending.push(' ');
-            continue;
-        }
-        let whole = std::mem::take(&mut pending) + line;
+    // Comment lines are left out even inside a continued instruction, as
+    // Docker does.
+    let lines = crate::continued_lines::joined(&text, |line, continuing| {
+        line.starts_with('#') || (!continuing && line.is_empty())
+    });
+    for whole in lines {
         let (instruction, rest) = whole.split_once(char::is_whitespace).unwrap_or((&whole, ""));
         let (instruction, rest) = (instruction.to_ascii_uppercase(), rest.trim().to_string());
         if instruction == "FROM" {

@@ -21,18 +21,12 @@ impl UnitFile {
     pub fn parse(text: &str) -> UnitFile {
         let mut settings = Vec::new();
         let mut section = String::new();
-        let mut pending = String::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if pending.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with(';')) {
-                continue;
-            }
-            if let Some(continued) = line.strip_suffix('\\') {
-                pending.push_str(continued);
-                pending.push(' ');
-                continue;
-            }
-            let whole = std::mem::take(&mut pending) + line;
+        // A comment is a line of its own: inside a continued setting it is
+        // part of the value.
+        let lines = crate::continued_lines::joined(text, |line, continuing| {
+            !continuing && (line.is_empty() || line.starts_with('#') || line.starts_with(';'))
+        });
+        for whole in lines {
             if let Some(name) = whole.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
                 section = name.to_string();
                 continue;
@@ -41,7 +35,6 @@ impl UnitFile {
             assert!(!section.is_empty(), "{key}= comes before any [Section]");
             settings.push((section.clone(), key.trim().to_string(), value.trim().to_string()));
         }
-        assert!(pending.is_empty(), "the last line ends with a backslash");
         UnitFile { settings }
     }
 
