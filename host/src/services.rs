@@ -1,13 +1,14 @@
 //! What every worker, instance and accept loop of one host shares: limits,
-//! the bind policy, id counters, metrics and counts per component, and the
-//! shutdown signal.
-use std::collections::BTreeMap;
+//! the bind policy, id counters, metrics and counts per component, the open
+//! connections, and the shutdown signal.
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use crate::connection::{CloseReason, Connection};
 use crate::limits::Limits;
 use crate::listener::Listener;
 use crate::metrics::Metrics;
@@ -32,9 +33,13 @@ pub struct Services {
     /// `true` once the host is stopping: accept loops end; open connections
     /// go on until they end or `closing` is set.
     stopping: watch::Sender<bool>,
-    /// `true` once open connections must close (after sending what was
-    /// written to them): the shutdown timeout has passed.
-    closing: watch::Sender<bool>,
+    /// Set once open connections must close (after sending what was written
+    /// to them): the shutdown timeout has passed.
+    closing: AtomicBool,
+    /// Every open connection, by id, so that `close_all` reaches each: a
+    /// map entry here costs an idle connection less than a shutdown future
+    /// in its task would.
+    open_connections: Mutex<HashMap<u64, Weak<Connection>>>,
     /// Each connection task holds a clone; `None` once stopping, so the
     /// host can wait for every task to end (`wait_for_connections`).
     task_tokens: Mutex<Option<mpsc::Sender<()>>>,
@@ -59,7 +64,8 @@ impl Services {
             allow_bind,
             kept_open: Mutex::default(),
             stopping: watch::Sender::new(false),
-            closing: watch::Sender::new(false),
+            closing: AtomicBool::new(false),
+            open_connections: Mutex::default(),
             task_tokens: Mutex::new(Some(tokens)),
             tasks_done: tokio::sync::Mutex::new(done),
             next_connection_id: AtomicU64::new(1),
@@ -126,19 +132,30 @@ impl Services {
         self.stopping.subscribe()
     }
 
-    /// Tells every open connection to close once its output is sent.
+    /// Tells every open connection, and every one opened from now on, to
+    /// close once its output is sent.
     pub fn close_all(&self) {
-        self.closing.send_replace(true);
+        // Set before the map is read: a connection added meanwhile sees the
+        // flag (`track`) if it is not in what is read here.
+        self.closing.store(true, Ordering::SeqCst);
+        let open: Vec<Arc<Connection>> = lock(&self.open_connections).values().filter_map(Weak::upgrade).collect();
+        for conn in open {
+            conn.close(CloseReason::Shutdown);
+        }
     }
 
-    /// A receiver that sees `true` once open connections must close.
-    pub fn closing(&self) -> watch::Receiver<bool> {
-        self.closing.subscribe()
+    /// Counts `conn` open until `untrack`, so that `close_all` closes it;
+    /// closes it at once if `close_all` was called already.
+    pub fn track(&self, conn: &Arc<Connection>) {
+        lock(&self.open_connections).insert(conn.id(), Arc::downgrade(conn));
+        if self.closing.load(Ordering::SeqCst) {
+            conn.close(CloseReason::Shutdown);
+        }
     }
 
-    /// Whether open connections must close, as [`Services::closing`] says.
-    pub fn is_closing(&self) -> bool {
-        *self.closing.borrow()
+    /// Forgets a connection that has ended.
+    pub fn untrack(&self, id: u64) {
+        lock(&self.open_connections).remove(&id);
     }
 
     /// A token for a new connection task, or `None` if the host is stopping
@@ -159,8 +176,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Completes once `flag` (from [`Services::stopping`] or
-/// [`Services::closing`]) turns `true`, or its host is gone.
+/// Completes once `flag` (from [`Services::stopping`]) turns `true`, or its
+/// host is gone.
 pub async fn until_set(flag: &mut watch::Receiver<bool>) {
     // An error means the sender, and so the host, is gone: stop as well.
     let _ = flag.wait_for(|set| *set).await;

@@ -18,7 +18,7 @@ use crate::bindings::{ConnectionEvent, HandlerPre};
 use crate::connection::{CloseReason, Connection, Ready};
 use crate::instance::{Instance, Outcome};
 use crate::listener::Listener;
-use crate::services::{Services, TaskToken, until_set};
+use crate::services::{Services, TaskToken};
 use crate::state::HostState;
 use crate::stats::{Callback, Stats};
 
@@ -261,19 +261,23 @@ impl Worker {
         permit: OwnedSemaphorePermit,
         token: TaskToken,
     ) {
+        let id = self.services.next_connection_id();
+        let write_buffer = self.services.limits().write_buffer;
+        // Made before the task, so that the task does not carry the stream
+        // and address it was made from for the connection's whole life.
+        let conn = match Connection::new(id, stream, peer, write_buffer, self.stats.traffic.clone()) {
+            Ok(conn) => Arc::new(conn),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection lost before it was served");
+                return;
+            }
+        };
+        tracing::debug!(conn = id, %peer, listener = listener.id(), component = %self.component, "accepted");
+        self.services.track(&conn);
         let worker = self.clone();
         tokio::spawn(async move {
-            let id = worker.services.next_connection_id();
-            let write_buffer = worker.services.limits().write_buffer;
-            let conn = match Connection::new(id, stream, peer, write_buffer, worker.stats.traffic.clone()) {
-                Ok(conn) => Arc::new(conn),
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "connection lost before it was served");
-                    return;
-                }
-            };
-            tracing::debug!(conn = id, %peer, listener = listener.id(), component = %worker.component, "accepted");
             worker.serve(&listener, &conn).await;
+            worker.services.untrack(id);
             tracing::debug!(conn = id, reason = %conn.close_reason().name(), "closed");
             drop((token, permit));
         });
@@ -283,15 +287,12 @@ impl Worker {
     async fn serve(self: &Arc<Self>, listener: &Arc<Listener>, conn: &Arc<Connection>) {
         let mut own = self.own_slot();
         // This future lives as long as the connection, idle or not, and is
-        // as large as the largest call it awaits: calls made once or rarely
-        // (accept, idle timeout, a failed write) are boxed so that it is
-        // not; the read that every round trip makes stays inline.
+        // as large as the largest call it awaits inline. Every call into the
+        // guest, and the connection's end, is boxed instead, so that an idle
+        // connection's task holds little more than its handles: an
+        // allocation per callback, against a quarter of a KiB per idle
+        // connection (docs/performance.md).
         let generation = Box::pin(self.accept(&mut own, listener, conn)).await;
-        // Made once, not per wait: a watch future registers with its sender
-        // on first poll, and one made per round trip would do so each time.
-        let mut closing_flag = self.services.closing();
-        let shutdown = until_set(&mut closing_flag);
-        tokio::pin!(shutdown);
         let idle_timeout = self.services.limits().idle_timeout;
         // One timer for the connection's life, armed for when it would be
         // idle if no byte moved; when it fires early (bytes moved since) it
@@ -301,30 +302,17 @@ impl Worker {
         // would otherwise take room in every connection's task.
         let mut idle = idle_timeout.map(|timeout| Box::pin(tokio::time::sleep(timeout)));
         loop {
+            // A connection closing (the guest's doing, a trap's, or the
+            // shutdown timeout's: `Services::close_all`) waits only for its
+            // output to be sent.
             let closing = conn.is_closing();
-            // The shutdown timeout passed: flush what was written, close.
-            // Looked at on every turn, not only waited for below: a peer that
-            // never stops sending keeps the input ready, so the select's later
-            // branches are reached only when tokio's cooperative budget runs
-            // out, and a watch future then declines to look as well.
-            if !closing && self.services.is_closing() {
-                conn.close(CloseReason::Shutdown);
-                continue;
-            }
             tokio::select! {
                 // In order, which spares drawing a random order each time.
                 biased;
                 ready = conn.ready() => match ready {
-                    Ready::Readable => self.read(&mut own, conn, generation).await,
-                    Ready::Finished => {
-                        Box::pin(self.report_write_failure(&mut own, conn, generation)).await;
-                        break;
-                    }
+                    Ready::Readable => Box::pin(self.read(&mut own, conn, generation)).await,
+                    Ready::Finished => break,
                 },
-                // Wakes a connection that waits for input when the shutdown
-                // timeout passes. (Once done, never polled again: the
-                // connection is closing.)
-                () = &mut shutdown, if !closing => conn.close(CloseReason::Shutdown),
                 // No bytes moved for --idle-timeout?
                 () = poll_idle(&mut idle), if idle.is_some() && !closing => {
                     let (Some(timeout), Some(idle)) = (idle_timeout, idle.as_mut()) else { unreachable!("guarded") };
@@ -339,6 +327,14 @@ impl Worker {
                 }
             }
         }
+        Box::pin(self.end(own, conn, generation)).await;
+    }
+
+    /// Ends `conn`: tells the guest of a write that failed, sends what is
+    /// left and lingers (`Connection::finish`), and lets the instance forget
+    /// the connection.
+    async fn end(&self, mut own: OwnSlot, conn: &Arc<Connection>, generation: u64) {
+        self.report_write_failure(&mut own, conn, generation).await;
         conn.finish().await;
         self.stats.closed(conn.close_reason()).inc();
         self.stats.active.dec();
