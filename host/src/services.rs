@@ -182,3 +182,40 @@ pub async fn until_set(flag: &mut watch::Receiver<bool>) {
     // An error means the sender, and so the host, is gone: stop as well.
     let _ = flag.wait_for(|set| *set).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection over loopback, as the host wraps an accepted one.
+    async fn connection(id: u64) -> (Arc<Connection>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let conn = Connection::new(id, stream, peer, 1 << 20, Default::default()).unwrap();
+        (Arc::new(conn), client)
+    }
+
+    /// `close_all` closes what is open, leaves alone what has ended, and
+    /// closes at once what opens after it.
+    #[tokio::test]
+    async fn close_all_reaches_open_connections_and_later_ones() {
+        let services = Services::new(Limits::default(), Vec::new());
+        let (open, _a) = connection(1).await;
+        let (ended, _b) = connection(2).await;
+        services.track(&open);
+        services.track(&ended);
+        services.untrack(ended.id());
+        assert!(!open.is_closing(), "nothing closes before the shutdown timeout");
+
+        services.close_all();
+        assert_eq!(open.close_reason(), CloseReason::Shutdown);
+        assert!(open.is_closing());
+        assert!(!ended.is_closing(), "a connection that ended is no longer tracked");
+
+        let (late, _c) = connection(3).await;
+        services.track(&late);
+        assert!(late.is_closing(), "a connection opened after close_all closes at once");
+        assert_eq!(late.close_reason(), CloseReason::Shutdown);
+    }
+}
