@@ -24,6 +24,7 @@
 //! - `stats`: one component's metric handles, which its log line reads too.
 //! - `latency`: a lock-free histogram of callback durations.
 //! - `services`: what all instances and accept loops share.
+//! - `ids`: maps keyed by the host's own connection and listener ids.
 //! - `state`, `host_api`: the store's data and the WIT imports on it.
 //! - `bindings`: code generated from `wit/`.
 //! - `guest_log`: guest stdout and stderr into the host's log.
@@ -42,6 +43,7 @@ mod connection;
 mod descriptors;
 mod guest_log;
 mod host_api;
+mod ids;
 mod instance;
 mod latency;
 mod listener;

@@ -1,7 +1,7 @@
 //! What every worker, instance and accept loop of one host shares: limits,
 //! the bind policy, id counters, metrics and counts per component, the open
 //! connections, and the shutdown signal.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::connection::{CloseReason, Connection};
+use crate::ids::IdMap;
 use crate::limits::Limits;
 use crate::listener::Listener;
 use crate::metrics::Metrics;
@@ -39,7 +40,7 @@ pub struct Services {
     /// Every open connection, by id, so that `close_all` reaches each: a
     /// map entry here costs an idle connection less than a shutdown future
     /// in its task would.
-    open_connections: Mutex<HashMap<u64, Weak<Connection>>>,
+    open_connections: Mutex<IdMap<Weak<Connection>>>,
     /// Each connection task holds a clone; `None` once stopping, so the
     /// host can wait for every task to end (`wait_for_connections`).
     task_tokens: Mutex<Option<mpsc::Sender<()>>>,

@@ -1,6 +1,5 @@
 //! The data of one guest instance's store: its WASI context, its resource
 //! table and the handles it holds to connections and listeners.
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 
@@ -11,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::connection::Connection;
 use crate::guest_log::GuestLog;
 use crate::host_api::{ConnectionHandle, ListenerHandle};
+use crate::ids::IdMap;
 use crate::instance::CallClock;
 use crate::listener::Listener;
 use crate::services::Services;
@@ -38,10 +38,10 @@ pub struct HostState {
     pub(crate) current_connection: Arc<AtomicU64>,
     /// Connections this instance serves, each with the host's own table
     /// entry, lent to callbacks as `borrow<connection>`.
-    connections: HashMap<u64, (Arc<Connection>, Resource<ConnectionHandle>)>,
+    connections: IdMap<(Arc<Connection>, Resource<ConnectionHandle>)>,
     /// The host's table entry for each listener this instance has seen, lent
     /// to callbacks as `borrow<listener>`; kept for the instance's life.
-    listeners: HashMap<u64, u32>,
+    listeners: IdMap<u32>,
     /// Caps the instance's memories and tables (`Limits::guest_memory`).
     pub(crate) store_limits: StoreLimits,
     /// How long the running callback has run (`--guest-timeout`).
@@ -72,8 +72,8 @@ impl HostState {
             component,
             stats: worker.stats().clone(),
             current_connection,
-            connections: HashMap::new(),
-            listeners: HashMap::new(),
+            connections: IdMap::default(),
+            listeners: IdMap::default(),
             store_limits,
             call_clock: CallClock::new(),
         }
