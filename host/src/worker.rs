@@ -290,7 +290,7 @@ impl Worker {
         // as large as the largest call it awaits inline. Every call into the
         // guest, and the connection's end, is boxed instead, so that an idle
         // connection's task holds little more than its handles: an
-        // allocation per callback, against a quarter of a KiB per idle
+        // allocation per callback, against 0.4 KiB of every idle
         // connection (docs/performance.md).
         let generation = Box::pin(self.accept(&mut own, listener, conn)).await;
         let idle_timeout = self.services.limits().idle_timeout;
