@@ -1,9 +1,11 @@
 //! Turns the measurements into the report: per figure and server a summary
-//! over rounds, evconn's ratios to the native servers, and the notes a
-//! reader needs; written as results.json, report.md and chart.svg.
+//! over rounds, evconn's ratios to the native servers, the targets met or
+//! missed, and the notes a reader needs; written as results.json, report.md
+//! and chart.svg.
 mod chart;
 mod start;
 mod table;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +20,7 @@ use crate::startup::Precompiled;
 use crate::stats::Summary;
 
 pub use start::StartReport;
+pub use targets::Verdict;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -29,6 +32,8 @@ pub struct Report {
     /// The start figures against the target and each other; None when the
     /// start test did not run.
     pub start: Option<StartReport>,
+    /// Each of the project's targets whose figure this run measured.
+    pub targets: Vec<Verdict>,
     /// The file the precompiled starts served.
     pub precompiled: Option<Precompiled>,
     pub noise: Vec<Noise>,
@@ -160,6 +165,7 @@ pub fn build(results: Results, context: &Context) -> Report {
             })
             .collect(),
         start: start::report(&figures),
+        targets: targets::verdicts(&figures),
         figures,
         precompiled: results.precompiled,
         noise: noise(&results.samples),

@@ -1,7 +1,9 @@
 //! The report as markdown: settings, the figures, evconn's ratios to the
-//! native servers, the start figures against their target, noise and notes.
+//! native servers, the targets met or missed, the start figures against
+//! their target, noise and notes.
 use std::fmt::Write;
 
+use super::targets::Against;
 use super::{FigureReport, Report};
 use crate::figures::Better;
 use crate::servers::ServerKind;
@@ -108,6 +110,10 @@ pub fn markdown(r: &Report) -> String {
         md.push('\n');
     }
 
+    if !r.targets.is_empty() {
+        targets_section(&mut md, r);
+    }
+
     if let Some(start) = &r.start {
         start_section(&mut md, r, start);
     }
@@ -147,6 +153,50 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(md, "- {}: `{}`", s.label, s.command);
     }
     md
+}
+
+fn targets_section(md: &mut String, r: &Report) {
+    let _ = writeln!(md, "\n## Against the targets\n");
+    let _ = writeln!(
+        md,
+        "The project's targets for the sandbox's cost. A ratio target is met when the median of the round-by-round \
+         ratios reaches it; a single run on a noisy machine can land either side of a close one.\n"
+    );
+    let _ = writeln!(md, "| figure | evconn | against | target | measured: median (min-max) | |");
+    let _ = writeln!(md, "| --- | --- | --- | ---: | ---: | --- |");
+    for v in &r.targets {
+        let sign = match v.better {
+            Better::Higher => ">=",
+            Better::Lower => "<=",
+        };
+        let (against, bound) = match (v.against, v.native) {
+            (Against::Absolute, _) => ("-".to_string(), format!("{sign} {}", short(v.bound))),
+            (Against::BestNative, Some(native)) => (format!("best native ({})", native.label()), format!("{sign} {:.2}", v.bound)),
+            (Against::BestNative, None) => ("best native".to_string(), format!("{sign} {:.2}", v.bound)),
+            (Against::Libevent, _) => ("libevent".to_string(), format!("{sign} {:.2}", v.bound)),
+        };
+        let unit = if v.against == Against::Absolute { format!(" {}", v.unit) } else { String::new() };
+        let measured = match v.measured {
+            Some(m) if v.against == Against::Absolute => format!("{} ({}-{})", short(m.median), short(m.min), short(m.max)),
+            Some(m) => format!("{:.2} ({:.2}-{:.2})", m.median, m.min, m.max),
+            None => "not measured".into(),
+        };
+        let verdict = match v.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "",
+        };
+        let _ = writeln!(md, "| {} | {} | {against} | {bound}{unit} | {measured} | {verdict} |", v.title, short_label(v.server));
+    }
+}
+
+/// "shared" or "connection".
+fn short_label(server: ServerKind) -> &'static str {
+    match server {
+        ServerKind::EvconnShared => "shared",
+        ServerKind::EvconnConnection => "connection",
+        other => other.label(),
+    }
 }
 
 fn start_section(md: &mut String, r: &Report, start: &super::StartReport) {

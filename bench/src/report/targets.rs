@@ -1,0 +1,189 @@
+//! The project's targets for the sandbox's cost, each checked against this
+//! run: most are a ratio of an evconn figure to a native server's (taken
+//! round by round, as in the ratio table), two are evconn's own figure.
+use serde::Serialize;
+
+use super::FigureReport;
+use crate::figures::{Better, Figure};
+use crate::servers::ServerKind;
+use crate::stats::Summary;
+
+/// What a target holds evconn's figure against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Against {
+    /// The native server with the better median for that figure.
+    BestNative,
+    Libevent,
+    /// Nothing: the bound is in the figure's own unit.
+    Absolute,
+}
+
+/// `server`'s `figure` against `against` must reach `bound`: at least it
+/// for a rate, at most it for a cost.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    figure: Figure,
+    server: ServerKind,
+    against: Against,
+    bound: f64,
+}
+
+const fn target(figure: Figure, server: ServerKind, against: Against, bound: f64) -> Target {
+    Target { figure, server, against, bound }
+}
+
+use Against::{Absolute, BestNative, Libevent};
+use ServerKind::{EvconnConnection as Connection, EvconnShared as Shared};
+
+/// The targets, as the project set them: "a sandboxed echo that is not
+/// slower than libevent's native one".
+const TARGETS: [Target; 13] = [
+    target(Figure::RoundTrips, Shared, Libevent, 1.00),
+    target(Figure::RoundTrips, Connection, Libevent, 0.90),
+    target(Figure::RoundTrips, Shared, BestNative, 0.95),
+    target(Figure::RoundTrips, Connection, BestNative, 0.85),
+    target(Figure::LatencyP99, Shared, BestNative, 1.15),
+    target(Figure::LatencyP99, Connection, BestNative, 1.3),
+    target(Figure::BulkRate, Shared, BestNative, 0.90),
+    target(Figure::BulkRate, Connection, BestNative, 0.85),
+    target(Figure::ConnectRate, Shared, BestNative, 0.90),
+    target(Figure::ConnectRate, Connection, BestNative, 0.60),
+    target(Figure::IdleMemory, Shared, BestNative, 1.5),
+    target(Figure::IdleMemory, Connection, Absolute, 32.0),
+    target(Figure::WarmStart, Shared, Absolute, 50.0),
+];
+
+/// One target and what this run measured for it.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub figure: Figure,
+    pub title: &'static str,
+    pub unit: &'static str,
+    pub server: ServerKind,
+    pub against: Against,
+    /// The native server the ratio was taken against, if any.
+    pub native: Option<ServerKind>,
+    pub better: Better,
+    pub bound: f64,
+    /// The ratio (or, against nothing, the figure) over rounds; `None` when
+    /// a server it needs did not run or gave no figure.
+    pub measured: Option<Summary>,
+    /// Whether the median reaches the bound.
+    pub met: Option<bool>,
+}
+
+/// A verdict for every target whose figure this run measured.
+pub fn verdicts(figures: &[FigureReport]) -> Vec<Verdict> {
+    TARGETS
+        .iter()
+        .filter_map(|t| {
+            let report = figures.iter().find(|f| f.figure == t.figure)?;
+            let native = match t.against {
+                BestNative => report.best_native,
+                Libevent => Some(ServerKind::Libevent),
+                Absolute => None,
+            };
+            let measured = match native {
+                Some(native) => report.ratio(t.server, native).map(|r| r.summary),
+                None => report.value(t.server).map(|v| v.summary),
+            };
+            let met = measured.map(|m| match t.figure.better() {
+                Better::Higher => m.median >= t.bound,
+                Better::Lower => m.median <= t.bound,
+            });
+            Some(Verdict {
+                figure: t.figure,
+                title: t.figure.title(),
+                unit: t.figure.unit(),
+                server: t.server,
+                against: t.against,
+                native,
+                better: t.figure.better(),
+                bound: t.bound,
+                measured,
+                met,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::figure_report;
+    use crate::servers::ServerKind::{Libevent as LibeventServer, Tokio};
+
+    fn rounds(values: &[f64]) -> Vec<Option<f64>> {
+        values.iter().copied().map(Some).collect()
+    }
+
+    fn find(verdicts: &[Verdict], figure: Figure, server: ServerKind, against: Against) -> &Verdict {
+        verdicts
+            .iter()
+            .find(|v| v.figure == figure && v.server == server && v.against == against)
+            .expect("a verdict for that target")
+    }
+
+    /// Rates must reach the bound, costs stay at or under it; ratios are
+    /// taken against the best native server or libevent, round by round;
+    /// absolute bounds read evconn's own median.
+    #[test]
+    fn each_target_reads_its_ratio_or_figure_and_the_right_side_of_its_bound() {
+        let figures = vec![
+            figure_report(
+                Figure::RoundTrips,
+                vec![
+                    (Shared, rounds(&[100.0, 100.0, 100.0])),
+                    (Connection, rounds(&[80.0, 90.0, 85.0])),
+                    (Tokio, rounds(&[100.0, 100.0, 100.0])),
+                    (LibeventServer, rounds(&[90.0, 90.0, 90.0])),
+                ],
+            ),
+            figure_report(
+                Figure::IdleMemory,
+                vec![
+                    (Shared, rounds(&[1.6, 1.6, 1.6])),
+                    (Connection, rounds(&[30.0, 31.0, 40.0])),
+                    (Tokio, rounds(&[1.0, 1.0, 1.0])),
+                    (LibeventServer, rounds(&[1.2, 1.2, 1.2])),
+                ],
+            ),
+        ];
+        let verdicts = verdicts(&figures);
+        // Only the targets of the figures measured.
+        assert_eq!(verdicts.len(), 6);
+
+        let shared_vs_native = find(&verdicts, Figure::RoundTrips, Shared, BestNative);
+        assert_eq!(shared_vs_native.native, Some(Tokio));
+        assert_eq!(shared_vs_native.measured.map(|m| m.median), Some(1.0));
+        assert_eq!(shared_vs_native.met, Some(true), "1.00 reaches 0.95");
+        let connection_vs_native = find(&verdicts, Figure::RoundTrips, Connection, BestNative);
+        assert_eq!(connection_vs_native.met, Some(true), "0.85 reaches 0.85");
+        let connection_vs_libevent = find(&verdicts, Figure::RoundTrips, Connection, Libevent);
+        assert_eq!(connection_vs_libevent.measured.map(|m| (m.min, m.max)), Some((80.0 / 90.0, 1.0)));
+        assert_eq!(connection_vs_libevent.met, Some(true), "median 85/90 = 0.94 reaches 0.90");
+
+        let shared_memory = find(&verdicts, Figure::IdleMemory, Shared, BestNative);
+        assert_eq!(shared_memory.native, Some(Tokio), "the native server with less memory");
+        assert_eq!(shared_memory.met, Some(false), "a cost of 1.6 is over 1.5");
+        let connection_memory = find(&verdicts, Figure::IdleMemory, Connection, Absolute);
+        assert_eq!(connection_memory.native, None);
+        assert_eq!(connection_memory.measured.map(|m| m.median), Some(31.0));
+        assert_eq!(connection_memory.met, Some(true), "31 KiB is under 32");
+    }
+
+    /// Without libevent, its targets are there but neither met nor missed.
+    #[test]
+    fn a_target_against_a_missing_server_has_no_verdict() {
+        let figures = vec![figure_report(
+            Figure::RoundTrips,
+            vec![(Shared, rounds(&[100.0])), (Connection, rounds(&[90.0])), (Tokio, rounds(&[100.0]))],
+        )];
+        let verdicts = verdicts(&figures);
+        let against_libevent = find(&verdicts, Figure::RoundTrips, Shared, Libevent);
+        assert!(against_libevent.measured.is_none());
+        assert_eq!(against_libevent.met, None);
+        assert_eq!(find(&verdicts, Figure::RoundTrips, Shared, BestNative).met, Some(true));
+    }
+}
