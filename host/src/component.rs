@@ -7,7 +7,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::bindings::{Handler, HandlerPre};
 use crate::code_cache::CodeCache;
-use crate::limits::{EPOCH_TICK, Limits};
+use crate::limits::Limits;
 use crate::worker::Isolation;
 use crate::state::HostState;
 
@@ -74,8 +74,8 @@ const MEMORIES_PER_COMPONENT: u32 = 2;
 /// The engine every guest of this host runs on, with its epoch ticker.
 ///
 /// Epoch interruption bounds each callback (`Limits::guest_timeout`); one
-/// ticker thread per engine advances the epoch every `EPOCH_TICK` and ends
-/// when the engine is dropped.
+/// ticker thread per engine (`ticker`) advances the epoch and ends when the
+/// engine is dropped.
 /// Under the per-connection model instances come from the pooling
 /// allocator, with a slot for each of `limits.max_connections` (and a few
 /// for accept-error calls), each memory capped at `limits.guest_memory`.
@@ -95,15 +95,13 @@ pub fn engine(isolation: Isolation, limits: &Limits) -> anyhow::Result<Engine> {
     }
     let engine = Engine::new(&config)?;
     let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("epoch-ticker".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
+    crate::ticker::spawn(crate::ticker::idle_pace(limits.guest_timeout), move || match weak.upgrade() {
+        Some(engine) => {
+            engine.increment_epoch();
+            true
+        }
+        None => false,
+    })?;
     Ok(engine)
 }
 

@@ -47,6 +47,7 @@ impl Instance {
         // connections and the accept loop run while a callback is long; once
         // it has run for the timeout the callback traps.
         store.epoch_deadline_callback(move |mut store| {
+            crate::ticker::guest_ran_at_tick();
             let clock = &mut store.data_mut().call_clock;
             if clock.tick(Instant::now()) >= timeout {
                 return Err(Timeout(timeout).into());

@@ -19,6 +19,7 @@
 //! - `descriptors`: the descriptor limit, raised at start.
 //! - `worker`: which instance serves which connection, and trap recovery.
 //! - `instance`: one guest instance, its limits, and the calls into it.
+//! - `ticker`: the epoch ticker, which times callbacks and makes them yield.
 //! - `metrics`: the registry of metric families, encoded for `/metrics`.
 //! - `metrics_http`: the `/metrics` endpoint, on the control runtime.
 //! - `stats`: one component's metric handles, which its log line reads too.
@@ -53,6 +54,7 @@ mod reactor;
 mod services;
 mod state;
 mod stats;
+mod ticker;
 mod worker;
 
 pub use bindings::ListenOptions;

@@ -33,6 +33,7 @@ impl Default for Limits {
     }
 }
 
-/// How often the engine's epoch advances; `guest_timeout` is checked at this
-/// granularity, and a running guest yields to the reactor this often.
+/// How often the engine's epoch advances while a guest runs across ticks
+/// (see `ticker`); `guest_timeout` is checked at this granularity, and such
+/// a guest yields to the reactor this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
