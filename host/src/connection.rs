@@ -211,7 +211,7 @@ impl Connection {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock would be a host bug; the state is
         // still consistent enough to close the connection, so carry on.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Queues `data` for the peer, sending at once what the socket takes.

@@ -29,6 +29,7 @@
 //! - `state`, `host_api`: the store's data and the WIT imports on it.
 //! - `bindings`: code generated from `wit/`.
 //! - `guest_log`: guest stdout and stderr into the host's log.
+//! - `sync`: locking a mutex that guards no panicking code.
 pub mod activation;
 pub mod cli;
 pub mod code_cache;
@@ -54,6 +55,7 @@ mod reactor;
 mod services;
 mod state;
 mod stats;
+mod sync;
 mod ticker;
 mod worker;
 

@@ -138,7 +138,7 @@ impl Listener {
 
     fn lock_socket(&self) -> std::sync::MutexGuard<'_, Option<Arc<TcpListener>>> {
         // Only `Option::take` and `clone` run under this lock; neither panics.
-        self.socket.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.socket)
     }
 
     /// Accepts connections and hands them to the worker `route` names at

@@ -14,6 +14,7 @@ use crate::limits::Limits;
 use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::stats::Stats;
+use crate::sync::lock;
 
 /// Shared state of one running host.
 #[derive(Debug)]
@@ -170,11 +171,6 @@ impl Services {
         let mut done = self.tasks_done.lock().await;
         while done.recv().await.is_some() {}
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing that can panic runs while these locks are held.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Completes once `flag` (from [`Services::stopping`]) turns `true`, or its

@@ -11,6 +11,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::limits::EPOCH_TICK;
+use crate::sync::lock;
 
 /// The longest pause between ticks while no guest runs across them. A
 /// callback that starts just after such a tick runs up to the pause before
@@ -90,11 +91,6 @@ fn run(idle: Duration, mut tick: impl FnMut() -> bool) {
         }
         IDLE_TICKERS.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing that can panic runs while this lock is held.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::listener::Listener;
 use crate::services::{Services, TaskToken};
 use crate::state::HostState;
 use crate::stats::{Callback, Stats};
+use crate::sync::lock;
 
 /// The most bytes handed to one `on-data` call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -460,11 +461,6 @@ fn poll_idle(idle: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + '
         Some(sleep) => sleep.as_mut().poll(cx),
         None => Poll::Pending,
     })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing that can panic runs while these locks are held.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
