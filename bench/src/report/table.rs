@@ -165,19 +165,25 @@ fn targets_section(md: &mut String, r: &Report) {
     let _ = writeln!(md, "| figure | evconn | against | target | measured: median (min-max) | |");
     let _ = writeln!(md, "| --- | --- | --- | ---: | ---: | --- |");
     for v in &r.targets {
-        let sign = match v.better {
+        let sign = match v.figure.better() {
             Better::Higher => ">=",
             Better::Lower => "<=",
         };
-        let (against, bound) = match (v.against, v.native) {
-            (Against::Absolute, _) => ("-".to_string(), format!("{sign} {}", short(v.bound))),
-            (Against::BestNative, Some(native)) => (format!("best native ({})", native.label()), format!("{sign} {:.2}", v.bound)),
-            (Against::BestNative, None) => ("best native".to_string(), format!("{sign} {:.2}", v.bound)),
-            (Against::Libevent, _) => ("libevent".to_string(), format!("{sign} {:.2}", v.bound)),
+        let against = match (v.against, v.native) {
+            (Against::Absolute, _) => "-".to_string(),
+            (Against::BestNative, Some(native)) => format!("best native ({})", native.label()),
+            (Against::BestNative, None) => "best native".to_string(),
+            (Against::Libevent, _) => "libevent".to_string(),
         };
-        let unit = if v.against == Against::Absolute { format!(" {}", v.unit) } else { String::new() };
+        // A ratio has two decimals; a figure of its own keeps its unit.
+        let absolute = v.against == Against::Absolute;
+        let bound = if absolute {
+            format!("{sign} {} {}", short(v.bound), v.figure.unit())
+        } else {
+            format!("{sign} {:.2}", v.bound)
+        };
         let measured = match v.measured {
-            Some(m) if v.against == Against::Absolute => format!("{} ({}-{})", short(m.median), short(m.min), short(m.max)),
+            Some(m) if absolute => format!("{} ({}-{})", short(m.median), short(m.min), short(m.max)),
             Some(m) => format!("{:.2} ({:.2}-{:.2})", m.median, m.min, m.max),
             None => "not measured".into(),
         };
@@ -186,7 +192,7 @@ fn targets_section(md: &mut String, r: &Report) {
             Some(false) => "**missed**",
             None => "",
         };
-        let _ = writeln!(md, "| {} | {} | {against} | {bound}{unit} | {measured} | {verdict} |", v.title, short_label(v.server));
+        let _ = writeln!(md, "| {} | {} | {against} | {bound} | {measured} | {verdict} |", v.figure.title(), short_label(v.server));
     }
 }
 

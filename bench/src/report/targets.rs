@@ -58,13 +58,11 @@ const TARGETS: [Target; 13] = [
 #[derive(Debug, Serialize)]
 pub struct Verdict {
     pub figure: Figure,
-    pub title: &'static str,
-    pub unit: &'static str,
     pub server: ServerKind,
     pub against: Against,
     /// The native server the ratio was taken against, if any.
     pub native: Option<ServerKind>,
-    pub better: Better,
+    /// At least this for a rate, at most this for a cost (`figure.better()`).
     pub bound: f64,
     /// The ratio (or, against nothing, the figure) over rounds; `None` when
     /// a server it needs did not run or gave no figure.
@@ -94,12 +92,9 @@ pub fn verdicts(figures: &[FigureReport]) -> Vec<Verdict> {
             });
             Some(Verdict {
                 figure: t.figure,
-                title: t.figure.title(),
-                unit: t.figure.unit(),
                 server: t.server,
                 against: t.against,
                 native,
-                better: t.figure.better(),
                 bound: t.bound,
                 measured,
                 met,
