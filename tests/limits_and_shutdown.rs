@@ -450,9 +450,9 @@ fn the_shutdown_timeout_closes_what_is_still_open() {
     assert!(host.wait_for_line("stopped stats=", Duration::from_secs(1)).is_some(), "no stopped line");
 }
 
-/// A peer that never stops sending is closed by the shutdown timeout too:
-/// its task, always finding input to read, still reaches the shutdown
-/// signal. The client writes and drains the echo for at most 20 s; it sees
+/// A peer that never stops sending is closed by the shutdown timeout too,
+/// though its task always finds input to read: `Services::close_all` closes
+/// the connection itself rather than waiting for the task to look. The client writes and drains the echo for at most 20 s; it sees
 /// end of stream, or a reset if it was still sending when the host's
 /// linger (2 s) passed.
 #[test]
