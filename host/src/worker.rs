@@ -21,7 +21,7 @@ use crate::listener::Listener;
 use crate::services::{Services, TaskToken};
 use crate::state::HostState;
 use crate::stats::{Callback, Stats};
-use crate::sync::lock;
+use crate::sync::{AsyncLock, AsyncLockGuard, lock};
 
 /// The most bytes handed to one `on-data` call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -66,8 +66,9 @@ pub struct Worker {
     /// reactor: what `operator-listeners` gives the guest.
     listeners: Vec<Arc<Listener>>,
     /// The instance of the shared model, locked for one read and callback at
-    /// a time. Unused under the per-connection model.
-    shared: tokio::sync::Mutex<Slot>,
+    /// a time (by a lock without hand-over: see `AsyncLock`). Unused under
+    /// the per-connection model.
+    shared: AsyncLock<Slot>,
     /// Buffers lent to one read and the callback that follows it, so that
     /// idle connections hold none.
     read_buffers: Mutex<Vec<Box<[u8]>>>,
@@ -91,7 +92,7 @@ type OwnSlot = Option<Box<Slot>>;
 
 /// A slot borrowed for one step: locked (shared) or owned by the task.
 enum SlotGuard<'a> {
-    Shared(tokio::sync::MutexGuard<'a, Slot>),
+    Shared(AsyncLockGuard<'a, Slot>),
     Own(&'a mut Slot),
 }
 
@@ -172,7 +173,7 @@ impl Worker {
             isolation,
             component,
             listeners,
-            shared: tokio::sync::Mutex::default(),
+            shared: AsyncLock::default(),
             read_buffers: Mutex::default(),
             trap_backoff: Mutex::default(),
         });
