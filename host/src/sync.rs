@@ -21,35 +21,47 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// once one task has waited (behind a guest that yielded at an epoch tick,
 /// say), every connection of a busy shared instance waits its turn through
 /// the reactor's run queue for every callback, for as long as the load
-/// lasts. Here the lock is taken only by `try_lock`, so tokio's queue stays
-/// empty and a release frees it; a waiter is woken to try again instead.
+/// lasts. Here a release frees the lock, and a waiter is woken to try again.
+///
+/// The value sits in a parking_lot mutex that is only ever tried, never
+/// waited on (its guard may be held across awaits: `send_guard`), so taking
+/// and releasing it is an atomic operation each; tokio's semaphore takes a
+/// lock of its own on every release.
 #[derive(Debug, Default)]
 pub(crate) struct AsyncLock<T> {
-    inner: tokio::sync::Mutex<T>,
+    value: parking_lot::Mutex<T>,
     released: Notify,
 }
 
 /// Holds an `AsyncLock`; dropping it releases the lock and wakes a waiter.
 pub(crate) struct AsyncLockGuard<'a, T> {
     /// `None` only while being dropped.
-    guard: Option<tokio::sync::MutexGuard<'a, T>>,
+    guard: Option<parking_lot::MutexGuard<'a, T>>,
     released: &'a Notify,
 }
 
 impl<T> AsyncLock<T> {
     /// Waits until the lock is free, then takes it.
     pub(crate) async fn lock(&self) -> AsyncLockGuard<'_, T> {
+        // Free nearly every time: no wait to set up.
+        if let Some(guard) = self.value.try_lock() {
+            return self.guard(guard);
+        }
         loop {
             let released = self.released.notified();
             let mut released = std::pin::pin!(released);
             // Registered before trying, so that a release in between wakes
             // this task instead of being missed.
             released.as_mut().enable();
-            if let Ok(guard) = self.inner.try_lock() {
-                return AsyncLockGuard { guard: Some(guard), released: &self.released };
+            if let Some(guard) = self.value.try_lock() {
+                return self.guard(guard);
             }
             released.await;
         }
+    }
+
+    fn guard<'a>(&'a self, guard: parking_lot::MutexGuard<'a, T>) -> AsyncLockGuard<'a, T> {
+        AsyncLockGuard { guard: Some(guard), released: &self.released }
     }
 }
 
