@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use futures_util::task::AtomicWaker;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::bindings::ErrorCode;
@@ -329,6 +330,9 @@ impl Connection {
         match &result {
             Ok(0) => self.state().read_eof = true,
             Ok(n) => {
+                if *n < buffer.len() {
+                    self.forget_readable();
+                }
                 self.traffic.received.inc_by(*n as u64);
                 self.state().last_activity = Some(Instant::now());
             }
@@ -336,6 +340,18 @@ impl Connection {
             Err(_) => self.state().failed = true,
         }
         result
+    }
+
+    /// After a read that left room in its buffer, the kernel had no more
+    /// input: forgets that the socket was readable, as a read that would
+    /// block does, so that the task waits for the next input rather than
+    /// asking the kernel once more only to hear it has none (a system call
+    /// per message saved; libevent's level-triggered loop makes none
+    /// either). Input that arrives after the read is a new readiness event,
+    /// which the reactor records after this: its I/O driver runs on this
+    /// thread, between tasks, so it cannot record one in between.
+    fn forget_readable(&self) {
+        let _ = self.stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
     }
 
     /// Sends queued output until the socket is full or the queue empty, then
@@ -460,5 +476,50 @@ impl Connection {
             }
         };
         let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    async fn connected() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, address) = listener.accept().await.unwrap();
+        (Connection::new(1, stream, address, 1 << 16, Traffic::default()).unwrap(), peer)
+    }
+
+    async fn readable(conn: &Connection) -> Ready {
+        tokio::time::timeout(Duration::from_secs(5), conn.ready()).await.expect("input is reported")
+    }
+
+    /// A read that leaves room in its buffer ends the socket's readiness,
+    /// so no read is tried only to block; input that comes after is still
+    /// reported. A read that fills its buffer keeps it, for what is left.
+    #[tokio::test]
+    async fn a_short_read_waits_for_new_input_and_a_full_one_reads_on() {
+        let (conn, mut peer) = connected().await;
+        let mut buffer = [0u8; 64];
+
+        peer.write_all(b"ping").await.unwrap();
+        assert_eq!(readable(&conn).await, Ready::Readable);
+        assert_eq!(conn.try_read(&mut buffer).unwrap(), 4);
+        assert!(conn.ready().now_or_never().is_none(), "the socket is empty: nothing to read");
+
+        peer.write_all(&[7; 100]).await.unwrap();
+        assert_eq!(readable(&conn).await, Ready::Readable);
+        // Wait for all 100 bytes, so that the first read fills the buffer.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(conn.try_read(&mut buffer).unwrap(), 64);
+        assert_eq!(conn.ready().now_or_never(), Some(Ready::Readable), "36 bytes are left");
+        assert_eq!(conn.try_read(&mut buffer).unwrap(), 36);
+        assert!(conn.ready().now_or_never().is_none());
     }
 }

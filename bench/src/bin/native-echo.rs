@@ -4,13 +4,14 @@
 //! It does what the host does around the guest call, so that the difference
 //! between the two is the sandbox: sockets get TCP_NODELAY, a connection is
 //! read only when readable, into a 64 KiB buffer taken from a small pool for
-//! that read alone (an idle connection holds no buffer), and everything read
-//! is written back before the next read. SIGTERM ends it (default action).
+//! that read alone (an idle connection holds no buffer), a read that leaves
+//! room in the buffer ends the socket's readiness, and everything read is
+//! written back before the next read. SIGTERM ends it (default action).
 use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use clap::Parser;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Echoes every byte back on each accepted TCP connection.
@@ -91,6 +92,11 @@ async fn echo(mut stream: TcpStream) -> std::io::Result<()> {
         if read == 0 {
             give_back(buffer);
             return Ok(());
+        }
+        if read < buffer.len() {
+            // The socket is empty: wait for the next input, not for a
+            // read that would block (the host's `forget_readable`).
+            let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
         }
         let written = stream.write_all(&buffer[..read]).await;
         give_back(buffer);
