@@ -4,6 +4,6 @@ mod listener;
 mod reactor;
 mod types;
 
-pub use connection::ConnectionHandle;
+pub use connection::{ConnectionHandle, add_write_from_guest_memory};
 pub use listener::ListenerHandle;
 pub use types::{accept_error, error_code};
