@@ -8,6 +8,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::{ConnectionEvent, Handler, HandlerPre};
 use crate::connection::{CloseReason, Connection};
+use crate::limits::EPOCH_TICK;
 use crate::state::HostState;
 use crate::stats::Callback;
 use crate::worker::Worker;
@@ -43,14 +44,21 @@ impl Instance {
         let timeout = worker.services().limits().guest_timeout;
         let mut store = Store::new(pre.engine(), HostState::new(worker));
         store.limiter(|state| &mut state.store_limits);
-        // Each epoch tick the guest yields to the reactor, so other
-        // connections and the accept loop run while a callback is long; once
-        // it has run for the timeout the callback traps.
+        // At an epoch tick a long callback yields to the reactor, so other
+        // connections and the accept loop run meanwhile; once it has run for
+        // the timeout it traps. A callback the tick finds young runs on: on a
+        // busy host most ticks land in callbacks microseconds from their end,
+        // and under the shared model a yield holds up every connection of
+        // the instance for a turn of the reactor.
         store.epoch_deadline_callback(move |mut store| {
             crate::ticker::guest_ran_at_tick();
             let clock = &mut store.data_mut().call_clock;
-            if clock.tick(Instant::now()) >= timeout {
+            let ran = clock.tick(Instant::now());
+            if ran >= timeout {
                 return Err(Timeout(timeout).into());
+            }
+            if ran < YIELD_AFTER {
+                return Ok(UpdateDeadline::Continue(1));
             }
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(clock.yield_to_reactor())))
         });
@@ -155,6 +163,10 @@ fn arm_deadline(store: &mut Store<HostState>) -> Instant {
     now
 }
 
+/// A callback yields at a tick only once it has run this long: half a tick,
+/// so that one a tick finds young yields at the next.
+const YIELD_AFTER: Duration = Duration::from_nanos(EPOCH_TICK.as_nanos() as u64 / 2);
+
 /// How long the running callback (or instantiation) has run, for
 /// `--guest-timeout`: its time since it started, less the turns it waited
 /// for after yielding to the reactor at epoch ticks. How long those last
@@ -162,8 +174,9 @@ fn arm_deadline(store: &mut Store<HostState>) -> Instant {
 /// let a busy host trap callbacks that are short.
 #[derive(Debug)]
 pub(crate) struct CallClock {
-    started: Instant,
-    /// Run up to the last yield.
+    /// Run time is counted up to here: the callback's start or its last tick.
+    counted_to: Instant,
+    /// Run up to `counted_to`.
     ran: Duration,
     /// When the callback last resumed after a yield, in nanoseconds after
     /// `base`: set by the yield's future, which cannot reach the store.
@@ -174,20 +187,22 @@ pub(crate) struct CallClock {
 impl CallClock {
     pub(crate) fn new() -> Self {
         let now = Instant::now();
-        CallClock { started: now, ran: Duration::ZERO, resumed: Arc::default(), base: now }
+        CallClock { counted_to: now, ran: Duration::ZERO, resumed: Arc::default(), base: now }
     }
 
     /// A callback starts at `now`.
     fn start(&mut self, now: Instant) {
-        self.started = now;
+        self.counted_to = now;
         self.ran = Duration::ZERO;
     }
 
-    /// At an epoch tick at `now`: how long the callback has run, counting
-    /// from its start or its last resumption, whichever came later.
+    /// At an epoch tick at `now`: how long the callback has run, adding the
+    /// time since its start, its last tick or its last resumption, whichever
+    /// came last.
     fn tick(&mut self, now: Instant) -> Duration {
         let resumed = self.base + Duration::from_nanos(self.resumed.load(Ordering::Relaxed));
-        self.ran += now.saturating_duration_since(resumed.max(self.started));
+        self.ran += now.saturating_duration_since(resumed.max(self.counted_to));
+        self.counted_to = now;
         self.ran
     }
 
@@ -202,5 +217,29 @@ impl CallClock {
             let nanos = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
             resumed.store(nanos, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Ticks that do not yield count each stretch of running once; the turn
+    /// waited for after a yield does not count.
+    #[test]
+    fn the_call_clock_counts_running_time_once() {
+        let mut clock = CallClock::new();
+        let start = clock.base + 100 * MS;
+        clock.start(start);
+        assert_eq!(clock.tick(start + 3 * MS), 3 * MS);
+        assert_eq!(clock.tick(start + 13 * MS), 13 * MS, "the first 3 ms are not counted again");
+        // Yielded at 13 ms, resumed at 40 ms: the 27 ms between do not count.
+        clock.resumed.store((140 * MS).as_nanos() as u64, Ordering::Relaxed);
+        assert_eq!(clock.tick(start + 50 * MS), 23 * MS);
+        // The next callback starts from nothing.
+        clock.start(start + 60 * MS);
+        assert_eq!(clock.tick(start + 61 * MS), MS);
     }
 }
