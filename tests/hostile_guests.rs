@@ -507,6 +507,28 @@ fn trap_on_nth(addr: SocketAddr) {
     assert!(closed.is_some_and(|t| t < Duration::from_secs(2)), "the trapping connection is closed promptly: {closed:?}");
 }
 
+/// Both models: a guest that hands `write` a list running past the end of
+/// its memory traps (the host reads nothing outside the guest's memory),
+/// its connection is closed, and the host serves a newcomer.
+#[test]
+fn a_write_from_outside_guest_memory_traps() {
+    let _serial = serial();
+    for isolation in ["shared", "connection"] {
+        let (mut host, addr) = spawn_probe_host(&["--isolation", isolation], None);
+        let mut client = Client::new(addr);
+        client.expect("ping", "pong");
+        client.send("write-outside-memory");
+        assert!(client.wait_closed(PROMPTLY).is_some(), "--isolation {isolation}: the connection is closed");
+        let trapped = host.wait_for_line("guest trapped", PROMPTLY);
+        let trapped = trapped.unwrap_or_else(|| panic!("--isolation {isolation}: the guest trapped:\n{}", host.output()));
+        assert!(trapped.contains("out of bounds"), "--isolation {isolation}: the trap says why: {trapped}");
+        Client::new(addr).expect("ping", "pong");
+        assert_running(&mut host);
+        assert_no_host_panic(&host);
+        assert_eq!(stop_and_stats(&mut host)["traps"], 1, "--isolation {isolation}");
+    }
+}
+
 /// A client whose `fail` makes the callback return an error; returns once
 /// the host closed it.
 fn fail_once(addr: SocketAddr) {

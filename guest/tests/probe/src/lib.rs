@@ -206,6 +206,20 @@ impl Probe {
             }
             ["fail"] => return Err("asked to fail".to_string()),
             ["trap"] => panic!("asked to trap"),
+            ["write-outside-memory"] => {
+                // The `write` import called directly, as the SDK never would,
+                // with a list that runs past the end of linear memory: the
+                // host must trap the guest rather than read outside it.
+                #[link(wasm_import_module = "evconn:listener/connection@0.1.0")]
+                unsafe extern "C" {
+                    #[link_name = "[method]connection.write"]
+                    fn raw_write(conn: i32, data: i32, len: i32, result: i32);
+                }
+                let mut result = [0u32; 2];
+                let past_the_end = (core::arch::wasm32::memory_size(0) * 65536) as i32 - 16;
+                unsafe { raw_write(conn.handle() as i32, past_the_end, 1 << 16, result.as_mut_ptr() as i32) };
+                "written".to_string()
+            }
             ["spin"] => loop {
                 std::hint::spin_loop();
             },
