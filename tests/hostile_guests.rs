@@ -1,8 +1,9 @@
 //! Guests that misbehave on purpose: a callback that never returns, memory
-//! growth without bound, traps on demand and traps in quick succession. Each
-//! test runs the `host` binary on loopback with the `probe` guest and checks
-//! that the damage stays with the guest (its connection, or under the shared
-//! model its instance) while the host keeps serving everyone else.
+//! growth without bound, traps on demand and traps in quick succession, and
+//! a write of memory the guest does not have. Each test runs the `host`
+//! binary on loopback with the `probe` guest and checks that the damage
+//! stays with the guest (its connection, or under the shared model its
+//! instance) while the host keeps serving everyone else.
 mod support;
 
 use std::collections::HashMap;
