@@ -156,9 +156,9 @@ pub struct LimitArgs {
 
     /// The longest one guest callback may run, such as 500ms or 2s; past it
     /// the callback traps. A long-running guest yields to the reactor within
-    /// 100 ms (or a quarter of the timeout, if shorter) and every 10 ms after
-    /// that, so the accept loop keeps serving meanwhile; the turns it then
-    /// waits for do not count.
+    /// 100 ms (or a quarter of the timeout, if shorter, but not under 15 ms)
+    /// and every 10 ms after that, so the accept loop keeps serving
+    /// meanwhile; the turns it then waits for do not count.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub guest_timeout: Duration,
 
