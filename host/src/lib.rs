@@ -29,7 +29,8 @@
 //! - `state`, `host_api`: the store's data and the WIT imports on it.
 //! - `bindings`: code generated from `wit/`.
 //! - `guest_log`: guest stdout and stderr into the host's log.
-//! - `sync`: locking a mutex that guards no panicking code.
+//! - `sync`: locking a mutex that guards no panicking code, and the shared
+//!   instance's async lock, which a release frees at once.
 pub mod activation;
 pub mod cli;
 pub mod code_cache;
