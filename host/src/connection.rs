@@ -9,7 +9,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures_util::task::AtomicWaker;
@@ -17,6 +17,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::bindings::ErrorCode;
+use crate::idle::Activity;
 use crate::stats::Traffic;
 
 /// How long a closing connection keeps reading (and discarding) what the peer
@@ -36,6 +37,8 @@ pub struct Connection {
     state: Mutex<State>,
     /// Wakes the task when `state` changes.
     wake: Wake,
+    /// Whether bytes moved, for the idle sweep.
+    activity: Activity,
     /// Queued output at which reading stops until half of it is sent.
     write_high_watermark: usize,
     /// The component's byte counts.
@@ -109,8 +112,9 @@ struct State {
     /// Reading stopped because `output` reached the high watermark: the
     /// peer is not reading what it is sent.
     backpressure: bool,
-    /// When bytes last moved either way.
-    last_activity: Option<Instant>,
+    /// The idle sweep found no bytes moved for `--idle-timeout`, and the
+    /// task has not acted on it yet.
+    idle_expired: bool,
 }
 
 impl State {
@@ -170,6 +174,8 @@ enum Wait {
 pub enum Ready {
     /// Input is waiting: read it and hand it to the guest.
     Readable,
+    /// No bytes moved for `--idle-timeout`: tell the guest, then close.
+    IdleTimeout,
     /// The connection is over: everything written has been sent, or the
     /// socket failed.
     Finished,
@@ -187,8 +193,9 @@ impl Connection {
             stream,
             peer,
             local,
-            state: Mutex::new(State { last_activity: Some(Instant::now()), ..State::default() }),
+            state: Mutex::new(State::default()),
             wake: Wake::default(),
+            activity: Activity::default(),
             write_high_watermark: write_buffer.max(1),
             traffic,
         })
@@ -232,7 +239,7 @@ impl Connection {
             match self.stream.try_write(data) {
                 Ok(n) => {
                     rest = &data[n..];
-                    state.last_activity = Some(Instant::now());
+                    self.activity.mark();
                     self.traffic.sent.inc_by(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -334,7 +341,7 @@ impl Connection {
                     self.forget_readable();
                 }
                 self.traffic.received.inc_by(*n as u64);
-                self.state().last_activity = Some(Instant::now());
+                self.activity.mark();
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => self.state().failed = true,
@@ -362,7 +369,7 @@ impl Connection {
             match self.stream.try_write(&state.output) {
                 Ok(n) => {
                     state.output.advance(n);
-                    state.last_activity = Some(Instant::now());
+                    self.activity.mark();
                     self.traffic.sent.inc_by(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -382,15 +389,20 @@ impl Connection {
         }
     }
 
-    /// Waits until there is input to read or the connection is over, sending
-    /// queued output meanwhile.
+    /// Waits until there is input to read, the idle sweep expired the
+    /// connection, or it is over, sending queued output meanwhile.
     pub async fn ready(&self) -> Ready {
         loop {
             let (want_read, want_write) = {
-                let state = self.state();
+                let mut state = self.state();
                 let output_pending = !state.output.is_empty();
                 if state.failed || (state.closing.is_some() && !output_pending) {
                     return Ready::Finished;
+                }
+                // A connection closing (the guest's doing, a trap's, or the
+                // shutdown timeout's) waits only for its output to be sent.
+                if std::mem::take(&mut state.idle_expired) && state.closing.is_none() {
+                    return Ready::IdleTimeout;
                 }
                 let shutdown_pending = state.write_side == WriteSide::ShutdownRequested;
                 let want_read =
@@ -424,9 +436,19 @@ impl Connection {
         Poll::Pending
     }
 
-    /// When bytes last moved either way.
-    pub fn last_activity(&self) -> Instant {
-        self.state().last_activity.unwrap_or_else(Instant::now)
+    /// Whether bytes moved, for the idle sweep.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    /// The idle sweep found no bytes moved for `--idle-timeout`: `ready`
+    /// says so once, unless the connection is closing by then.
+    pub fn expire_idle(&self) {
+        let mut state = self.state();
+        if state.closing.is_none() {
+            state.idle_expired = true;
+            self.wake.wake();
+        }
     }
 
     /// The error of a failed write the guest should hear of as an error
@@ -498,6 +520,25 @@ mod tests {
 
     async fn readable(conn: &Connection) -> Ready {
         tokio::time::timeout(Duration::from_secs(5), conn.ready()).await.expect("input is reported")
+    }
+
+    /// The idle sweep's expiry is reported once, and not to a connection
+    /// that closed meanwhile: that one only finishes.
+    #[tokio::test]
+    async fn an_idle_expiry_is_reported_once_and_not_once_closing() {
+        let (conn, _peer) = connected().await;
+        // A new socket counts as readable until a read finds it empty.
+        let empty = conn.try_read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+        assert!(conn.ready().now_or_never().is_none(), "nothing to do yet");
+        conn.expire_idle();
+        assert_eq!(conn.ready().now_or_never(), Some(Ready::IdleTimeout));
+        assert!(conn.ready().now_or_never().is_none(), "reported once");
+
+        conn.expire_idle();
+        conn.close(CloseReason::GuestClosed);
+        assert_eq!(conn.ready().now_or_never(), Some(Ready::Finished));
+        assert_eq!(conn.close_reason(), CloseReason::GuestClosed);
     }
 
     /// A read that leaves room in its buffer ends the socket's readiness,

@@ -16,6 +16,7 @@
 //! - `reactor`: a reactor thread (a single-threaded tokio runtime).
 //! - `listener`: a listening socket's state and accept loop.
 //! - `connection`: an accepted connection's output queue and close logic.
+//! - `idle`: idle timeouts, by one sweep over the open connections.
 //! - `descriptors`: the descriptor limit, raised at start.
 //! - `worker`: which instance serves which connection, and trap recovery.
 //! - `instance`: one guest instance, its limits, and the calls into it.
@@ -47,6 +48,7 @@ mod descriptors;
 mod guest_log;
 mod host_api;
 mod ids;
+mod idle;
 mod instance;
 mod latency;
 mod listener;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::bindings::ListenOptions;
 use crate::code_cache::CodeCache;
 use crate::component::Compiled;
+use crate::idle;
 use crate::limits::Limits;
 use crate::listener::Listener;
 use crate::metrics_http;
@@ -109,6 +110,8 @@ impl Server {
 
         // Answers until the host has stopped, so a scrape can watch it drain.
         let metrics_endpoint = metrics_listener.map(|listener| tokio::spawn(metrics_http::serve(listener, services.clone())));
+        // Goes on while open connections drain, as their timeouts would.
+        let idle_sweep = services.limits().idle_timeout.map(|timeout| tokio::spawn(idle::sweep(services.clone(), timeout)));
         let mut stopping = services.stopping();
         let reloading = reload::serve(&apps, stamps, self.reload, self.cache.as_ref(), &services, self.isolation);
         tokio::select! {
@@ -138,8 +141,8 @@ impl Server {
         for (component, stats) in services.all_stats() {
             tracing::info!(stats = %stats.summary(), %component, "stopped");
         }
-        if let Some(endpoint) = metrics_endpoint {
-            endpoint.abort();
+        for task in [metrics_endpoint, idle_sweep].into_iter().flatten() {
+            task.abort();
         }
         Ok(())
     }

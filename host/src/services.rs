@@ -140,9 +140,14 @@ impl Services {
         // Set before the map is read: a connection added meanwhile sees the
         // flag (`track`) if it is not in what is read here.
         self.closing.store(true, Ordering::SeqCst);
-        let open: Vec<Arc<Connection>> = lock(&self.open_connections).values().filter_map(Weak::upgrade).collect();
-        for conn in open {
-            conn.close(CloseReason::Shutdown);
+        self.for_each_open(|conn| conn.close(CloseReason::Shutdown));
+    }
+
+    /// Calls `f` on every open connection, holding the map's lock: `f` must
+    /// not call `track` or `untrack`.
+    pub fn for_each_open(&self, mut f: impl FnMut(&Connection)) {
+        for conn in lock(&self.open_connections).values().filter_map(Weak::upgrade) {
+            f(&conn);
         }
     }
 

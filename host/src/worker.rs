@@ -5,14 +5,11 @@
 //! one is replaced after a pause that grows while traps keep coming.
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Sleep;
 
 use crate::bindings::{ConnectionEvent, HandlerPre};
 use crate::connection::{CloseReason, Connection, Ready};
@@ -295,38 +292,12 @@ impl Worker {
         // allocation per callback, against 0.4 KiB of every idle
         // connection (docs/performance.md).
         let generation = Box::pin(self.accept(&mut own, listener, conn)).await;
-        let idle_timeout = self.services.limits().idle_timeout;
-        // One timer for the connection's life, armed for when it would be
-        // idle if no byte moved; when it fires early (bytes moved since) it
-        // is re-armed from the latest activity. Making a timer per read
-        // would cost a timer-wheel insert and removal per round trip.
-        // Boxed, and made only when there is a timeout: like the slot, it
-        // would otherwise take room in every connection's task.
-        let mut idle = idle_timeout.map(|timeout| Box::pin(tokio::time::sleep(timeout)));
         loop {
-            // A connection closing (the guest's doing, a trap's, or the
-            // shutdown timeout's: `Services::close_all`) waits only for its
-            // output to be sent.
-            let closing = conn.is_closing();
-            tokio::select! {
-                // In order, which spares drawing a random order each time.
-                biased;
-                ready = conn.ready() => match ready {
-                    Ready::Readable => Box::pin(self.read(&mut own, conn, generation)).await,
-                    Ready::Finished => break,
-                },
-                // No bytes moved for --idle-timeout?
-                () = poll_idle(&mut idle), if idle.is_some() && !closing => {
-                    let (Some(timeout), Some(idle)) = (idle_timeout, idle.as_mut()) else { unreachable!("guarded") };
-                    // Reads, flushed output and writes from other
-                    // connections' callbacks all count as activity.
-                    let deadline = conn.last_activity() + timeout;
-                    if Instant::now() >= deadline {
-                        Box::pin(self.idle(&mut own, conn, generation)).await;
-                    } else {
-                        idle.as_mut().reset(deadline.into());
-                    }
-                }
+            match conn.ready().await {
+                Ready::Readable => Box::pin(self.read(&mut own, conn, generation)).await,
+                // No bytes moved for --idle-timeout (`idle::sweep`).
+                Ready::IdleTimeout => Box::pin(self.idle(&mut own, conn, generation)).await,
+                Ready::Finished => break,
             }
         }
         Box::pin(self.end(own, conn, generation)).await;
@@ -454,14 +425,6 @@ impl Worker {
         let traps = self.stats.traps.get();
         tracing::warn!(component = %self.component, generation = instance.generation, closed, traps, "discarded the trapped instance and closed its connections");
     }
-}
-
-/// Completes when the idle timer (if any) fires.
-fn poll_idle(idle: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + '_ {
-    std::future::poll_fn(move |cx| match idle {
-        Some(sleep) => sleep.as_mut().poll(cx),
-        None => Poll::Pending,
-    })
 }
 
 #[cfg(test)]
