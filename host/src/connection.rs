@@ -6,7 +6,8 @@
 //! output as the peer takes it and reports when there is input to read.
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct Connection {
     wake: Wake,
     /// Whether bytes moved, for the idle sweep.
     activity: Activity,
+    /// Bytes the last read took (`last_read`).
+    last_read: AtomicUsize,
     /// Queued output at which reading stops until half of it is sent.
     write_high_watermark: usize,
     /// The component's byte counts.
@@ -196,6 +199,7 @@ impl Connection {
             state: Mutex::new(State::default()),
             wake: Wake::default(),
             activity: Activity::default(),
+            last_read: AtomicUsize::new(0),
             write_high_watermark: write_buffer.max(1),
             traffic,
         })
@@ -333,13 +337,40 @@ impl Connection {
     /// Reads what is available into `buffer`. `Ok(0)` is end of stream.
     /// A failure marks the connection failed.
     pub fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.read_into(buffer, false)
+    }
+
+    /// How many bytes the socket holds for reading (`FIONREAD`). A read of
+    /// no more than that many returns that many: TCP hands out queued bytes
+    /// before it reports an error or the end of the stream. That lets the
+    /// host size memory before reading into it: the guest's, for one copy.
+    pub fn waiting(&self) -> io::Result<usize> {
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: FIONREAD stores one int through the pointer, which points
+        // at one; the descriptor is the connection's own open socket.
+        let r = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::FIONREAD, &mut waiting) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(waiting).unwrap_or(0))
+    }
+
+    /// Reads bytes that `waiting` reported into `buffer`, which is no larger
+    /// than that; `all_waiting` when it takes every one of them, so that
+    /// the socket's readiness ends with the read.
+    pub fn read_waiting(&self, buffer: &mut [u8], all_waiting: bool) -> io::Result<usize> {
+        self.read_into(buffer, all_waiting)
+    }
+
+    fn read_into(&self, buffer: &mut [u8], all_waiting: bool) -> io::Result<usize> {
         let result = self.stream.try_read(buffer);
         match &result {
             Ok(0) => self.state().read_eof = true,
             Ok(n) => {
-                if *n < buffer.len() {
+                if *n < buffer.len() || all_waiting {
                     self.forget_readable();
                 }
+                self.last_read.store(*n, Ordering::Relaxed);
                 self.traffic.received.inc_by(*n as u64);
                 self.activity.mark();
             }
@@ -347,6 +378,12 @@ impl Connection {
             Err(_) => self.state().failed = true,
         }
         result
+    }
+
+    /// How many bytes the last read that got any took: a large one says the
+    /// peer streams, and the next read is worth a `waiting` call.
+    pub fn last_read(&self) -> usize {
+        self.last_read.load(Ordering::Relaxed)
     }
 
     /// After a read that left room in its buffer, the kernel had no more
@@ -539,6 +576,32 @@ mod tests {
         conn.close(CloseReason::GuestClosed);
         assert_eq!(conn.ready().now_or_never(), Some(Ready::Finished));
         assert_eq!(conn.close_reason(), CloseReason::GuestClosed);
+    }
+
+    /// `waiting` counts the bytes the socket holds. Reading part of them
+    /// keeps the socket readable; reading all of them ends that, with no
+    /// read that finds it empty.
+    #[tokio::test]
+    async fn waiting_counts_queued_bytes_and_reading_them_all_ends_readiness() {
+        let (conn, mut peer) = connected().await;
+        peer.write_all(&[7; 300]).await.unwrap();
+        assert_eq!(readable(&conn).await, Ready::Readable);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while conn.waiting().unwrap() < 300 {
+            assert!(std::time::Instant::now() < deadline, "300 bytes arrive");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(conn.waiting().unwrap(), 300);
+
+        let mut part = [0u8; 100];
+        assert_eq!(conn.read_waiting(&mut part, false).unwrap(), 100);
+        assert_eq!(conn.ready().now_or_never(), Some(Ready::Readable), "200 bytes are left");
+        assert_eq!(conn.waiting().unwrap(), 200);
+        let mut rest = [0u8; 200];
+        assert_eq!(conn.read_waiting(&mut rest, true).unwrap(), 200);
+        assert_eq!(conn.last_read(), 200);
+        assert!(conn.ready().now_or_never().is_none(), "all read: nothing to report");
+        assert_eq!(conn.waiting().unwrap(), 0);
     }
 
     /// A read that leaves room in its buffer ends the socket's readiness,

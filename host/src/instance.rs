@@ -9,6 +9,7 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::bindings::{ConnectionEvent, Handler, HandlerPre};
 use crate::connection::{CloseReason, Connection};
 use crate::limits::EPOCH_TICK;
+use crate::socket_input::{OnData, SocketInput};
 use crate::state::HostState;
 use crate::stats::Callback;
 use crate::worker::Worker;
@@ -112,6 +113,20 @@ impl Instance {
         let Some(borrow) = self.store.data().borrow_connection(conn) else { return Outcome::Returned };
         self.call(Callback::Data, conn.id(), async |exports, store| {
             exports.evconn_listener_callbacks().call_on_data(store, borrow, data).await
+        })
+        .await
+    }
+
+    /// Calls `on-data` for `conn` with up to `limit` of the `waiting` bytes
+    /// its socket holds, read straight into the guest's memory.
+    pub async fn data_from_socket(&mut self, conn: &Connection, waiting: usize, limit: usize) -> Outcome {
+        let Some(borrow) = self.store.data().borrow_connection(conn) else { return Outcome::Returned };
+        self.call(Callback::Data, conn.id(), async |exports, store| {
+            // Checked against the export's type at every call: a few hundred
+            // instructions, against the copy of up to 64 KiB this saves.
+            let on_data: OnData = exports.evconn_listener_callbacks().func_on_data().func().typed(&*store)?;
+            let (result,) = on_data.call_async(store, (borrow, SocketInput::new(conn, waiting, limit))).await?;
+            Ok(result)
         })
         .await
     }

@@ -16,6 +16,7 @@
 //! - `reactor`: a reactor thread (a single-threaded tokio runtime).
 //! - `listener`: a listening socket's state and accept loop.
 //! - `connection`: an accepted connection's output queue and close logic.
+//! - `socket_input`: `on-data`'s bytes read straight into guest memory.
 //! - `idle`: idle timeouts, by one sweep over the open connections.
 //! - `descriptors`: the descriptor limit, raised at start.
 //! - `worker`: which instance serves which connection, and trap recovery.
@@ -56,6 +57,7 @@ mod metrics;
 mod metrics_http;
 mod reactor;
 mod services;
+mod socket_input;
 mod state;
 mod stats;
 mod sync;

@@ -23,6 +23,11 @@ use crate::sync::{AsyncLock, AsyncLockGuard, lock};
 /// The most bytes handed to one `on-data` call.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A read at least this large makes the next one go straight into guest
+/// memory (`socket_input`): the copy it saves costs more than the system
+/// call that sizes it.
+const DIRECT_READ_MIN: usize = 16 * 1024;
+
 /// Read buffers kept for reuse; more are freed after use.
 const SPARE_READ_BUFFERS: usize = 16;
 
@@ -348,6 +353,15 @@ impl Worker {
         // Taken only once the instance is ours: under the shared model every
         // readable connection waits for the lock above, and a buffer taken
         // before it would be one per waiting connection.
+        // A peer that streams (its last read was large) gets its bytes read
+        // straight into the guest's memory, sized by what the socket holds.
+        if conn.last_read() >= DIRECT_READ_MIN
+            && let Ok(waiting @ 1..) = conn.waiting()
+        {
+            let outcome = instance.data_from_socket(conn, waiting, READ_CHUNK).await;
+            self.settle(&mut slot, conn, outcome, Callback::Data);
+            return;
+        }
         let mut buffer = lock(&self.read_buffers).pop().unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice());
         let (outcome, callback) = match conn.try_read(&mut buffer) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Outcome::Returned, Callback::Data),
