@@ -350,9 +350,6 @@ impl Worker {
         if conn.is_closing() {
             return;
         }
-        // Taken only once the instance is ours: under the shared model every
-        // readable connection waits for the lock above, and a buffer taken
-        // before it would be one per waiting connection.
         // A peer that streams (its last read was large) gets its bytes read
         // straight into the guest's memory, sized by what the socket holds.
         if conn.last_read() >= DIRECT_READ_MIN
@@ -362,6 +359,9 @@ impl Worker {
             self.settle(&mut slot, conn, outcome, Callback::Data);
             return;
         }
+        // Taken only once the instance is ours: under the shared model every
+        // readable connection waits for the lock above, and a buffer taken
+        // before it would be one per waiting connection.
         let mut buffer = lock(&self.read_buffers).pop().unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice());
         let (outcome, callback) = match conn.try_read(&mut buffer) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Outcome::Returned, Callback::Data),
