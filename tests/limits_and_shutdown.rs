@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
+use evconn_host::Isolation;
 use support::{HostProcess, Probe, TestHost};
 
 /// How long a client waits before concluding that no answer is coming.
@@ -93,7 +94,7 @@ fn new_connection_unserved(addr: SocketAddr) -> bool {
 }
 
 /// The pattern a client streams: random bytes repeating with a prime period,
-/// so that lost, repeated or reordered 64 KiB chunks never line up with it.
+/// so that lost, repeated or reordered chunks of a read never line up with it.
 struct Pattern(Vec<u8>);
 
 impl Pattern {
@@ -157,6 +158,27 @@ fn connections_beyond_the_maximum_wait_in_the_backlog() {
     third.read_exact(&mut answer).unwrap();
     third.write_all(b"count\n").unwrap();
     assert_eq!(peek_within(&third, Duration::from_secs(5)), Seen::Data(b"3\n".to_vec()));
+}
+
+/// However much the socket holds, one `on-data` call gets at most 256 KiB:
+/// a 4 MiB line, sent while the guest is busy so that it piles up in the
+/// socket, reaches the probe whole (it answers the line) in calls of at
+/// most that. Under both models, since they read through the same path.
+#[test]
+fn one_on_data_call_gets_at_most_256_kib() {
+    for isolation in [Isolation::Shared, Isolation::Connection] {
+        let host = TestHost::builder(&support::guest("probe")).isolation(isolation).start();
+        let mut client = Probe::connect(host.addr);
+        client.send("busy 200");
+        let mut line = vec![b' '; 4 << 20];
+        line.push(b'\n');
+        client.stream.write_all(&line).unwrap();
+        assert_eq!(client.read_line().as_deref(), Some("done"), "{isolation:?}");
+        assert_eq!(client.read_line().as_deref(), Some("error unknown-command \"\""), "{isolation:?}: the line arrived whole");
+        let largest: usize = client.ask("largest-read").strip_prefix("largest ").unwrap().parse().unwrap();
+        eprintln!("{isolation:?}: largest on-data call {largest} bytes");
+        assert!(largest > 0 && largest <= 256 << 10, "{isolation:?}: an on-data call got {largest} bytes");
+    }
 }
 
 /// A client that sends as fast as it can and never reads cannot make the host

@@ -123,7 +123,7 @@ impl Instance {
         let Some(borrow) = self.store.data().borrow_connection(conn) else { return Outcome::Returned };
         self.call(Callback::Data, conn.id(), async |exports, store| {
             // Checked against the export's type at every call: a few hundred
-            // instructions, against the copy of up to 64 KiB this saves.
+            // instructions, against the copy of up to 256 KiB this saves.
             let on_data: OnData = exports.evconn_listener_callbacks().func_on_data().func().typed(&*store)?;
             let (result,) = on_data.call_async(store, (borrow, SocketInput::new(conn, waiting, limit))).await?;
             Ok(result)

@@ -6,7 +6,7 @@
 //! parameter is a [`SocketInput`] instead, which lowers as the same
 //! `list<u8>`: it asks `cabi_realloc` for exactly the bytes the socket holds
 //! (`Connection::waiting`) and reads them into that room. A streaming peer's
-//! 64 KiB reads skip a 64 KiB copy each; a small message is not worth the
+//! large reads skip a copy each; a small message is not worth the
 //! extra system call, and goes the usual way (`worker.rs` decides).
 use std::mem::MaybeUninit;
 

@@ -3,7 +3,7 @@
 //!
 //! It does what the host does around the guest call, so that the difference
 //! between the two is the sandbox: sockets get TCP_NODELAY, a connection is
-//! read only when readable, into a 64 KiB buffer taken from a small pool for
+//! read only when readable, into a 256 KiB buffer taken from a small pool for
 //! that read alone (an idle connection holds no buffer), a read that leaves
 //! room in the buffer ends the socket's readiness, and everything read is
 //! written back before the next read. SIGTERM ends it (default action).
@@ -24,7 +24,7 @@ struct Args {
 }
 
 /// The host's read size (host/src/worker.rs, READ_CHUNK).
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// The most idle read buffers kept for reuse, as in the host.
 const SPARE_READ_BUFFERS: usize = 16;
 

@@ -97,7 +97,7 @@ pub trait Handler: Default + 'static {
         Ok(())
     }
 
-    /// Bytes arrived on `conn`: what one read returned, at most 64 KiB.
+    /// Bytes arrived on `conn`: what one read returned, at most 256 KiB.
     ///
     /// TCP keeps no message boundaries: a client's message may arrive split
     /// across calls, and several may arrive in one. Buffer what is not whole

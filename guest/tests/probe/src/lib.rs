@@ -11,6 +11,7 @@
 //! | `callback ID on|off` | `ok` |
 //! | `free ID` (drops a bound listener's handle) | `ok` |
 //! | `count` | connections this instance accepted |
+//! | `largest-read` | `largest N`: the most bytes one `on-data` call of this instance got |
 //! | `send CONN TEXT` (through the kept owned handle) | `ok` or `error CODE` |
 //! | `pause`, `resume CONN` | `ok` |
 //! | `shutdown-write` | `ok`, then end of stream |
@@ -49,6 +50,8 @@ struct Probe {
     /// Listeners this instance bound, by id.
     bound: HashMap<u64, Listener>,
     accepted: u64,
+    /// The most bytes one `on-data` call got.
+    largest_read: usize,
     /// Memory `grow` reserved, kept so it stays in use.
     kept: Vec<Vec<u8>>,
 }
@@ -62,6 +65,7 @@ impl Handler for Probe {
     }
 
     fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String> {
+        self.largest_read = self.largest_read.max(data.len());
         let mut buffer = self.partial.remove(&conn.id()).unwrap_or_default();
         buffer.extend_from_slice(&data);
         while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
@@ -166,6 +170,7 @@ impl Probe {
                 }
             }
             ["count"] => self.accepted.to_string(),
+            ["largest-read"] => format!("largest {}", self.largest_read),
             ["say", text @ ..] => {
                 println!("{}", text.join(" "));
                 "said".to_string()
