@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rand::{RngCore, SeedableRng};
 use evconn_host::Isolation;
+use rand::{RngCore, SeedableRng};
 use support::{HostProcess, Probe, TestHost};
 
 /// How long a client waits before concluding that no answer is coming.
