@@ -16,7 +16,9 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// Every measurement starts its server afresh on a free port, pinned to one
 /// CPU with the load on another (when there are two), and stops it after.
 /// The start test times the starts themselves: spawn to first echo, for the
-/// host with an empty code cache, a warm one and a precompiled file.
+/// host with an empty code cache, a warm one and a precompiled file. The
+/// floor test runs the echo guest on wasmtime alone (`wasmtime-floor`), to
+/// show what any wasmtime host must pay.
 /// Rounds rotate the order of the servers. Exits non-zero when a server
 /// fails to start or a figure is missing, except libevent when
 /// --libevent-missing says why it could not be built.
@@ -68,6 +70,10 @@ pub struct Args {
     /// The native tokio echo server (this crate's `native-echo`).
     #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/native-echo"))]
     pub native_echo: PathBuf,
+
+    /// The echo guest on wasmtime alone (this crate's `wasmtime-floor`).
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/wasmtime-floor"))]
+    pub wasmtime_floor: PathBuf,
 
     /// libevent's echo example, built from bench/libevent/echo.c.
     #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/libevent-echo"))]

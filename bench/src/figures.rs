@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 /// One kind of load; each run of it on a fresh server yields its figures.
-/// `Start` times the starts themselves.
+/// `Start` times the starts themselves; `Floor` runs no server, but the
+/// echo guest on wasmtime alone (`floor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Test {
@@ -13,10 +14,12 @@ pub enum Test {
     Bulk,
     Connect,
     Idle,
+    Floor,
 }
 
 impl Test {
-    pub const ALL: [Test; 6] = [Test::Start, Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle];
+    pub const ALL: [Test; 7] =
+        [Test::Start, Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle, Test::Floor];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -26,6 +29,7 @@ impl Test {
             Test::Bulk => "bulk",
             Test::Connect => "connect",
             Test::Idle => "idle",
+            Test::Floor => "floor",
         }
     }
 }

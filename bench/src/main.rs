@@ -3,6 +3,7 @@
 mod cli;
 mod clock;
 mod figures;
+mod floor;
 mod load;
 mod measure;
 mod procfs;
@@ -41,6 +42,7 @@ fn run(args: cli::Args) -> Result<bool, String> {
         host: args.host.clone(),
         echo_wasm: args.echo_wasm.clone(),
         native_echo: args.native_echo.clone(),
+        wasmtime_floor: args.wasmtime_floor.clone(),
         libevent_echo: match &args.libevent_missing {
             Some(reason) => Err(reason.clone()),
             None => Ok(args.libevent_echo.clone()),

@@ -32,6 +32,7 @@ pub fn run(test: Test, server: &Server, plan: &Plan, runtime: &Runtime, latency_
     let per_op = |w: &load::Window, scale: f64| w.cpu_per_op().map(|s| s * scale).ok_or("no operation completed in the window");
     Ok(match test {
         Test::Start => return Err("the start figures come from starting servers (startup.rs), not from a running one".into()),
+        Test::Floor => return Err("the floor figures come from wasmtime alone (floor.rs), not from a server".into()),
         Test::PingPong => {
             let w = runtime.block_on(load::pingpong::run(address, pid, plan))?;
             let cpu = per_op(&w, 1e6)?;

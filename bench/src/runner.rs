@@ -7,6 +7,7 @@ use tokio::runtime::Runtime;
 
 use crate::cli::Plan;
 use crate::figures::Test;
+use crate::floor::{self, FloorRun};
 use crate::measure::{self, Outcome};
 use crate::servers::{self, Code, Programs, ServerKind};
 use crate::startup::{self, Precompiled};
@@ -36,7 +37,8 @@ pub struct Sample {
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub round: u32,
-    pub server: ServerKind,
+    /// None for the floor, which runs no server.
+    pub server: Option<ServerKind>,
     pub test: Test,
     pub error: String,
 }
@@ -47,6 +49,8 @@ pub struct Results {
     pub failures: Vec<Failure>,
     /// The file the precompiled starts served, when there were any.
     pub precompiled: Option<Precompiled>,
+    /// The wasmtime floor, once a round.
+    pub floor: Vec<FloorRun>,
 }
 
 /// The servers in round `round`'s order: each round starts one later, so
@@ -79,6 +83,23 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
     for round in 0..plan.rounds {
         let order = order(&servers, round);
         for &test in &plan.tests {
+            if test == Test::Floor {
+                let label = format!("round {}/{} {:<9} {:<17}", round + 1, plan.rounds, test.key(), "wasmtime alone");
+                match floor::run(&programs.wasmtime_floor, &programs.echo_wasm, plan, pins.server, round) {
+                    Ok(run) => {
+                        eprintln!(
+                            "{label} {:.3} us per call (async), {:.3} us (sync), {:.1} KiB per instance",
+                            run.call_async_us, run.call_sync_us, run.instance_kib
+                        );
+                        results.floor.push(run);
+                    }
+                    Err(error) => {
+                        eprintln!("{label} FAILED: {error}");
+                        results.failures.push(Failure { round, server: None, test, error });
+                    }
+                }
+                continue;
+            }
             for &kind in &order {
                 let log = logs.join(format!("{}.log", kind.key()));
                 let label = format!("round {}/{} {:<9} {:<17}", round + 1, plan.rounds, test.key(), kind.key());
@@ -99,7 +120,7 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
                     }
                     Err(error) => {
                         eprintln!("{label} FAILED: {error}");
-                        results.failures.push(Failure { round, server: kind, test, error });
+                        results.failures.push(Failure { round, server: Some(kind), test, error });
                     }
                 }
             }

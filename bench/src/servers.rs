@@ -56,6 +56,8 @@ pub struct Programs {
     pub host: PathBuf,
     pub echo_wasm: PathBuf,
     pub native_echo: PathBuf,
+    /// The echo guest on wasmtime alone, for the floor (`floor`).
+    pub wasmtime_floor: PathBuf,
     /// Err: why libevent's echo server is not there.
     pub libevent_echo: Result<PathBuf, String>,
 }
@@ -65,7 +67,7 @@ impl Programs {
     /// be missing is an error.
     pub fn check(&self) -> Result<(), String> {
         let mut missing = Vec::new();
-        for path in [&self.host, &self.echo_wasm, &self.native_echo] {
+        for path in [&self.host, &self.echo_wasm, &self.native_echo, &self.wasmtime_floor] {
             if !path.is_file() {
                 missing.push(path.display().to_string());
             }

@@ -64,5 +64,5 @@ mod sync;
 mod ticker;
 mod worker;
 
-pub use bindings::ListenOptions;
+pub use bindings::{ErrorCode, ListenOptions};
 pub use worker::Isolation;

@@ -3,6 +3,7 @@
 //! missed, and the notes a reader needs; written as results.json, report.md
 //! and chart.svg.
 mod chart;
+mod floor;
 mod start;
 mod table;
 mod targets;
@@ -19,6 +20,7 @@ use crate::servers::{Programs, ServerKind};
 use crate::startup::Precompiled;
 use crate::stats::Summary;
 
+pub use floor::FloorReport;
 pub use start::StartReport;
 pub use targets::Verdict;
 
@@ -32,6 +34,9 @@ pub struct Report {
     /// The start figures against the target and each other; None when the
     /// start test did not run.
     pub start: Option<StartReport>,
+    /// What wasmtime alone costs, against the servers; None when the floor
+    /// did not run.
+    pub floor: Option<FloorReport>,
     /// Each of the project's targets whose figure this run measured.
     pub targets: Vec<Verdict>,
     /// The file the precompiled starts served.
@@ -165,6 +170,7 @@ pub fn build(results: Results, context: &Context) -> Report {
             })
             .collect(),
         start: start::report(&figures),
+        floor: floor::report(&results.floor, rounds, &figures),
         targets: targets::verdicts(&figures),
         figures,
         precompiled: results.precompiled,

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::targets::Against;
 use super::{FigureReport, Report};
-use crate::figures::Better;
+use crate::figures::{Better, Figure};
 use crate::servers::ServerKind;
 use crate::stats::{Summary, short};
 
@@ -118,6 +118,10 @@ pub fn markdown(r: &Report) -> String {
         start_section(&mut md, r, start);
     }
 
+    if let Some(floor) = &r.floor {
+        floor_section(&mut md, r, floor);
+    }
+
     // The start test alone has no timed window.
     if !r.noise.is_empty() {
         let _ = writeln!(md, "\n## What else used the CPU\n");
@@ -144,7 +148,8 @@ pub fn markdown(r: &Report) -> String {
     if !r.failures.is_empty() {
         let _ = writeln!(md, "\n## Failures\n");
         for f in &r.failures {
-            let _ = writeln!(md, "- round {}, {}, {}: {}", f.round + 1, f.test.key(), f.server.key(), f.error);
+            let server = f.server.map_or("wasmtime alone", ServerKind::key);
+            let _ = writeln!(md, "- round {}, {}, {server}: {}", f.round + 1, f.test.key(), f.error);
         }
     }
 
@@ -243,6 +248,67 @@ fn start_section(md: &mut String, r: &Report, start: &super::StartReport) {
             cell(s.warm_vs_best_native),
             cell(s.precompiled_vs_warm),
             cell(s.cold_vs_warm),
+        );
+    }
+}
+
+fn floor_section(md: &mut String, r: &Report, floor: &super::FloorReport) {
+    let _ = writeln!(md, "\n## The wasmtime floor\n");
+    let _ = writeln!(
+        md,
+        "`wasmtime-floor` runs the echo guest on the host's engine with nothing around it, pinned to the server's \
+         CPU: it calls `on-data` with 64 bytes, which the guest writes back through a `write` that does nothing, \
+         and holds instances from the per-connection model's pool, each called once. No host of this guest on \
+         this wasmtime can cost less. Median (min-max) over rounds.\n"
+    );
+    let cell = |x: Summary| format!("{} ({}-{})", short(x.median), short(x.min), short(x.max));
+    let _ = writeln!(md, "| wasmtime alone | median (min-max) |");
+    let _ = writeln!(md, "| --- | ---: |");
+    let _ = writeln!(md, "| CPU per `on-data` call, `call_async` (on a fiber, as the host calls) | {} us |", cell(floor.call_async_us));
+    let _ = writeln!(md, "| CPU per `on-data` call, `call` (no fiber: a long callback could not yield) | {} us |", cell(floor.call_sync_us));
+    let _ = writeln!(md, "| resident memory per instance | {} KiB |", cell(floor.instance_kib));
+    let Some(native) = floor.native else { return };
+    let ceiling = |x: Option<Summary>| x.map_or("missing".into(), cell);
+    let _ = writeln!(
+        md,
+        "\nAgainst {0}, the native server with the most round trips/s: the sandbox's added CPU per round trip \
+         (evconn's less {0}'s), the share of it that is the floor's call, and the ping-pong ratio a host adding \
+         nothing but that call could reach were the server's CPU the limit ({0}'s CPU per round trip over that \
+         plus the floor). The call is timed in a tight loop, with warm caches: in a server it costs more, so the \
+         ceiling is generous.\n",
+        native.label()
+    );
+    let _ = writeln!(md, "| evconn | added CPU per round trip | floor's share | ceiling, `call_async` | ceiling, `call` | target |");
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+    for m in &floor.models {
+        let target = r
+            .targets
+            .iter()
+            .find(|t| t.figure == Figure::RoundTrips && t.server == m.server && t.against == Against::BestNative)
+            .map_or("none".into(), |t| format!(">= {}", t.bound));
+        let _ = writeln!(
+            md,
+            "| {} | {} us | {} | {} | {} | {target} |",
+            m.server.label(),
+            m.added_us.map_or("missing".into(), cell),
+            m.floor_share.map_or("missing".into(), |s| format!("{:.0}% ({:.0}-{:.0}%)", s.median * 100.0, s.min * 100.0, s.max * 100.0)),
+            ceiling(floor.ceiling_async),
+            ceiling(floor.ceiling_sync),
+        );
+    }
+    let idle = r.figures.iter().find(|f| f.figure == Figure::IdleMemory);
+    if let Some(host) = idle.and_then(|f| f.value(ServerKind::EvconnConnection)) {
+        let target = r
+            .targets
+            .iter()
+            .find(|t| t.figure == Figure::IdleMemory && t.server == ServerKind::EvconnConnection)
+            .map_or(String::new(), |t| format!(" (target: at most {} KiB)", t.bound));
+        let _ = writeln!(
+            md,
+            "\nPer idle connection, the per-connection model holds {} KiB{target}, of which the floor's instance \
+             is {} KiB.",
+            short(host.summary.median),
+            short(floor.instance_kib.median)
         );
     }
 }
