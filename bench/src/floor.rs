@@ -20,8 +20,10 @@ pub struct FloorRun {
     pub call_async_us: f64,
     /// The same with `call`: no fiber, so a long callback could not yield.
     pub call_sync_us: f64,
-    /// Resident memory per pooled instance, called once.
+    /// Resident memory per pooled instance, called once with `call_async`.
     pub instance_kib: f64,
+    /// The same called with `call`: no fiber stack kept.
+    pub instance_sync_kib: f64,
 }
 
 /// The longest one run may take: it compiles the component twice (once per

@@ -8,8 +8,8 @@
 //! - CPU per call, with `call_async` (on a fiber, as a host that makes long
 //!   callbacks yield must call) and with `call` (no fiber, no yield);
 //! - resident memory per instance under the per-connection model's pooling
-//!   allocator, each instance called once, as each idle connection of the
-//!   benchmark is.
+//!   allocator, each instance called once (as each idle connection of the
+//!   benchmark is), with `call_async` and with `call`.
 //!
 //! No host of this guest on this wasmtime can do better: the benchmark sets
 //! these figures beside the native servers' to show how close to the
@@ -50,6 +50,7 @@ struct Floor {
     call_async_us: f64,
     call_sync_us: f64,
     instance_kib: f64,
+    instance_sync_kib: f64,
     calls: u32,
     instances: usize,
 }
@@ -91,12 +92,15 @@ fn run(args: Args) -> Result<()> {
         anyhow::Ok(cpu_now() - started)
     })?;
 
-    let instance_kib = runtime.block_on(instance_memory(&args))?;
+    let mut held = Vec::new();
+    let instance_kib = instance_memory(&args, &runtime, Calls::Async, &mut held)?;
+    let instance_sync_kib = instance_memory(&args, &runtime, Calls::Sync, &mut held)?;
     let per_call = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(args.calls);
     let floor = Floor {
         call_async_us: per_call(asynchronous),
         call_sync_us: per_call(sync),
         instance_kib,
+        instance_sync_kib,
         calls: args.calls,
         instances: args.instances,
     };
@@ -178,24 +182,48 @@ fn checked(result: Result<(), String>) -> Result<()> {
     }
 }
 
+/// How the instances are called.
+#[derive(Debug, Clone, Copy)]
+enum Calls {
+    /// With `call_async`, as the host calls: the store keeps the fiber's
+    /// stack for its next call.
+    Async,
+    /// With `call`: no fiber.
+    Sync,
+}
+
 /// Resident memory per instance of the per-connection model's engine, each
 /// called once: the growth over `instances` of them, after one made and
 /// called first so that what every instance shares (the compiled code, the
-/// pool's first pages) is already there.
-async fn instance_memory(args: &Args) -> Result<f64> {
+/// pool's first pages) is already there. The instances go into `held`, and
+/// stay there while the next measurement runs: freed, their heap would be
+/// reused by it, and not counted.
+fn instance_memory(
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    calls: Calls,
+    held: &mut Vec<Store<()>>,
+) -> Result<f64> {
     let limits = Limits { max_connections: args.instances + 1, ..Limits::default() };
     let engine = evconn_host::component::engine(Isolation::Connection, &limits)?;
     let pre = prepare(&engine, &args.component)?;
-    let mut held = Vec::with_capacity(args.instances + 1);
-    let make = async || {
-        let (mut store, on_data) = instance_async(&pre).await?;
-        call_async(&mut store, on_data, 1).await?;
-        anyhow::Ok(store)
+    let make = || match calls {
+        Calls::Async => runtime.block_on(async {
+            let (mut store, on_data) = instance_async(&pre).await?;
+            call_async(&mut store, on_data, 1).await?;
+            anyhow::Ok(store)
+        }),
+        Calls::Sync => {
+            let (mut store, on_data) = instance_sync(&pre)?;
+            call_sync(&mut store, on_data, 1)?;
+            Ok(store)
+        }
     };
-    held.push(make().await?);
+    held.reserve(args.instances + 1);
+    held.push(make()?);
     let before = rss_bytes()?;
     for _ in 0..args.instances {
-        held.push(make().await?);
+        held.push(make()?);
     }
     let after = rss_bytes()?;
     Ok(after.saturating_sub(before) as f64 / 1024.0 / args.instances as f64)

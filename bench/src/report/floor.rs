@@ -15,8 +15,10 @@ pub struct FloorReport {
     pub call_async_us: Summary,
     /// The same with `call` (no fiber), in us.
     pub call_sync_us: Summary,
-    /// Resident memory per pooled instance, in KiB.
+    /// Resident memory per pooled instance, in KiB, called with
+    /// `call_async` and with `call`.
     pub instance_kib: Summary,
+    pub instance_sync_kib: Summary,
     /// The native server the ping-pong targets compare with: the one with
     /// the most round trips/s.
     pub native: Option<ServerKind>,
@@ -71,6 +73,7 @@ pub fn report(runs: &[FloorRun], rounds: usize, figures: &[FigureReport]) -> Opt
         call_async_us: summary(&call_async)?,
         call_sync_us: summary(&call_sync)?,
         instance_kib: summary(&by_round(|r| r.instance_kib))?,
+        instance_sync_kib: summary(&by_round(|r| r.instance_sync_kib))?,
         native,
         ceiling_async: ceiling(&call_async),
         ceiling_sync: ceiling(&call_sync),
@@ -91,7 +94,7 @@ mod tests {
     use crate::servers::ServerKind::{EvconnConnection, EvconnShared, Libevent, Tokio};
 
     fn run(round: u32, call_async_us: f64) -> FloorRun {
-        FloorRun { round, call_async_us, call_sync_us: call_async_us / 2.0, instance_kib: 30.0 }
+        FloorRun { round, call_async_us, call_sync_us: call_async_us / 2.0, instance_kib: 30.0, instance_sync_kib: 26.0 }
     }
 
     /// The ceiling and the floor's share are taken round by round against

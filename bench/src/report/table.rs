@@ -266,7 +266,8 @@ fn floor_section(md: &mut String, r: &Report, floor: &super::FloorReport) {
     let _ = writeln!(md, "| --- | ---: |");
     let _ = writeln!(md, "| CPU per `on-data` call, `call_async` (on a fiber, as the host calls) | {} us |", cell(floor.call_async_us));
     let _ = writeln!(md, "| CPU per `on-data` call, `call` (no fiber: a long callback could not yield) | {} us |", cell(floor.call_sync_us));
-    let _ = writeln!(md, "| resident memory per instance | {} KiB |", cell(floor.instance_kib));
+    let _ = writeln!(md, "| resident memory per instance, called with `call_async` | {} KiB |", cell(floor.instance_kib));
+    let _ = writeln!(md, "| resident memory per instance, called with `call` (no fiber stack kept) | {} KiB |", cell(floor.instance_sync_kib));
     let Some(native) = floor.native else { return };
     let ceiling = |x: Option<Summary>| x.map_or("missing".into(), cell);
     let _ = writeln!(
@@ -306,9 +307,10 @@ fn floor_section(md: &mut String, r: &Report, floor: &super::FloorReport) {
         let _ = writeln!(
             md,
             "\nPer idle connection, the per-connection model holds {} KiB{target}, of which the floor's instance \
-             is {} KiB.",
+             is {} KiB ({} KiB called without a fiber).",
             short(host.summary.median),
-            short(floor.instance_kib.median)
+            short(floor.instance_kib.median),
+            short(floor.instance_sync_kib.median)
         );
     }
 }
