@@ -275,8 +275,9 @@ fn floor_section(md: &mut String, r: &Report, floor: &super::FloorReport) {
         "\nAgainst {0}, the native server with the most round trips/s: the sandbox's added CPU per round trip \
          (evconn's less {0}'s), the share of it that is the floor's call, and the ping-pong ratio a host adding \
          nothing but that call could reach were the server's CPU the limit ({0}'s CPU per round trip over that \
-         plus the floor). The call is timed in a tight loop, with warm caches: in a server it costs more, so the \
-         ceiling is generous.\n",
+         plus the floor). The call is timed in a tight loop, with warm caches: in a server it costs more. Where \
+         the load generator limits the rate (see \"What else used the CPU\"), measured ratios can pass the \
+         ceiling; in server CPU per round trip no host can come nearer {0} than the floor allows.\n",
         native.label()
     );
     let _ = writeln!(md, "| evconn | added CPU per round trip | floor's share | ceiling, `call_async` | ceiling, `call` | target |");
