@@ -15,7 +15,7 @@
 //! these figures beside the native servers' to show how close to the
 //! targets any wasmtime host could come, and how much the host adds.
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -81,7 +81,9 @@ fn run(args: Args) -> Result<()> {
 
     let (mut store, on_data) = instance_sync(&pre)?;
     call_sync(&mut store, on_data, warmup)?;
-    let sync = thread_cpu(|| call_sync(&mut store, on_data, args.calls))?;
+    let started = cpu_now();
+    call_sync(&mut store, on_data, args.calls)?;
+    let sync = cpu_now() - started;
 
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let asynchronous = runtime.block_on(async {
@@ -110,7 +112,7 @@ fn run(args: Args) -> Result<()> {
 
 /// The guest compiled on `engine` and linked against a `write` that does
 /// nothing; every other import traps.
-fn prepare(engine: &Engine, file: &PathBuf) -> Result<InstancePre<()>> {
+fn prepare(engine: &Engine, file: &Path) -> Result<InstancePre<()>> {
     let component = Component::from_file(engine, file)
         .map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", file.display()))?;
     let mut linker = Linker::new(engine);
@@ -244,11 +246,4 @@ fn cpu_now() -> Duration {
     // SAFETY: `now` is a valid timespec to write to.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-/// The CPU time `work` takes on this thread.
-fn thread_cpu(work: impl FnOnce() -> Result<()>) -> Result<Duration> {
-    let started = cpu_now();
-    work()?;
-    Ok(cpu_now() - started)
 }
