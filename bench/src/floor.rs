@@ -26,8 +26,9 @@ pub struct FloorRun {
     pub instance_sync_kib: f64,
 }
 
-/// The longest one run may take: it compiles the component twice (once per
-/// engine), slowly in a debug build, then makes its calls and instances.
+/// The longest one run may take: it compiles the component three times
+/// (once per engine), slowly in a debug build, then makes its calls and
+/// instances.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs `program` on `component` pinned to `cpu`, with calls and instances
