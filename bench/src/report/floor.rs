@@ -3,7 +3,7 @@
 //! servers a host that added nothing else could come.
 use serde::Serialize;
 
-use super::FigureReport;
+use super::{FigureReport, combine_by_round};
 use crate::figures::Figure;
 use crate::floor::FloorRun;
 use crate::servers::ServerKind;
@@ -56,7 +56,7 @@ pub fn report(runs: &[FloorRun], rounds: usize, figures: &[FigureReport]) -> Opt
     let cpu = find(Figure::CpuPerRoundTrip);
     let cpu_of = |server: ServerKind| cpu.and_then(|f| f.value(server)).map(|v| v.by_round.as_slice());
     let native_cpu = native.and_then(cpu_of);
-    let ceiling = |floor: &[Option<f64>]| combine(native_cpu?, floor, |native, floor| native / (native + floor));
+    let ceiling = |floor: &[Option<f64>]| combine_by_round(native_cpu?, floor, |native, floor| Some(native / (native + floor)));
     let models = [ServerKind::EvconnShared, ServerKind::EvconnConnection]
         .into_iter()
         .filter_map(|server| {
@@ -65,7 +65,7 @@ pub fn report(runs: &[FloorRun], rounds: usize, figures: &[FigureReport]) -> Opt
             Some(ModelFloor {
                 server,
                 added_us: summary(&added),
-                floor_share: combine(&call_async, &added, |floor, added| floor / added),
+                floor_share: combine_by_round(&call_async, &added, |floor, added| Some(floor / added)),
             })
         })
         .collect();
@@ -79,12 +79,6 @@ pub fn report(runs: &[FloorRun], rounds: usize, figures: &[FigureReport]) -> Opt
         ceiling_sync: ceiling(&call_sync),
         models,
     })
-}
-
-/// `f(a, b)` round by round, where both were measured, summarised.
-fn combine(a: &[Option<f64>], b: &[Option<f64>], f: impl Fn(f64, f64) -> f64) -> Option<Summary> {
-    let values: Vec<f64> = a.iter().zip(b).filter_map(|(a, b)| Some(f((*a)?, (*b)?))).collect();
-    Summary::of(&values)
 }
 
 #[cfg(test)]

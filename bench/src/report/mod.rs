@@ -220,14 +220,13 @@ fn figure_report(figure: Figure, by_round: Vec<(ServerKind, Vec<Option<f64>>)>) 
 
 /// `a / b` round by round, where both were measured, summarised.
 pub fn ratio_by_round(a: &[Option<f64>], b: &[Option<f64>]) -> Option<Summary> {
-    let per_round: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .filter_map(|(a, b)| match (a, b) {
-            (Some(a), Some(b)) if *b != 0.0 => Some(a / b),
-            _ => None,
-        })
-        .collect();
+    combine_by_round(a, b, |a, b| (b != 0.0).then(|| a / b))
+}
+
+/// `f(a, b)` round by round, where both were measured and `f` gives a
+/// value, summarised.
+pub fn combine_by_round(a: &[Option<f64>], b: &[Option<f64>], f: impl Fn(f64, f64) -> Option<f64>) -> Option<Summary> {
+    let per_round: Vec<f64> = a.iter().zip(b).filter_map(|(a, b)| f((*a)?, (*b)?)).collect();
     Summary::of(&per_round)
 }
 
