@@ -3,7 +3,7 @@
 //! round, and reads its figures.
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,18 +45,9 @@ pub fn run(program: &Path, component: &Path, plan: &Plan, cpu: Option<usize>, ro
     if let Some(cpu) = cpu {
         crate::system::pin_command(&mut command, cpu);
     }
-    let started = Instant::now();
     let mut child = command.spawn().map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(_) => break,
-            None if started.elapsed() > TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{} took over {TIMEOUT:?}", program.display()));
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
+    if crate::system::wait_at_most(&mut child, TIMEOUT).map_err(|e| e.to_string())?.is_none() {
+        return Err(format!("{} took over {TIMEOUT:?}", program.display()));
     }
     let output = child.wait_with_output().map_err(|e| e.to_string())?;
     if !output.status.success() {

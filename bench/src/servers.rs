@@ -230,16 +230,11 @@ impl Server {
         unsafe {
             libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.to_string();
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        match crate::system::wait_at_most(&mut child, STOP_TIMEOUT) {
+            Ok(Some(status)) => status.to_string(),
+            Ok(None) => format!("killed: still running {STOP_TIMEOUT:?} after SIGTERM"),
+            Err(e) => format!("killed: cannot wait for it after SIGTERM: {e}"),
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        format!("killed: still running {STOP_TIMEOUT:?} after SIGTERM")
     }
 }
 

@@ -46,17 +46,10 @@ pub fn precompile(programs: &Programs, dir: &Path, cpu: Option<usize>, log: &Pat
     }
     let started = Instant::now();
     let mut child = command.spawn().map_err(|e| format!("cannot run host compile: {e}"))?;
-    loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) if status.success() => break,
-            Some(status) => return Err(format!("host compile failed ({status}); see {}", log.display())),
-            None if started.elapsed() > COMPILE_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("host compile took over {COMPILE_TIMEOUT:?}; see {}", log.display()));
-            }
-            None => std::thread::sleep(Duration::from_millis(5)),
-        }
+    match crate::system::wait_at_most(&mut child, COMPILE_TIMEOUT).map_err(|e| e.to_string())? {
+        Some(status) if status.success() => {}
+        Some(status) => return Err(format!("host compile failed ({status}); see {}", log.display())),
+        None => return Err(format!("host compile took over {COMPILE_TIMEOUT:?}; see {}", log.display())),
     }
     Ok(Precompiled { file, seconds: started.elapsed().as_secs_f64() })
 }

@@ -1,8 +1,9 @@
 //! What the benchmark changes about its own process and the ones it
-//! starts: CPU pinning and the descriptor limit.
+//! starts: CPU pinning, the descriptor limit, and how long it waits for them.
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 /// The CPUs this process may run on, in order.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -68,5 +69,23 @@ pub fn raise_nofile() -> io::Result<u64> {
             }
         }
         Ok(limit.rlim_cur)
+    }
+}
+
+/// Waits at most `timeout` for `child` to exit. Past it, or when waiting
+/// fails, the child is killed and reaped: `Ok(None)` for the timeout.
+pub fn wait_at_most(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let waited = child.try_wait();
+        if let Ok(Some(status)) = waited {
+            return Ok(Some(status));
+        }
+        if waited.is_err() || Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return waited.map(|_| None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
