@@ -3,66 +3,36 @@
 //! `evconnlistener` contract over the WIT package `evconn:listener`.
 //!
 //! # Layout
-//! - [`cli`]: the `host` command line and config file, checked before
-//!   anything is bound.
-//! - [`socket`]: listening sockets with libevent's options and backlog rules.
-//! - [`activation`]: listening sockets inherited from systemd.
-//! - [`component`]: the engine, and loading a guest against the world.
-//! - [`code_cache`]: compiled components kept between runs.
-//! - [`kit`]: the component test kit: in-process hosts, test connections, scripts.
-//! - [`limits`]: what a guest or a peer may use.
-//! - [`server`]: a running host: reactors, components, orderly stop.
-//! - [`reload`]: hot reload of components on SIGHUP or a changed file.
-//! - `reactor`: a reactor thread (a single-threaded tokio runtime).
-//! - `listener`: a listening socket's state and accept loop.
-//! - `connection`: an accepted connection's output queue and close logic.
-//! - `socket_input`: `on-data`'s bytes read straight into guest memory.
-//! - `idle`: idle timeouts, by one sweep over the open connections.
-//! - `descriptors`: the descriptor limit, raised at start.
-//! - `worker`: which instance serves which connection, and trap recovery.
-//! - `instance`: one guest instance, its limits, and the calls into it.
-//! - `ticker`: the epoch ticker, which times callbacks and makes them yield.
-//! - `metrics`: the registry of metric families, encoded for `/metrics`.
-//! - `metrics_http`: the `/metrics` endpoint, on the control runtime.
-//! - `stats`: one component's metric handles, which its log line reads too.
-//! - `latency`: a lock-free histogram of callback durations.
-//! - `services`: what all instances and accept loops share.
-//! - `ids`: maps keyed by the host's own connection and listener ids.
-//! - `state`, `host_api`: the store's data and the WIT imports on it.
-//! - `bindings`: code generated from `wit/`.
-//! - `guest_log`: guest stdout and stderr into the host's log.
-//! - `sync`: locking a mutex that guards no panicking code, and the shared
-//!   instance's async lock, which a release frees at once.
-pub mod activation;
+//!
+//! Layers, from the top; a module imports only from layers below its own
+//! (and from its own folder):
+//!
+//! 1. [`cli`] (the `host` command line and config file, checked before
+//!    anything is bound) and [`kit`] (the component test kit: in-process
+//!    hosts, test connections, scripts). Neither imports the other.
+//! 2. [`serve`]: a running host: reactor threads, a worker per component on
+//!    each, routes from listeners to workers, hot reload, the orderly stop.
+//! 3. [`wasm`]: the engine and epoch ticker, loading and caching
+//!    components, the bindings from `wit/` and the host's side of their
+//!    imports, instances and the calls into them.
+//! 4. [`net`]: listening sockets, socket activation, the descriptor limit,
+//!    the accept loop, connections and their state machine, idle timeouts,
+//!    and the host's lifecycle. Knows nothing of wasm or WIT.
+//! 5. [`policy`] (the operator's limits and grants) and [`telemetry`]
+//!    (counters, histograms, the `/metrics` endpoint).
+//! 6. `base`: locks, id maps, back-off, lingering on a closing socket,
+//!    durations and sizes.
+//!
+//! Two loops remain, each inside one layer: `wasm`'s bindings name the
+//! handle types of its imports (bindgen's `with:`), which implement the
+//! bindings' traits; and `serve`'s worker hands its route to the accept
+//! loops of listeners its guest binds, while routes lead to workers.
+//! `tests/all/layers.rs` holds the code to this order.
+pub mod base;
 pub mod cli;
-pub mod code_cache;
-pub mod component;
 pub mod kit;
-pub mod limits;
-pub mod reload;
-pub mod server;
-pub mod socket;
-
-mod bindings;
-mod connection;
-mod descriptors;
-mod guest_log;
-mod host_api;
-mod ids;
-mod idle;
-mod instance;
-mod latency;
-mod listener;
-mod metrics;
-mod metrics_http;
-mod reactor;
-mod services;
-mod socket_input;
-mod state;
-mod stats;
-mod sync;
-mod ticker;
-mod worker;
-
-pub use bindings::{ErrorCode, ListenOptions};
-pub use worker::Isolation;
+pub mod net;
+pub mod policy;
+pub mod serve;
+pub mod telemetry;
+pub mod wasm;

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use evconn_host::limits::Limits;
-use evconn_host::{ErrorCode, Isolation};
+use evconn_host::policy::Limits;
+use evconn_host::wasm::{ErrorCode, Isolation};
 use serde::Serialize;
 use wasmtime::component::{Component, InstancePre, Linker, Resource, ResourceType, TypedFunc, WasmList};
 use wasmtime::{Engine, Store, StoreContextMut, UpdateDeadline};
@@ -76,7 +76,7 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     let warmup = (args.calls / 10).max(1);
-    let shared = evconn_host::component::engine(Isolation::Shared, &Limits::default())?;
+    let shared = evconn_host::wasm::engine(Isolation::Shared, &Limits::default())?;
     let pre = prepare(&shared, &args.component)?;
 
     let (mut store, on_data) = instance_sync(&pre)?;
@@ -210,7 +210,7 @@ fn instance_memory(
     // from a pool the other measurement filled first, instances measured
     // about 0.7 KiB more.
     let limits = Limits { max_connections: args.instances + 1, ..Limits::default() };
-    let engine = evconn_host::component::engine(Isolation::Connection, &limits)?;
+    let engine = evconn_host::wasm::engine(Isolation::Connection, &limits)?;
     let pre = prepare(&engine, &args.component)?;
     let make = || match calls {
         Calls::Async => runtime.block_on(async {

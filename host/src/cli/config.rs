@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-use super::parse::{parse_duration, parse_listen_address, parse_listen_option, parse_size};
-use super::plan::{InheritedSockets, ListenerPlan, Plan};
 use super::HostFlags;
-use crate::bindings::ListenOptions;
-use crate::worker::Isolation;
+use super::parse::{parse_listen_address, parse_listen_option};
+use super::plan::{InheritedSockets, ListenerPlan, Plan};
+use crate::base::units::{parse_duration, parse_size};
+use crate::net::{ListenOptions, ZeroBacklog};
+use crate::wasm::Isolation;
 
 /// The file's top level: settings of the whole host, then `[[listener]]`s.
 #[derive(Debug, Deserialize)]
@@ -103,7 +104,7 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
                 names => InheritedSockets::Named(names.unwrap_or_default()),
             },
             fallback: None,
-            options: entry.options.unwrap_or(ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_FREE),
+            options: entry.options.unwrap_or(ListenOptions::DEFAULT),
             backlog: entry.backlog.unwrap_or(-1),
         })
         .collect();
@@ -144,10 +145,7 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error
 
 fn backlog<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
     match i32::deserialize(d)? {
-        0 => Err(D::Error::custom(
-            "backlog 0 means a socket that already listens, but a listener binds a new one: \
-             give a positive backlog, or a negative one for the default (128)",
-        )),
+        0 => Err(D::Error::custom(format!("backlog 0: {ZeroBacklog}"))),
         n => Ok(Some(n)),
     }
 }

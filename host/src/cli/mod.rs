@@ -13,12 +13,12 @@ use anyhow::Context;
 use clap::{ArgAction, Parser};
 use tokio::sync::Notify;
 
-use crate::bindings::ListenOptions;
-use crate::code_cache::CodeCache;
-use crate::limits::Limits;
-use crate::worker::Isolation;
+pub use crate::base::units::{parse_duration, parse_size};
+use crate::net::ListenOptions;
+use crate::policy::Limits;
+use crate::wasm::{CodeCache, Isolation};
 
-pub use parse::{parse_duration, parse_listen_address, parse_size};
+pub use parse::parse_listen_address;
 use parse::parse_listen_option;
 pub use plan::{ListenerPlan, Plan};
 
@@ -269,7 +269,7 @@ impl Args {
     /// The options for --listen sockets.
     pub fn listen_options(&self) -> ListenOptions {
         if self.listen_options.is_empty() {
-            ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_FREE
+            ListenOptions::DEFAULT
         } else {
             self.listen_options.iter().fold(ListenOptions::empty(), |all, o| all | *o)
         }
@@ -368,7 +368,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn run_tests(args: &TestArgs) -> anyhow::Result<()> {
     let mut limits = args.limits.limits()?;
     if args.limits.max_connections.is_none() {
-        limits.max_connections = limits.max_connections.min(crate::kit::host::DEFAULT_MAX_CONNECTIONS);
+        limits.max_connections = limits.max_connections.min(crate::kit::DEFAULT_MAX_CONNECTIONS);
     }
     let mut host = crate::kit::Host::builder(&args.component)
         .isolation(args.limits.isolation)
@@ -387,8 +387,8 @@ fn run_tests(args: &TestArgs) -> anyhow::Result<()> {
 
 /// `host compile`: writes the compiled form of a component.
 fn compile(component: &Path, output: &Path) -> anyhow::Result<()> {
-    let engine = crate::component::compiling_engine()?;
-    let compiled = crate::component::precompile(&engine, component)?;
+    let engine = crate::wasm::compiling_engine()?;
+    let compiled = crate::wasm::precompile(&engine, component)?;
     std::fs::write(output, compiled).with_context(|| format!("cannot write {}", output.display()))?;
     tracing::info!(component = %component.display(), output = %output.display(), "compiled");
     Ok(())
@@ -401,8 +401,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
         Some(path) => config::read(path)?,
         None => Plan::from_args(&args)?,
     };
-    // Before any thread starts: this takes the LISTEN_* variables away.
-    let inherited = crate::activation::take_inherited()?;
+    // SAFETY: no thread but this one runs yet; the runtimes start below.
+    let inherited = unsafe { crate::net::activation::take_inherited() }?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -9,11 +9,11 @@ use anyhow::Context;
 use tokio::sync::Notify;
 
 use super::{Args, HostFlags};
-use crate::activation::Inherited;
-use crate::bindings::ListenOptions;
-use crate::reload::Triggers;
-use crate::server::{App, BoundListener, Server};
-use crate::socket::{DEFAULT_BACKLOG, bind_listener};
+use crate::net::activation::Inherited;
+use crate::net::{ListenOptions, ZeroBacklog, bind_listener};
+use crate::policy::Policy;
+use crate::serve::reload::Triggers;
+use crate::serve::{App, BoundListener, Server};
 
 /// Where the host listens when told nothing: libevent's example's port.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9876);
@@ -65,10 +65,7 @@ impl Plan {
             anyhow::bail!("--component is required");
         };
         if args.backlog == 0 {
-            anyhow::bail!(
-                "--backlog 0 means a socket that already listens, but --listen binds new ones: \
-                 give a positive backlog, or a negative one for the default ({DEFAULT_BACKLOG})"
-            );
+            anyhow::bail!("--backlog 0: {ZeroBacklog}");
         }
         Ok(Plan {
             host: args.host.clone(),
@@ -87,21 +84,21 @@ impl Plan {
     /// (once per worker) and hands out the `inherited` sockets.
     pub fn prepare(self, inherited: Vec<Inherited>, reload_requests: Arc<Notify>) -> anyhow::Result<Server> {
         let limits = self.host.limits.limits()?;
-        crate::descriptors::raise_for(limits.max_connections);
+        crate::net::descriptors::raise_for(limits.max_connections);
         let workers = usize::from(self.host.workers);
         let mut inherited_by_entry = assign_inherited(&self.listeners, inherited)?;
 
         // Every component loads before anything is bound: a bad file fails
         // the start without having taken a port.
-        let engine = crate::component::engine(self.host.limits.isolation, &limits)?;
+        let engine = crate::wasm::engine(self.host.limits.isolation, &limits)?;
         let cache = self.host.cache.cache();
         let mut apps: Vec<App> = Vec::new();
         for plan in &self.listeners {
             if apps.iter().any(|app| app.path == plan.component) {
                 continue;
             }
-            let component = crate::component::load(&engine, &plan.component, cache.as_ref())?;
-            let name = crate::component::name(&plan.component);
+            let component = crate::wasm::load(&engine, &plan.component, cache.as_ref())?;
+            let name = crate::wasm::name(&plan.component);
             if apps.iter().any(|app| app.name == name) {
                 anyhow::bail!("two components are named {name}: logs and metrics could not tell them apart; rename one file");
             }
@@ -149,10 +146,9 @@ impl Plan {
             apps,
             metrics,
             workers,
-            allow_bind: self.host.allow_bind,
             shutdown_timeout: self.host.shutdown_timeout,
             isolation: self.host.limits.isolation,
-            limits,
+            policy: Policy { limits, allow_bind: self.host.allow_bind },
             cache,
             reload: Triggers { requests: Some(reload_requests), watch: self.host.watch.then_some(WATCH_INTERVAL) },
         })

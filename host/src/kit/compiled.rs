@@ -8,10 +8,8 @@ use std::time::SystemTime;
 
 use wasmtime::Engine;
 
-use crate::code_cache::CodeCache;
-use crate::component::{self, Compiled};
-use crate::limits::Limits;
-use crate::worker::Isolation;
+use crate::policy::Limits;
+use crate::wasm::{self, CodeCache, Compiled, Isolation};
 
 /// What an engine's configuration depends on: the instance pool of the
 /// per-connection model is sized by the connection and memory limits.
@@ -40,12 +38,12 @@ pub(super) fn compiled(path: &Path, isolation: Isolation, limits: &Limits, cache
         let mut engines = ENGINES.get_or_init(Default::default).lock().expect("no panic while held");
         match engines.get(&key) {
             Some(engine) => engine.clone(),
-            None => engines.entry(key).or_insert(component::engine(isolation, limits)?).clone(),
+            None => engines.entry(key).or_insert(wasm::engine(isolation, limits)?).clone(),
         }
     };
     let Ok(metadata) = std::fs::metadata(path) else {
         // Loading says why the file cannot be read.
-        return Ok(component::load(&engine, path, cache)?);
+        return Ok(wasm::load(&engine, path, cache)?);
     };
     let file = (path.to_path_buf(), metadata.len(), metadata.modified().ok());
     // Held while compiling, so two hosts starting at once compile once.
@@ -53,7 +51,7 @@ pub(super) fn compiled(path: &Path, isolation: Isolation, limits: &Limits, cache
     if let Some(compiled) = all.get(&(key, file.clone())) {
         return Ok(compiled.clone());
     }
-    let compiled = component::load(&engine, path, cache)?;
+    let compiled = wasm::load(&engine, path, cache)?;
     all.insert((key, file), compiled.clone());
     Ok(compiled)
 }

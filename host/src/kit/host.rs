@@ -11,13 +11,10 @@ use tokio::sync::oneshot;
 
 use super::client::Client;
 use super::compiled::compiled;
-use crate::bindings::ListenOptions;
-use crate::code_cache::CodeCache;
-use crate::component;
-use crate::limits::Limits;
-use crate::server::{App, BoundListener, Server};
-use crate::socket::bind_listener;
-use crate::worker::Isolation;
+use crate::net::{ListenOptions, bind_listener};
+use crate::policy::{Limits, Policy};
+use crate::serve::{App, BoundListener, Server};
+use crate::wasm::{self, CodeCache, Isolation};
 
 /// Connections a test host serves at once unless told otherwise; under
 /// `--isolation connection` each has a slot in the instance pool.
@@ -94,7 +91,7 @@ impl HostBuilder {
             .context("cannot start the reactor")?;
         let mut listeners = self.listeners;
         if listeners.is_empty() {
-            listeners.push((SocketAddr::from(([127, 0, 0, 1], 0)), ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_FREE));
+            listeners.push((SocketAddr::from(([127, 0, 0, 1], 0)), ListenOptions::DEFAULT));
         }
         let listeners = listeners
             .into_iter()
@@ -103,16 +100,15 @@ impl HostBuilder {
         let addrs = listeners.iter().map(|l| l.sockets[0].local_addr()).collect::<io::Result<Vec<_>>>()?;
         let server = Server {
             apps: vec![App {
-                name: component::name(&self.component),
+                name: wasm::name(&self.component),
                 path: self.component.clone(),
                 component: compiled,
                 listeners,
             }],
             workers: 1,
-            allow_bind: self.allow_bind,
             shutdown_timeout: self.shutdown_timeout,
             isolation: self.isolation,
-            limits: self.limits,
+            policy: Policy { limits: self.limits, allow_bind: self.allow_bind },
             cache: self.code_cache,
             reload: Default::default(),
             metrics: None,

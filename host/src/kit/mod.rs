@@ -35,4 +35,4 @@ mod escape;
 pub use client::{Client, DEFAULT_TIMEOUT};
 pub use escape::quote;
 pub use expect::{Expect, Failure, FailureKind};
-pub use host::{Host, HostBuilder};
+pub use host::{DEFAULT_MAX_CONNECTIONS, Host, HostBuilder};

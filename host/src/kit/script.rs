@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::escape::{unhex, unquote};
 use super::expect::Expect;
-use crate::cli::parse_duration;
+use crate::base::units::parse_duration;
 
 /// A parsed script.
 #[derive(Debug)]

@@ -1,0 +1,34 @@
+//! What one guest and one peer may use: callback time, instance memory,
+//! connections, buffered output and idle time.
+use std::time::Duration;
+
+/// The limits a host enforces, all checked before the first accept.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The longest one callback may run before it is interrupted (a trap),
+    /// not counting the turns it waits for after yielding to the reactor.
+    pub guest_timeout: Duration,
+    /// The most linear memory one instance may grow to, in bytes.
+    pub guest_memory: usize,
+    /// The most connections served at once; more wait in the backlog.
+    pub max_connections: usize,
+    /// Output queued for one connection at which the host stops reading
+    /// from it, until the peer has taken half of it (bufferevent's
+    /// high and low watermarks).
+    pub write_buffer: usize,
+    /// How long a connection may pass no bytes either way before it is
+    /// closed (after an `on-event(timeout)`); `None` for no limit.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            guest_timeout: Duration::from_secs(1),
+            guest_memory: 64 << 20,
+            max_connections: 10_000,
+            write_buffer: 1 << 20,
+            idle_timeout: Some(Duration::from_secs(300)),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! What the operator grants and how far it goes: the limits on guests and
+//! peers, and the allow-lists a guest's requests are checked against on
+//! every use. Plain data and checks; nothing here acts.
+mod limits;
+
+use std::net::SocketAddr;
+
+pub use limits::Limits;
+
+/// The operator's limits and grants for one host.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// What a guest or a peer may use.
+    pub limits: Limits,
+    /// Addresses a guest may bind; port 0 allows every port of that IP.
+    /// Empty (the default): nothing.
+    pub allow_bind: Vec<SocketAddr>,
+}
+
+impl Policy {
+    /// Whether a guest may bind `address`.
+    pub fn may_bind(&self, address: SocketAddr) -> bool {
+        self.allow_bind
+            .iter()
+            .any(|allowed| allowed.ip() == address.ip() && (allowed.port() == 0 || allowed.port() == address.port()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing is bindable by default; port 0 allows every port of its IP
+    /// and no other IP.
+    #[test]
+    fn binds_only_what_is_allowed() {
+        let address = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert!(!Policy::default().may_bind(address("127.0.0.1:8080")));
+        let policy = Policy { allow_bind: vec![address("127.0.0.1:0"), address("[::1]:7000")], ..Policy::default() };
+        assert!(policy.may_bind(address("127.0.0.1:8080")));
+        assert!(policy.may_bind(address("[::1]:7000")));
+        assert!(!policy.may_bind(address("[::1]:7001")));
+        assert!(!policy.may_bind(address("0.0.0.0:8080")));
+    }
+}

@@ -1,0 +1,32 @@
+//! Serving: a running host's reactor threads, each with a worker per
+//! component that runs its guest's callbacks for the connections its
+//! listeners accept; hot reload; the orderly stop. Ties the layers below
+//! together: [`crate::net`] accepts and moves bytes, [`crate::wasm`] runs the
+//! guest, [`crate::policy`] says what is allowed, [`crate::telemetry`]
+//! counts.
+mod mount;
+mod reactor;
+pub mod reload;
+mod route;
+mod server;
+mod slot;
+mod worker;
+
+use std::sync::Arc;
+
+use crate::net::Lifecycle;
+use crate::policy::Policy;
+use crate::telemetry::Metrics;
+
+pub use server::{App, BoundListener, Server};
+
+/// What every worker of one host shares, a part for each concern.
+#[derive(Clone)]
+struct Services {
+    /// Stopping, admitting and closing connections.
+    lifecycle: Arc<Lifecycle>,
+    /// What guests and peers may use.
+    policy: Arc<Policy>,
+    /// What the host counts.
+    metrics: Arc<Metrics>,
+}

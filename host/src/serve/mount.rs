@@ -1,0 +1,74 @@
+//! A component mounted on the reactors: on each, its listeners, the worker
+//! that serves them, and the route their accept loops follow, which hot
+//! reload points at a new worker.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use super::Services;
+use super::reactor::Reactor;
+use super::route::Route;
+use super::server::App;
+use super::worker::Worker;
+use crate::net::{Listener, accept_loop};
+use crate::wasm::Isolation;
+
+/// A component as it runs: its file, and where it is mounted.
+pub(super) struct Mounted {
+    pub(super) name: Arc<str>,
+    pub(super) path: PathBuf,
+    /// What every version is compiled with.
+    pub(super) engine: wasmtime::Engine,
+    pub(super) mounts: Vec<Mount>,
+}
+
+/// One component on one reactor: where its listeners' connections go.
+pub(super) struct Mount {
+    pub(super) reactor: tokio::runtime::Handle,
+    pub(super) listeners: Vec<Arc<Listener>>,
+    pub(super) route: watch::Sender<Arc<Worker>>,
+}
+
+/// Starts `app` on every reactor: its listeners, a worker, accept loops.
+pub(super) async fn mount(
+    app: &App,
+    reactors: &[Reactor],
+    services: &Services,
+    isolation: Isolation,
+) -> anyhow::Result<Vec<Mount>> {
+    let mut mounts = Vec::with_capacity(reactors.len());
+    for (index, reactor) in reactors.iter().enumerate() {
+        let mut sockets = Vec::with_capacity(app.listeners.len());
+        for listener in &app.listeners {
+            // A socket of this reactor's own, or a duplicate of the shared one.
+            let socket = match listener.sockets.get(index) {
+                Some(socket) => socket.try_clone(),
+                None => listener.sockets[0].try_clone(),
+            }
+            .context("cannot duplicate a listening socket")?;
+            sockets.push((socket, listener.options));
+        }
+        let services = services.clone();
+        let compiled = app.component.clone();
+        let name: Arc<str> = app.name.as_str().into();
+        let mount = reactor.handle.spawn(async move {
+            let lifecycle = &services.lifecycle;
+            let listeners = sockets
+                .into_iter()
+                .map(|(socket, options)| Listener::new(lifecycle.next_listener_id(), socket, options))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let worker = Worker::new(compiled, name, services.clone(), isolation, listeners.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("the guest failed to start: {e:#}"))?;
+            let route = watch::Sender::new(worker);
+            for listener in &listeners {
+                tokio::spawn(accept_loop(listener.clone(), lifecycle.clone(), Route::following(&route)));
+            }
+            anyhow::Ok(Mount { reactor: tokio::runtime::Handle::current(), listeners, route })
+        });
+        mounts.push(mount.await.context("a reactor stopped while starting")??);
+    }
+    Ok(mounts)
+}

@@ -1,0 +1,173 @@
+//! Hot reload: on request (SIGHUP) or when a component's file changes
+//! (`--watch`), load the component again, check it against the world, start
+//! it on every reactor, and route new connections to it. Connections already
+//! open finish on the version that accepted them; listening sockets never
+//! close. A file that does not load or a guest that fails to start is
+//! refused, and the running version keeps serving.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+
+use super::Services;
+use super::mount::{Mount, Mounted};
+use super::worker::Worker;
+use crate::wasm::{CodeCache, Isolation};
+
+/// What makes a host reload its components.
+#[derive(Debug, Clone, Default)]
+pub struct Triggers {
+    /// Reload every component when notified (the binary notifies on SIGHUP).
+    pub requests: Option<Arc<Notify>>,
+    /// Look at the components' files this often, and reload one that changed
+    /// (once its size and modification time hold still for one look).
+    pub watch: Option<Duration>,
+}
+
+/// What the component files look like now: taken before the host says it
+/// listens, so a file replaced after that is seen as a change.
+pub(super) fn look_at(paths: impl Iterator<Item = PathBuf>) -> Vec<Watched> {
+    paths.map(|path| Watched::new(&path)).collect()
+}
+
+/// Reloads on every trigger, forever. `stamps` are from [`look_at`], one
+/// per app.
+pub(super) async fn serve(
+    apps: &[Mounted],
+    mut stamps: Vec<Watched>,
+    triggers: Triggers,
+    cache: Option<&CodeCache>,
+    services: &Services,
+    isolation: Isolation,
+) {
+    let requests = triggers.requests.unwrap_or_default();
+    let mut poll = triggers.watch.map(|every| {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    loop {
+        tokio::select! {
+            () = requests.notified() => {
+                tracing::info!("reload requested: loading every component again");
+                for (app, stamp) in apps.iter().zip(&mut stamps) {
+                    *stamp = Watched::new(&app.path);
+                    reload(app, cache, services, isolation).await;
+                }
+            }
+            _ = async { poll.as_mut().expect("guarded").tick().await }, if poll.is_some() => {
+                for (app, stamp) in apps.iter().zip(&mut stamps) {
+                    if stamp.settled_change(&app.path) {
+                        tracing::info!(component = %app.name, path = %app.path.display(), "component file changed: reloading");
+                        reload(app, cache, services, isolation).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Loads `app` again and, if it loads and starts on every reactor, routes
+/// new connections to it.
+async fn reload(app: &Mounted, cache: Option<&CodeCache>, services: &Services, isolation: Isolation) {
+    match start(app, cache, services, isolation).await {
+        Ok(workers) => {
+            for (mount, worker) in app.mounts.iter().zip(workers) {
+                mount.route.send_replace(worker);
+            }
+            services.metrics.component(&app.name).counts.reloads.inc();
+            tracing::info!(component = %app.name, "reloaded: new connections go to the new version; open ones finish on the old");
+        }
+        Err(e) => {
+            services.metrics.component(&app.name).counts.reloads_refused.inc();
+            tracing::error!(component = %app.name, error = %format!("{e:#}"), "reload refused; the running version keeps serving");
+        }
+    }
+}
+
+/// Compiles `app`'s file and starts a worker for it on every reactor.
+async fn start(
+    app: &Mounted,
+    cache: Option<&CodeCache>,
+    services: &Services,
+    isolation: Isolation,
+) -> anyhow::Result<Vec<Arc<Worker>>> {
+    let engine = app.engine.clone();
+    let (path, cache) = (app.path.clone(), cache.cloned());
+    // Compiling takes from milliseconds to seconds: off the control reactor.
+    let compiled = tokio::task::spawn_blocking(move || crate::wasm::load(&engine, &path, cache.as_ref())).await??;
+    let mut workers = Vec::with_capacity(app.mounts.len());
+    for Mount { reactor, listeners, .. } in &app.mounts {
+        let worker = Worker::new(compiled.clone(), app.name.clone(), services.clone(), isolation, listeners.clone());
+        let worker = reactor.spawn(worker).await?;
+        workers.push(worker.map_err(|e| anyhow::anyhow!("the new version failed to start: {e:#}"))?);
+    }
+    Ok(workers)
+}
+
+/// A file's size and modification time, as last seen.
+#[derive(Debug, PartialEq, Clone, Copy)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Stamp { len: metadata.len(), modified: metadata.modified().ok() })
+    }
+}
+
+/// What `--watch` knows of one file.
+#[derive(Debug)]
+pub(super) struct Watched {
+    /// The version loaded last.
+    loaded: Option<Stamp>,
+    /// What the previous look saw.
+    seen: Option<Stamp>,
+}
+
+impl Watched {
+    fn new(path: &Path) -> Self {
+        let now = Stamp::of(path);
+        Watched { loaded: now, seen: now }
+    }
+
+    /// Whether the file differs from the version loaded and has held still
+    /// since the previous look (so a file being written is not loaded
+    /// half-way). A missing file is no change: it may be being replaced.
+    fn settled_change(&mut self, path: &Path) -> bool {
+        let now = Stamp::of(path);
+        let settled = now.is_some() && now == self.seen && now != self.loaded;
+        self.seen = now;
+        if settled {
+            self.loaded = now;
+        }
+        settled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change is reported once, on the look after it stops changing.
+    #[test]
+    fn a_change_counts_once_it_holds_still() {
+        let dir = std::env::temp_dir().join(format!("evconn-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("guest.wasm");
+        std::fs::write(&path, b"one").unwrap();
+        let mut watched = Watched::new(&path);
+        assert!(!watched.settled_change(&path), "nothing changed");
+        std::fs::write(&path, b"three").unwrap();
+        assert!(!watched.settled_change(&path), "just changed: wait one look");
+        assert!(watched.settled_change(&path), "held still: reload");
+        assert!(!watched.settled_change(&path), "reported once");
+        std::fs::remove_file(&path).unwrap();
+        assert!(!watched.settled_change(&path), "a missing file is not a change");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,46 @@
+//! Where a listener's accept loop sends connections: the current worker of
+//! its component on its reactor. Hot reload replaces the worker; a
+//! connection already accepted stays with the one that accepted it.
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::worker::Worker;
+use crate::net::{Acceptor, Admission, Listener};
+
+/// The worker an accept loop serves, as hot reload last set it.
+#[derive(Clone)]
+pub(super) struct Route(watch::Receiver<Arc<Worker>>);
+
+impl Route {
+    /// Follows what `sender` sets.
+    pub(super) fn following(sender: &watch::Sender<Arc<Worker>>) -> Self {
+        Route(sender.subscribe())
+    }
+
+    /// A route that never changes, for listeners a guest binds: they belong
+    /// to the worker whose guest bound them.
+    pub(super) fn fixed(worker: Arc<Worker>) -> Self {
+        // A receiver keeps the last value after its sender is gone.
+        Route(watch::channel(worker).1)
+    }
+
+    fn current(&self) -> Arc<Worker> {
+        self.0.borrow().clone()
+    }
+}
+
+impl Acceptor for Route {
+    fn accepted(&self, listener: &Arc<Listener>, stream: TcpStream, peer: SocketAddr, admission: Admission) {
+        self.current().spawn_connection(listener.clone(), stream, peer, admission);
+    }
+
+    fn accept_failed(&self, listener: &Arc<Listener>, error: &io::Error) -> impl Future<Output = ()> + Send {
+        let worker = self.current();
+        async move { worker.accept_error(listener, error).await }
+    }
+}

@@ -1,0 +1,150 @@
+//! A running host: reactor threads, each serving every component on its own
+//! copies of the operator's listeners; hot reload; metrics; an orderly stop.
+//! Never binds a socket itself: listeners come bound.
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::Services;
+use super::mount::{Mounted, mount};
+use super::reactor::Reactor;
+use super::reload;
+use crate::net::{Lifecycle, ListenOptions, idle};
+use crate::policy::Policy;
+use crate::telemetry::{Metrics, endpoint};
+use crate::wasm::{CodeCache, Compiled, Isolation};
+
+/// Everything a host needs to serve, checked and bound beforehand.
+pub struct Server {
+    /// The components and the listeners that route to each.
+    pub apps: Vec<App>,
+    /// Reactor threads: each serves every listener, on a socket of its own
+    /// (`SO_REUSEPORT`) or a shared one, with instances of its own.
+    pub workers: usize,
+    /// How long stopping waits for open connections to end by themselves
+    /// before closing them.
+    pub shutdown_timeout: Duration,
+    /// Which connections share an instance.
+    pub isolation: Isolation,
+    /// What a guest or a peer may use, and what a guest may bind.
+    pub policy: Policy,
+    /// Where reloads look for compiled code (`None`: compile every time).
+    pub cache: Option<CodeCache>,
+    /// When to load the components again from their files: SIGHUP, `--watch`.
+    pub reload: reload::Triggers,
+    /// Where to answer `GET /metrics` (`--metrics`), bound and listening;
+    /// served on the runtime that runs [`Server::run`], not on a reactor.
+    pub metrics: Option<std::net::TcpListener>,
+}
+
+/// One component and the operator's listeners that route to it.
+pub struct App {
+    /// The name logs and counts use.
+    pub name: String,
+    /// The file the component came from, read again on reload.
+    pub path: PathBuf,
+    /// The compiled, linked guest.
+    pub component: Compiled,
+    /// Its listening sockets, bound, with their options.
+    pub listeners: Vec<BoundListener>,
+}
+
+/// One operator listener: a socket per reactor, or one that all share.
+pub struct BoundListener {
+    /// Bound and listening. One per worker (bound with `SO_REUSEPORT`, so
+    /// the kernel spreads connections), or one that every worker accepts
+    /// from (an inherited socket).
+    pub sockets: Vec<std::net::TcpListener>,
+    /// The options it was bound with.
+    pub options: ListenOptions,
+}
+
+/// After the shutdown timeout, how long closing connections get to send
+/// what was written to them (and linger) before the host exits anyway.
+const FINAL_FLUSH: Duration = Duration::from_secs(3);
+
+impl Server {
+    /// Serves until the guest calls `loop-exit` or `shutdown` completes, then
+    /// stops accepting, lets open connections go on until they end (for up
+    /// to `shutdown_timeout`), closes the rest after sending what was written
+    /// to them, and returns. Must run inside a tokio runtime: the control
+    /// one, apart from the reactors.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        anyhow::ensure!(self.workers >= 1, "at least one worker is needed");
+        let metrics_listener = self.metrics.map(metrics_listener).transpose()?;
+        let services = Services {
+            lifecycle: Lifecycle::new(self.policy.limits.max_connections),
+            policy: Arc::new(self.policy),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let lifecycle = services.lifecycle.clone();
+        let reactors = (0..self.workers).map(Reactor::start).collect::<anyhow::Result<Vec<_>>>()?;
+        let stamps = reload::look_at(self.apps.iter().map(|app| app.path.clone()));
+        let mut apps = Vec::with_capacity(self.apps.len());
+        for app in self.apps {
+            let mounts = mount(&app, &reactors, &services, self.isolation).await?;
+            let App { name, path, component, listeners } = app;
+            // Each reactor serves duplicates: close the originals before
+            // saying the host listens, so that its descriptor table holds
+            // still from then on (tests count on it to provoke EMFILE).
+            drop(listeners);
+            for (worker, mount) in mounts.iter().enumerate() {
+                for listener in &mount.listeners {
+                    tracing::info!(address = %listener.local(), listener = listener.id(), component = %name, worker, "listening");
+                }
+            }
+            apps.push(Mounted { name: name.into(), path, engine: component.engine().clone(), mounts });
+        }
+
+        // Answers until the host has stopped, so a scrape can watch it drain.
+        let metrics_endpoint =
+            metrics_listener.map(|listener| tokio::spawn(endpoint::serve(listener, services.metrics.clone())));
+        // Goes on while open connections drain, as their timeouts would.
+        let idle_sweep = (services.policy.limits.idle_timeout)
+            .map(|timeout| tokio::spawn(idle::sweep(lifecycle.open().clone(), timeout)));
+        let reloading = reload::serve(&apps, stamps, self.reload, self.cache.as_ref(), &services, self.isolation);
+        tokio::select! {
+            // The guest called loop-exit.
+            () = lifecycle.stopped() => {}
+            // The caller's signal: SIGINT, SIGTERM, or a test's shutdown.
+            () = shutdown => lifecycle.stop(),
+            // Never ends by itself.
+            () = reloading => {}
+        }
+        tracing::info!(timeout = ?self.shutdown_timeout, "stopping: no new connections; waiting for open ones to end");
+        let all_ended = lifecycle.wait_for_connections();
+        tokio::pin!(all_ended);
+        if tokio::time::timeout(self.shutdown_timeout, &mut all_ended).await.is_err() {
+            tracing::info!("shutdown timeout: closing the connections still open");
+            lifecycle.open().close_all();
+            if tokio::time::timeout(FINAL_FLUSH, &mut all_ended).await.is_err() {
+                tracing::warn!("connections still flushing; dropping them");
+            }
+        }
+        // Workers, their instances and whatever tasks remain go with their
+        // reactors.
+        drop(apps);
+        for reactor in reactors {
+            reactor.stop();
+        }
+        for (component, stats) in services.metrics.components() {
+            tracing::info!(stats = %stats.summary(), %component, "stopped");
+        }
+        for task in [metrics_endpoint, idle_sweep].into_iter().flatten() {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+/// The metrics socket, made ready for the runtime.
+fn metrics_listener(listener: std::net::TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
+    let address = listener.local_addr().context("the metrics socket has no address")?;
+    listener.set_nonblocking(true).context("cannot make the metrics socket non-blocking")?;
+    let listener = tokio::net::TcpListener::from_std(listener).context("cannot serve the metrics socket")?;
+    tracing::info!(%address, "serving metrics at /metrics");
+    Ok(listener)
+}

@@ -1,0 +1,94 @@
+//! What the host counts by: why a connection ended and which callback ran.
+//! These are the values of the `reason` and `callback` labels, and the
+//! layers that act on them (the connection's state machine, the calls into
+//! the guest) use the same types.
+
+/// What ended a connection: the first close decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer sent end-of-stream, and the guest closed (or the host did).
+    PeerClosed,
+    /// Reading or writing failed (a reset, say), or the guest closed after
+    /// being told so.
+    Error,
+    /// The guest closed it while the peer was still sending.
+    GuestClosed,
+    /// A callback returned an error.
+    GuestError,
+    /// The instance serving it trapped, or no instance could be made for it.
+    Trap,
+    /// It passed no bytes for `--idle-timeout`.
+    IdleTimeout,
+    /// The host was stopping and the shutdown timeout passed.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// Every reason, in the order `Stats` counts them.
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::PeerClosed,
+        CloseReason::Error,
+        CloseReason::GuestClosed,
+        CloseReason::GuestError,
+        CloseReason::Trap,
+        CloseReason::IdleTimeout,
+        CloseReason::Shutdown,
+    ];
+
+    /// The `reason` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::Error => "error",
+            CloseReason::GuestClosed => "guest_closed",
+            CloseReason::GuestError => "guest_error",
+            CloseReason::Trap => "trap",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The guest's exports, as the `callback` label names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callback {
+    /// `on-accept`.
+    Accept,
+    /// `on-data`.
+    Data,
+    /// `on-event`.
+    Event,
+    /// `on-accept-error`.
+    AcceptError,
+}
+
+impl Callback {
+    /// Every callback, in the order `Stats` keeps them.
+    pub const ALL: [Callback; 4] = [Callback::Accept, Callback::Data, Callback::Event, Callback::AcceptError];
+
+    /// The export's name in the WIT world.
+    pub fn name(self) -> &'static str {
+        match self {
+            Callback::Accept => "on-accept",
+            Callback::Data => "on-data",
+            Callback::Event => "on-event",
+            Callback::AcceptError => "on-accept-error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ALL` lists each variant once, at its own index: `Stats` counts by it.
+    #[test]
+    fn every_label_sits_at_its_own_index() {
+        for (index, reason) in CloseReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index, "{}", reason.name());
+        }
+        for (index, callback) in Callback::ALL.into_iter().enumerate() {
+            assert_eq!(callback as usize, index, "{}", callback.name());
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! What happened to one component in a host: the handles of its metrics,
+//! resolved for its labels once, which the log line at stop reads too.
+use std::io;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::labels::{Callback, CloseReason};
+use super::latency::Latency;
+use super::metrics::{AcceptErrorLabels, Counts};
+
+/// Everything a host counts for one component (see [`super::Metrics`]).
+#[derive(Debug)]
+pub struct Stats {
+    /// The counters labelled by component alone.
+    pub counts: Counts,
+    /// Connections accepted and not yet ended.
+    pub active: Gauge,
+    /// Connections ended, by `CloseReason::ALL` order.
+    pub(super) closed: [Counter; CloseReason::ALL.len()],
+    /// How long callbacks ran, by `Callback::ALL` order.
+    pub(super) callbacks: [Latency; Callback::ALL.len()],
+    /// Failed accepts reported to the guest, by errno: resolved when one
+    /// happens, which is rare.
+    pub(super) accept_errors: Family<AcceptErrorLabels, Counter>,
+    pub(super) component: String,
+}
+
+/// Bytes a connection moved, counted where its socket reads and writes.
+#[derive(Debug, Clone, Default)]
+pub struct Traffic {
+    /// Read from the peer and handed to the guest.
+    pub received: Counter,
+    /// Written by the guest and taken by the socket.
+    pub sent: Counter,
+}
+
+impl Stats {
+    /// The byte counters, for a connection to keep.
+    pub fn traffic(&self) -> Traffic {
+        Traffic { received: self.counts.received.clone(), sent: self.counts.sent.clone() }
+    }
+
+    /// The counter of connections that ended for `reason`.
+    pub fn closed(&self, reason: CloseReason) -> &Counter {
+        &self.closed[reason as usize]
+    }
+
+    /// The durations of `callback`.
+    pub fn callback(&self, callback: Callback) -> &Latency {
+        &self.callbacks[callback as usize]
+    }
+
+    /// Counts a failed `accept()` reported to the guest.
+    pub fn accept_error(&self, error: &io::Error) {
+        let labels = AcceptErrorLabels { component: self.component.clone(), errno: errno_name(error) };
+        self.accept_errors.get_or_create(&labels).inc();
+    }
+
+    /// One line with every count, for the log.
+    pub fn summary(&self) -> String {
+        let mut pairs = self.counts.pairs();
+        pairs.push(("idle_timeouts", self.closed(CloseReason::IdleTimeout).get()));
+        pairs.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// The symbolic name of an error `accept()` reports (the retried ones,
+/// EINTR, EAGAIN and ECONNABORTED, never get here), or its number.
+fn errno_name(error: &io::Error) -> String {
+    let Some(errno) = error.raw_os_error() else { return "unknown".to_string() };
+    let name = match errno {
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ENOMEM => "ENOMEM",
+        libc::EPERM => "EPERM",
+        libc::EPROTO => "EPROTO",
+        libc::EINVAL => "EINVAL",
+        libc::EBADF => "EBADF",
+        libc::EFAULT => "EFAULT",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        // Linux passes network errors of the new connection on to accept().
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENONET => "ENONET",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        other => return other.to_string(),
+    };
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known errors get their symbolic name; others their number.
+    #[test]
+    fn names_errnos() {
+        assert_eq!(errno_name(&io::Error::from_raw_os_error(libc::EMFILE)), "EMFILE");
+        assert_eq!(errno_name(&io::Error::from_raw_os_error(libc::ENFILE)), "ENFILE");
+        assert_eq!(errno_name(&io::Error::from_raw_os_error(4095)), "4095");
+        assert_eq!(errno_name(&io::Error::other("no errno")), "unknown");
+    }
+
+    /// The log line names every count.
+    #[test]
+    fn the_summary_names_every_count() {
+        let metrics = super::super::Metrics::default();
+        let stats = metrics.component(&"echo".into());
+        stats.counts.traps.inc();
+        stats.closed(CloseReason::IdleTimeout).inc();
+        let summary = stats.summary();
+        for pair in ["accepted=0", "traps=1", "guest_errors=0", "instances=0", "idle_timeouts=1", "reloads_refused=0"] {
+            assert!(summary.split(' ').any(|word| word == pair), "no {pair} in {summary}");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Loading a guest: the engine configuration, reading and compiling the
+//! component, and checking it against the `handler` world before serving.
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::Component;
+use wasmtime::{Engine, Precompiled};
+
+use super::bindings::HandlerPre;
+use super::code_cache::CodeCache;
+use super::engine::linker;
+use super::state::HostState;
+
+/// Why a component cannot be served. Each message is one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    // The field is not named `source`: thiserror would make it the error's
+    // source, and `{:#}` would then print the system's message twice.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// The file is not WebAssembly at all.
+    #[error("{path} is not a WebAssembly component (no `\\0asm` header)")]
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a core module, not a component.
+    #[error(
+        "{path} is a core WebAssembly module, not a component: build it for \
+         wasm32-wasip2 or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The component is malformed or cannot be compiled.
+    #[error("cannot compile {path}: {reason}")]
+    Compile {
+        /// The file.
+        path: PathBuf,
+        /// What wasmtime said, on one line.
+        reason: String,
+    },
+    /// The component does not fit the `evconn:listener/handler` world.
+    #[error("{path} is not an evconn handler (world evconn:listener/handler@0.1.0): {reason}")]
+    WrongWorld {
+        /// The file.
+        path: PathBuf,
+        /// The missing import or export, on one line.
+        reason: String,
+    },
+}
+
+/// A guest compiled and linked against the host's imports, ready to
+/// instantiate as often as needed.
+#[derive(Clone)]
+pub struct Compiled(pub(super) HandlerPre<HostState>);
+
+impl Compiled {
+    /// The engine it was compiled for.
+    pub fn engine(&self) -> &Engine {
+        self.0.engine()
+    }
+}
+
+/// Reads, compiles and links the component at `path`: a component, or a
+/// file made by `host compile` for this host. With `cache`, compiled code is
+/// reused across runs.
+pub fn load(engine: &Engine, path: &Path, cache: Option<&CodeCache>) -> Result<Compiled, LoadError> {
+    let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
+    let compile_error = |e: wasmtime::Error| LoadError::Compile { path: path.into(), reason: one_line(&e) };
+    let component = if Engine::detect_precompiled(&bytes) == Some(Precompiled::Component) {
+        // SAFETY: precompiled files are trusted input: the operator made
+        // them with `host compile` (the docs of --component say so), and
+        // wasmtime checks they match this engine's version and settings.
+        unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| LoadError::Compile {
+            path: path.into(),
+            reason: format!("{} (precompiled by another host or with other settings? run `host compile` again)", one_line(&e)),
+        })?
+    } else {
+        check_header(path, &bytes)?;
+        match cache {
+            Some(cache) => cache.compile(engine, &bytes),
+            None => Component::new(engine, &bytes),
+        }
+        .map_err(compile_error)?
+    };
+    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: one_line(&e) };
+    let linker = linker(engine).map_err(compile_error)?;
+    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+    HandlerPre::new(pre).map(Compiled).map_err(wrong_world)
+}
+
+/// Compiles the component at `path` for this machine and host: what
+/// `host compile` writes.
+pub fn precompile(engine: &Engine, path: &Path) -> Result<Vec<u8>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
+    check_header(path, &bytes)?;
+    // Linking checks the world, so a file that could never serve is refused
+    // now; the code compiled for that is what gets written.
+    let compiled = load(engine, path, None)?;
+    compiled
+        .0
+        .instance_pre()
+        .component()
+        .serialize()
+        .map_err(|e| LoadError::Compile { path: path.into(), reason: one_line(&e) })
+}
+
+/// Refuses files that are not components before wasmtime sees them, with
+/// a message that says what they are.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err(LoadError::NotWasm { path: path.into() });
+    }
+    // Bytes 4..8 are the version: 1 for a core module, 0x1000d (layer 1)
+    // for a component.
+    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return Err(LoadError::CoreModule { path: path.into() });
+    }
+    Ok(())
+}
+
+/// An error and its causes on one line.
+fn one_line(error: &wasmtime::Error) -> String {
+    format!("{error:#}").replace('\n', " ")
+}
+
+/// The name guest output is tagged with: the file name without `.wasm`.
+pub fn name(path: &Path) -> String {
+    path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
+}

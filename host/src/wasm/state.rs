@@ -1,0 +1,135 @@
+//! The data of one guest instance's store: its WASI context, its resource
+//! table and the handles it holds to connections and listeners.
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Weak};
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::call_clock::CallClock;
+use super::context::{InstanceContext, Owner};
+use super::guest_log::GuestLog;
+use super::imports::{ConnectionHandle, ListenerHandle};
+use crate::base::ids::IdMap;
+use crate::net::{Connection, Lifecycle, Listener};
+use crate::policy::Policy;
+use crate::telemetry::Stats;
+
+/// The most elements a guest table may grow to: far above what compiled
+/// languages need, far below what would hurt the host.
+const TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Store data for one instance of the guest component.
+pub struct HostState {
+    wasi: WasiCtx,
+    /// Every handle the instance holds, its own and the host's.
+    pub(crate) table: ResourceTable,
+    /// The host's life (`loop-exit`, guest listeners' ids).
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    /// What the guest may bind.
+    pub(crate) policy: Arc<Policy>,
+    /// The worker whose instance this is: its listeners, and accept loops
+    /// for listeners the guest binds. Weak: the worker owns the store.
+    pub(crate) owner: Weak<dyn Owner>,
+    /// The component's name, for logs.
+    pub(crate) component: Arc<str>,
+    /// The component's counts.
+    pub(crate) stats: Arc<Stats>,
+    /// The connection whose callback runs (0 for none), for guest output.
+    pub(crate) current_connection: Arc<AtomicU64>,
+    /// Connections this instance serves, each with the host's own table
+    /// entry, lent to callbacks as `borrow<connection>`.
+    connections: IdMap<(Arc<Connection>, Resource<ConnectionHandle>)>,
+    /// The host's table entry for each listener this instance has seen, lent
+    /// to callbacks as `borrow<listener>`; kept for the instance's life.
+    listeners: IdMap<u32>,
+    /// Caps the instance's memories and tables (`Limits::guest_memory`).
+    pub(crate) store_limits: StoreLimits,
+    /// How long the running callback has run (`--guest-timeout`).
+    pub(crate) call_clock: CallClock,
+}
+
+impl HostState {
+    /// State for a fresh instance: WASI with nothing granted, output to the log.
+    pub fn new(context: &InstanceContext) -> Self {
+        let component = context.component.clone();
+        // The builder grants nothing by default: no arguments, environment,
+        // preopened directories or socket addresses.
+        let current_connection = Arc::new(AtomicU64::new(0));
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(GuestLog::stdout(component.clone(), current_connection.clone()))
+            .stderr(GuestLog::stderr(component.clone(), current_connection.clone()))
+            .build();
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(context.policy.limits.guest_memory)
+            .table_elements(TABLE_ELEMENTS)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            lifecycle: context.lifecycle.clone(),
+            policy: context.policy.clone(),
+            owner: context.owner.clone(),
+            component,
+            stats: context.stats.clone(),
+            current_connection,
+            connections: IdMap::default(),
+            listeners: IdMap::default(),
+            store_limits,
+            call_clock: CallClock::new(),
+        }
+    }
+
+    /// Registers an accepted connection: returns the owned handle for
+    /// `on-accept`; the host keeps a second entry for later borrows.
+    pub fn adopt_connection(
+        &mut self,
+        conn: &Arc<Connection>,
+    ) -> wasmtime::Result<Resource<ConnectionHandle>> {
+        let host_entry = self.table.push(ConnectionHandle::new(conn.clone()))?;
+        self.connections.insert(conn.id(), (conn.clone(), host_entry));
+        Ok(self.table.push(ConnectionHandle::new(conn.clone()))?)
+    }
+
+    /// A borrow of `conn` for a callback, if this instance serves it.
+    pub fn borrow_connection(&self, conn: &Connection) -> Option<Resource<ConnectionHandle>> {
+        let (_, entry) = self.connections.get(&conn.id())?;
+        Some(Resource::new_borrow(entry.rep()))
+    }
+
+    /// Forgets a connection that has ended; the guest's own handle, if it kept
+    /// one, stays valid and reports the connection closed.
+    pub fn release_connection(&mut self, conn: &Connection) {
+        if let Some((_, entry)) = self.connections.remove(&conn.id()) {
+            let _ = self.table.delete(entry);
+        }
+    }
+
+    /// Every connection this instance serves.
+    pub fn connections(&self) -> impl Iterator<Item = &Arc<Connection>> {
+        self.connections.values().map(|(conn, _)| conn)
+    }
+
+    /// A borrow of `listener` for a callback.
+    pub fn borrow_listener(
+        &mut self,
+        listener: &Arc<Listener>,
+    ) -> wasmtime::Result<Resource<ListenerHandle>> {
+        let rep = match self.listeners.get(&listener.id()) {
+            Some(rep) => *rep,
+            None => {
+                let entry = self.table.push(ListenerHandle::lent(listener.clone()))?;
+                self.listeners.insert(listener.id(), entry.rep());
+                entry.rep()
+            }
+        };
+        Ok(Resource::new_borrow(rep))
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,32 @@
+//! The integration tests, over real TCP on loopback: one test binary, so
+//! that wasmtime and the host are linked once, with a module per area.
+//! `support` builds the guests and starts hosts, in this process or as the
+//! `host` binary.
+//!
+//! `hostile_guests` and `hostile_peers` measure time, CPU and memory, and
+//! hold thousands of connections: `scripts/test` runs them after the rest,
+//! one test at a time.
+mod support;
+
+mod accept_errors;
+mod bad_input;
+mod c_bindings;
+mod code_cache;
+mod config_file;
+mod deploy_examples;
+mod echo;
+mod example_scripts;
+mod examples;
+mod hostile_guests;
+mod hostile_peers;
+mod kv_redis_tools;
+mod layers;
+mod limits_and_shutdown;
+mod listener_control;
+mod listener_options;
+mod metrics;
+mod reload;
+mod sandbox;
+mod socket_activation;
+mod test_kit;
+mod workers;
