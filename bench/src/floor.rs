@@ -54,7 +54,8 @@ pub fn run(program: &Path, component: &Path, plan: &Plan, cpu: Option<usize>, ro
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!("{} failed ({}): {}", program.display(), output.status, stderr.trim()));
     }
-    let printed: FloorRun = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("{} printed no figures ({e}): {}", program.display(), String::from_utf8_lossy(&output.stdout)))?;
+    let printed: FloorRun = serde_json::from_slice(&output.stdout).map_err(|e| {
+        format!("{} printed no figures ({e}): {}", program.display(), String::from_utf8_lossy(&output.stdout))
+    })?;
     Ok(FloorRun { round, ..printed })
 }

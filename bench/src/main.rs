@@ -94,7 +94,11 @@ fn run(args: cli::Args) -> Result<bool, String> {
     if !plan.smoke {
         println!("{markdown}");
     }
-    println!("Written: {0}/report.md, {0}/chart.svg, {0}/results.json ({1:.0} s)", out.display(), started.elapsed().as_secs_f64());
+    println!(
+        "Written: {0}/report.md, {0}/chart.svg, {0}/results.json ({1:.0} s)",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
     if !report.complete {
         eprintln!("bench: incomplete: a server failed or a figure is missing (see Failures above)");
     }

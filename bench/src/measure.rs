@@ -27,11 +27,20 @@ pub struct Outcome {
 }
 
 /// Runs `test` against `server`; the latency client runs on `latency_cpu`.
-pub fn run(test: Test, server: &Server, plan: &Plan, runtime: &Runtime, latency_cpu: Option<usize>) -> Result<Outcome, String> {
+pub fn run(
+    test: Test,
+    server: &Server,
+    plan: &Plan,
+    runtime: &Runtime,
+    latency_cpu: Option<usize>,
+) -> Result<Outcome, String> {
     let (address, pid) = (server.address, server.pid);
-    let per_op = |w: &load::Window, scale: f64| w.cpu_per_op().map(|s| s * scale).ok_or("no operation completed in the window");
+    let per_op =
+        |w: &load::Window, scale: f64| w.cpu_per_op().map(|s| s * scale).ok_or("no operation completed in the window");
     Ok(match test {
-        Test::Start => return Err("the start figures come from starting servers (startup.rs), not from a running one".into()),
+        Test::Start => {
+            return Err("the start figures come from starting servers (startup.rs), not from a running one".into());
+        }
         Test::Floor => return Err("the floor figures come from wasmtime alone (floor.rs), not from a server".into()),
         Test::PingPong => {
             let w = runtime.block_on(load::pingpong::run(address, pid, plan))?;

@@ -134,8 +134,7 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
 
 /// One line of progress.
 fn describe(o: &Outcome) -> String {
-    let mut parts: Vec<String> =
-        o.values.iter().map(|(f, v)| format!("{} {}", short(*v), f.key())).collect();
+    let mut parts: Vec<String> = o.values.iter().map(|(f, v)| format!("{} {}", short(*v), f.key())).collect();
     if let Some(u) = o.usage {
         parts.push(format!("load {:.2} cores, other {:.2}", u.load_cores, u.other_cores));
     }

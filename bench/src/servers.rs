@@ -103,7 +103,7 @@ impl Programs {
             match code {
                 Code::Component => c.arg("--component").arg(&self.echo_wasm),
                 Code::CacheIn(dir) => c.arg("--component").arg(&self.echo_wasm).arg("--cache-dir").arg(dir),
-                Code::Precompiled(file) => c.arg("--component").arg(file),
+                Code::Precompiled(file) => c.arg("--component").arg(file).arg("--allow-precompiled"),
             };
             c.arg("--listen").arg(address.to_string()).args(["--isolation", isolation]);
             // Otherwise the host's defaults, as a user runs it: its idle
@@ -180,7 +180,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts `kind` serving `code` on a free port, pinned to `cpu`, its output
 /// appended to `log`, and waits until it echoes.
-pub fn start(programs: &Programs, kind: ServerKind, code: &Code, cpu: Option<usize>, log: &Path) -> Result<Server, String> {
+pub fn start(
+    programs: &Programs,
+    kind: ServerKind,
+    code: &Code,
+    cpu: Option<usize>,
+    log: &Path,
+) -> Result<Server, String> {
     let address = free_port().map_err(|e| format!("no free port: {e}"))?;
     let mut command = programs.command(kind, address, code);
     let mut out = File::options().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;

@@ -23,10 +23,9 @@
 //! 6. `base`: locks, id maps, back-off, lingering on a closing socket,
 //!    durations and sizes.
 //!
-//! Two loops remain, each inside one layer: `wasm`'s bindings name the
-//! handle types of its imports (bindgen's `with:`), which implement the
-//! bindings' traits; and `serve`'s worker hands its route to the accept
-//! loops of listeners its guest binds, while routes lead to workers.
+//! Within a layer, modules import each other one way too, with one loop:
+//! `wasm`'s bindings name the handle types of its imports (bindgen's
+//! `with:`), which implement the bindings' traits.
 //! `tests/all/layers.rs` holds the code to this order.
 pub mod base;
 pub mod cli;

@@ -17,11 +17,7 @@ fn main() -> ExitCode {
         filter = filter.add_directive("guest=info".parse().expect("a valid directive"));
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

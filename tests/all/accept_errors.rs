@@ -60,11 +60,7 @@ fn echo_shuts_the_host_down_on_emfile(echo: &Path) {
     leave_no_descriptor(host.pid());
     let _second = TcpStream::connect(addr).unwrap(); // waits in the backlog; accept fails
     let line = "Got an error 24 (Too many open files) on the listener. Shutting down.";
-    assert!(
-        host.wait_for_line(line, Duration::from_secs(10)).is_some(),
-        "no {line:?} in the log:\n{}",
-        host.output()
-    );
+    assert!(host.wait_for_line(line, Duration::from_secs(10)).is_some(), "no {line:?} in the log:\n{}", host.output());
     // The host closes the open connection when the shutdown timeout passes.
     let mut rest = Vec::new();
     let read = first.read_to_end(&mut rest);

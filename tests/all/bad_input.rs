@@ -247,7 +247,9 @@ fn help_documents_every_flag() {
 
     let command = evconn_host::cli::Args::command();
     let longs: Vec<String> = command.get_arguments().filter_map(|a| a.get_long()).map(str::to_string).collect();
-    for expected in ["component", "listen", "listen-option", "backlog", "allow-bind", "shutdown-timeout", "verbose", "quiet"] {
+    for expected in
+        ["component", "listen", "listen-option", "backlog", "allow-bind", "shutdown-timeout", "verbose", "quiet"]
+    {
         assert!(longs.iter().any(|l| l == expected), "Args has no --{expected}: {longs:?}");
     }
 
@@ -488,8 +490,7 @@ fn guest_error_scenario(addr: SocketAddr, log: &dyn Log) {
 /// traps) reaches the log as guest output and does not count.
 fn assert_no_host_panic(host: &HostProcess) {
     let output = host.output();
-    let host_panics: Vec<&str> =
-        output.lines().filter(|l| l.contains("panicked") && !l.contains(" guest: ")).collect();
+    let host_panics: Vec<&str> = output.lines().filter(|l| l.contains("panicked") && !l.contains(" guest: ")).collect();
     assert!(host_panics.is_empty(), "the host panicked: {host_panics:?}\n{output}");
 }
 

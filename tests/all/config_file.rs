@@ -12,7 +12,8 @@ use support::{HostProcess, Probe};
 
 /// A config file with `text` in a fresh folder under target/.
 fn config(name: &str, text: &str) -> PathBuf {
-    let dir = support::workspace().join("target").join("test-tmp").join(format!("config-{name}-{}", std::process::id()));
+    let dir =
+        support::workspace().join("target").join("test-tmp").join(format!("config-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("evconn.toml");
     std::fs::write(&path, text).unwrap();
@@ -88,9 +89,24 @@ fn mistakes_are_refused_with_their_line() {
     let taken = held.local_addr().unwrap();
     let echo = support::guest("echo");
     let cases = [
-        ("unknown-key", format!("workers = 1\nlisten = [\"{taken}\"]\n[[listener]]\ncomponent = \"{}\"\n", echo.display()), "line 2", "unknown field `listen`"),
-        ("bad-port", format!("[[listener]]\ncomponent = \"{}\"\nlisten = [\"{taken}\", \"127.0.0.1:99999\"]\n", echo.display()), "line 3", "Invalid port"),
-        ("not-a-component", format!("[[listener]]\ncomponent = \"evconn.toml\"\nlisten = [\"{taken}\"]\n"), "evconn.toml", "not a WebAssembly component"),
+        (
+            "unknown-key",
+            format!("workers = 1\nlisten = [\"{taken}\"]\n[[listener]]\ncomponent = \"{}\"\n", echo.display()),
+            "line 2",
+            "unknown field `listen`",
+        ),
+        (
+            "bad-port",
+            format!("[[listener]]\ncomponent = \"{}\"\nlisten = [\"{taken}\", \"127.0.0.1:99999\"]\n", echo.display()),
+            "line 3",
+            "Invalid port",
+        ),
+        (
+            "not-a-component",
+            format!("[[listener]]\ncomponent = \"evconn.toml\"\nlisten = [\"{taken}\"]\n"),
+            "evconn.toml",
+            "not a WebAssembly component",
+        ),
     ];
     for (name, text, place, reason) in cases {
         let path = config(name, &text);

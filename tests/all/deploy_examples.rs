@@ -51,7 +51,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = support::workspace().join("target").join("test-tmp").join(format!("deploy-{name}-{}", std::process::id()));
+        let dir =
+            support::workspace().join("target").join("test-tmp").join(format!("deploy-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
@@ -113,7 +114,8 @@ fn local(socket: &Socket) -> SocketAddr {
 }
 
 fn compiled_entries(cache: &Path) -> usize {
-    std::fs::read_dir(cache).map_or(0, |list| list.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count())
+    std::fs::read_dir(cache)
+        .map_or(0, |list| list.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count())
 }
 
 /// The units as systemd runs them: the host serves the inherited socket
@@ -187,7 +189,9 @@ fn systemd_restart_refuses_no_connection() {
     let mut second = units.start(&sockets, &component, &cache);
     waiting.set_read_timeout(Some(START)).unwrap();
     let mut answer = [0u8; 6];
-    waiting.read_exact(&mut answer).unwrap_or_else(|e| panic!("the queued connection was lost: {e}\n{}", second.output()));
+    waiting
+        .read_exact(&mut answer)
+        .unwrap_or_else(|e| panic!("the queued connection was lost: {e}\n{}", second.output()));
     assert_eq!(&answer, b"queued");
     drop(waiting);
     units.stop(&second);
@@ -255,19 +259,31 @@ fn systemd_restart_under_load_loses_no_connection() {
 fn systemd_service_settings_agree() {
     let units = Units::load();
     let words = units.exec_start();
-    let shutdown = parse_duration(flag(&words, "--shutdown-timeout").expect("ExecStart sets --shutdown-timeout")).unwrap();
+    let shutdown =
+        parse_duration(flag(&words, "--shutdown-timeout").expect("ExecStart sets --shutdown-timeout")).unwrap();
     assert!(
         units.timeout_stop() > shutdown + HOST_FINAL_FLUSH,
         "TimeoutStopSec must outlast --shutdown-timeout {shutdown:?} and the final flush"
     );
-    let max_connections: u64 = flag(&words, "--max-connections").expect("ExecStart sets --max-connections").parse().unwrap();
+    let max_connections: u64 =
+        flag(&words, "--max-connections").expect("ExecStart sets --max-connections").parse().unwrap();
     let nofile = units.service.one("Service", "LimitNOFILE");
     let soft: u64 = nofile.split(':').next().unwrap().parse().expect("LimitNOFILE= is a number");
-    assert!(soft >= max_connections + HOST_DESCRIPTORS, "LimitNOFILE={nofile} is too low for --max-connections {max_connections}");
-    assert_eq!(flag(&words, "--cache-dir"), Some("${CACHE_DIRECTORY}"), "DynamicUser= has no writable home for the default cache");
+    assert!(
+        soft >= max_connections + HOST_DESCRIPTORS,
+        "LimitNOFILE={nofile} is too low for --max-connections {max_connections}"
+    );
+    assert_eq!(
+        flag(&words, "--cache-dir"),
+        Some("${CACHE_DIRECTORY}"),
+        "DynamicUser= has no writable home for the default cache"
+    );
     assert!(!units.service.one("Service", "CacheDirectory").is_empty());
     let no_wx = units.service.all("Service", "MemoryDenyWriteExecute");
-    assert!(no_wx.iter().all(|v| !matches!(*v, "yes" | "true" | "1" | "on")), "wasmtime cannot run under MemoryDenyWriteExecute");
+    assert!(
+        no_wx.iter().all(|v| !matches!(*v, "yes" | "true" | "1" | "on")),
+        "wasmtime cannot run under MemoryDenyWriteExecute"
+    );
 
     let readme = std::fs::read_to_string(example("systemd/README.md")).unwrap();
     let component = flag(&words, "--component").unwrap();
@@ -366,7 +382,8 @@ fn kubernetes_manifests_agree() {
     let listen = parse_listen(flag(&words, "--listen").expect("the container sets --listen"));
     let ports = container["ports"].as_vec().expect("the container lists its ports");
     assert!(
-        ports.iter().any(|p| p["containerPort"].as_i64() == Some(listen.port().into()) && p["protocol"].as_str().unwrap_or("TCP") == "TCP"),
+        ports.iter().any(|p| p["containerPort"].as_i64() == Some(listen.port().into())
+            && p["protocol"].as_str().unwrap_or("TCP") == "TCP"),
         "no TCP containerPort {}",
         listen.port()
     );
@@ -378,7 +395,11 @@ fn kubernetes_manifests_agree() {
     assert!(!service_ports.is_empty());
     for port in service_ports {
         assert_eq!(port["protocol"].as_str().unwrap_or("TCP"), "TCP");
-        assert_eq!(kubernetes::resolve_port(container, &port["targetPort"]), i64::from(listen.port()), "the Service's targetPort");
+        assert_eq!(
+            kubernetes::resolve_port(container, &port["targetPort"]),
+            i64::from(listen.port()),
+            "the Service's targetPort"
+        );
     }
     let selector = service["spec"]["selector"].as_hash().expect("the Service has a selector");
     let labels = &deployment["spec"]["template"]["metadata"]["labels"];
@@ -388,12 +409,16 @@ fn kubernetes_manifests_agree() {
 
     let pod = kubernetes::pod_spec(&deployment);
     let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_i64().expect("a grace period") as u64);
-    let pre_stop = Duration::from_secs(container["lifecycle"]["preStop"]["sleep"]["seconds"].as_i64().unwrap_or(0) as u64);
-    let shutdown = parse_duration(flag(&words, "--shutdown-timeout").expect("the container sets --shutdown-timeout")).unwrap();
+    let pre_stop =
+        Duration::from_secs(container["lifecycle"]["preStop"]["sleep"]["seconds"].as_i64().unwrap_or(0) as u64);
+    let shutdown =
+        parse_duration(flag(&words, "--shutdown-timeout").expect("the container sets --shutdown-timeout")).unwrap();
     assert!(grace > pre_stop + shutdown + HOST_FINAL_FLUSH, "SIGKILL would cut the drain short");
 
     if container["securityContext"]["readOnlyRootFilesystem"].as_bool() == Some(true) {
-        let mounts: Vec<&str> = container["volumeMounts"].as_vec().map_or(Vec::new(), |v| v.iter().filter_map(|m| m["mountPath"].as_str()).collect());
+        let mounts: Vec<&str> = container["volumeMounts"]
+            .as_vec()
+            .map_or(Vec::new(), |v| v.iter().filter_map(|m| m["mountPath"].as_str()).collect());
         let cache_ok = words.iter().any(|w| w == "--no-cache")
             || flag(&words, "--cache-dir").is_some_and(|dir| mounts.iter().any(|m| dir.starts_with(m)));
         assert!(cache_ok, "the root file system is read-only: use --no-cache or a --cache-dir on a volume");

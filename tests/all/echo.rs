@@ -8,9 +8,9 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use rand::{Rng, RngCore, SeedableRng};
-use evconn_host::wasm::Isolation;
 use evconn_host::policy::Limits;
+use evconn_host::wasm::Isolation;
+use rand::{Rng, RngCore, SeedableRng};
 use support::{TestHost, TestHostBuilder};
 
 /// The same tests, in a module per language (see `support::echo`), each
@@ -122,10 +122,7 @@ fn fifty_clients(host: TestHostBuilder) {
         .collect();
 
     std::thread::scope(|scope| {
-        let clients: Vec<_> = payloads
-            .iter()
-            .map(|payload| scope.spawn(|| echo_round(host.addr, payload)))
-            .collect();
+        let clients: Vec<_> = payloads.iter().map(|payload| scope.spawn(|| echo_round(host.addr, payload))).collect();
         for (client, payload) in clients.into_iter().zip(&payloads) {
             let received = client.join().unwrap();
             assert_eq!(received.len(), payload.len(), "length of a {}-byte echo", payload.len());

@@ -73,10 +73,7 @@ fn rot13_scripts() {
             script: "lines.evt",
             right: r#"expect a "Uryyb, Jbeyq!\n""#,
             wrong: r#"expect a "Uryyb, Jbeyd!\n""#,
-            shows: &[
-                "expected \"Uryyb, Jbeyd!\\n\"\n",
-                "received \"Uryyb, Jbeyq!\\n\", which differs at byte 11\n",
-            ],
+            shows: &["expected \"Uryyb, Jbeyd!\\n\"\n", "received \"Uryyb, Jbeyq!\\n\", which differs at byte 11\n"],
         },
     );
 }

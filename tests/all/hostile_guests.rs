@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use support::procfs::{cpu_time, status_kb};
 use support::HostProcess;
+use support::procfs::{cpu_time, status_kb};
 
 /// How long to wait for anything the host should do promptly.
 const PROMPTLY: Duration = Duration::from_secs(10);
@@ -215,7 +215,10 @@ fn looping_guest_holds_only_its_connection() {
                 };
                 // Bounded in rounds and in time, whatever the host does.
                 let started = Instant::now();
-                while !stop.load(Ordering::SeqCst) && report.rounds < 20_000 && started.elapsed() < Duration::from_secs(15) {
+                while !stop.load(Ordering::SeqCst)
+                    && report.rounds < 20_000
+                    && started.elapsed() < Duration::from_secs(15)
+                {
                     let during = spinning.load(Ordering::SeqCst);
                     let sent = Instant::now();
                     match client.ask("ping") {
@@ -271,7 +274,8 @@ fn looping_guest_holds_only_its_connection() {
     assert!(fewest >= 3, "every client was served while the guest looped (fewest round trips: {fewest})");
     assert!(worst < Duration::from_millis(250), "worst round trip during the loop: {worst:?}");
 
-    let line = host.wait_for_line("guest trapped", PROMPTLY).unwrap_or_else(|| panic!("no trap logged:\n{}", host.output()));
+    let line =
+        host.wait_for_line("guest trapped", PROMPTLY).unwrap_or_else(|| panic!("no trap logged:\n{}", host.output()));
     assert!(line.contains("ran longer than --guest-timeout"), "the log says why: {line}");
     assert_eq!(host.count_lines("guest trapped"), 1, "one trap, only the looping guest's");
     let mut after = Client::new(addr);
@@ -334,10 +338,18 @@ fn waiting_for_other_connections_does_not_count_toward_the_guest_timeout() {
     eprintln!("each of {CLIENTS} took {took:?} together, and one spinning");
     for result in &took {
         let wall = result.as_ref().unwrap_or_else(|e| panic!("a working connection failed: {e}\n{}", host.output()));
-        assert!(*wall > Duration::from_millis(800), "took {wall:?}: the callbacks did not take turns, so this proves nothing");
+        assert!(
+            *wall > Duration::from_millis(800),
+            "took {wall:?}: the callbacks did not take turns, so this proves nothing"
+        );
     }
     assert!(spinner.wait_closed(SPIN_CLOSED_WITHIN * 2).is_some(), "the spinning connection was not closed");
-    assert_eq!(host.count_lines("ran longer than --guest-timeout"), 1, "only the spinning callback traps:\n{}", host.output());
+    assert_eq!(
+        host.count_lines("ran longer than --guest-timeout"),
+        1,
+        "only the spinning callback traps:\n{}",
+        host.output()
+    );
 }
 
 /// Shared model: a guest looping forever in `on-data` poisons its instance;
@@ -378,7 +390,10 @@ fn looping_guest_under_shared_model_is_replaced_and_accepting_goes_on() {
          others {first_closed:?} and {second_closed:?}"
     );
     let spinner_closed = spinner_closed.expect("the looping connection is closed");
-    assert!(spinner_closed >= GUEST_TIMEOUT - Duration::from_millis(50), "the loop ran until the timeout: {spinner_closed:?}");
+    assert!(
+        spinner_closed >= GUEST_TIMEOUT - Duration::from_millis(50),
+        "the loop ran until the timeout: {spinner_closed:?}"
+    );
     assert!(spinner_closed < SPIN_CLOSED_WITHIN, "the looping connection is closed within 2 s: {spinner_closed:?}");
     for (name, closed) in [("first", first_closed), ("second", second_closed)] {
         let closed = closed.unwrap_or_else(|| panic!("the {name} connection of the poisoned instance is closed"));
@@ -397,7 +412,11 @@ fn looping_guest_under_shared_model_is_replaced_and_accepting_goes_on() {
 
     // It was accepted while the guest looped: the accept loop logged it
     // before the trap that ended the loop.
-    assert!(host.wait_for_line("guest instance replaced", PROMPTLY).is_some(), "no replacement logged:\n{}", host.output());
+    assert!(
+        host.wait_for_line("guest instance replaced", PROMPTLY).is_some(),
+        "no replacement logged:\n{}",
+        host.output()
+    );
     let output = host.output();
     let lines: Vec<&str> = output.lines().collect();
     let peer = format!("peer=127.0.0.1:{newcomer_port} ");
@@ -505,7 +524,10 @@ fn trap_on_nth(addr: SocketAddr) {
     }
     client.send("trap");
     let closed = client.wait_closed(PROMPTLY);
-    assert!(closed.is_some_and(|t| t < Duration::from_secs(2)), "the trapping connection is closed promptly: {closed:?}");
+    assert!(
+        closed.is_some_and(|t| t < Duration::from_secs(2)),
+        "the trapping connection is closed promptly: {closed:?}"
+    );
 }
 
 /// Both models: a guest that hands `write` a list running past the end of
@@ -521,7 +543,8 @@ fn a_write_from_outside_guest_memory_traps() {
         client.send("write-outside-memory");
         assert!(client.wait_closed(PROMPTLY).is_some(), "--isolation {isolation}: the connection is closed");
         let trapped = host.wait_for_line("guest trapped", PROMPTLY);
-        let trapped = trapped.unwrap_or_else(|| panic!("--isolation {isolation}: the guest trapped:\n{}", host.output()));
+        let trapped =
+            trapped.unwrap_or_else(|| panic!("--isolation {isolation}: the guest trapped:\n{}", host.output()));
         assert!(trapped.contains("out of bounds"), "--isolation {isolation}: the trap says why: {trapped}");
         Client::new(addr).expect("ping", "pong");
         assert_running(&mut host);
@@ -560,11 +583,20 @@ fn traps_under_connection_model_end_only_their_connection() {
         for other in &mut others {
             other.expect("ping", "pong");
         }
-        assert_eq!(host.wait_for_count("guest trapped", round as usize, PROMPTLY) as u64, round, "one trap per round:\n{}", host.output());
+        assert_eq!(
+            host.wait_for_count("guest trapped", round as usize, PROMPTLY) as u64,
+            round,
+            "one trap per round:\n{}",
+            host.output()
+        );
     }
     fail_once(addr);
     accepted += 1;
-    assert!(host.wait_for_line("guest returned an error", PROMPTLY).is_some(), "the failure is logged:\n{}", host.output());
+    assert!(
+        host.wait_for_line("guest returned an error", PROMPTLY).is_some(),
+        "the failure is logged:\n{}",
+        host.output()
+    );
     for other in &mut others {
         other.expect("ping", "pong");
         other.expect("count", "1");
@@ -601,13 +633,21 @@ fn traps_under_shared_model_replace_the_instance() {
         trap_on_nth(addr);
         accepted += 1;
         for bystander in &mut bystanders {
-            assert!(bystander.wait_closed(Duration::from_secs(2)).is_some(), "round {round}: a bystander of the trapped instance is closed");
+            assert!(
+                bystander.wait_closed(Duration::from_secs(2)).is_some(),
+                "round {round}: a bystander of the trapped instance is closed"
+            );
         }
         let mut fresh = Client::new(addr);
         accepted += 1;
         fresh.expect("count", "1");
         fresh.expect("ping", "pong");
-        assert_eq!(host.wait_for_count("guest instance replaced", round as usize, PROMPTLY) as u64, round, "round {round}:\n{}", host.output());
+        assert_eq!(
+            host.wait_for_count("guest instance replaced", round as usize, PROMPTLY) as u64,
+            round,
+            "round {round}:\n{}",
+            host.output()
+        );
     }
     // The last fresh client was the fourth instance's first; this is its second.
     let mut staying = Client::new(addr);
@@ -615,7 +655,11 @@ fn traps_under_shared_model_replace_the_instance() {
     staying.expect("count", "2");
     fail_once(addr);
     accepted += 1;
-    assert!(host.wait_for_line("guest returned an error", PROMPTLY).is_some(), "the failure is logged:\n{}", host.output());
+    assert!(
+        host.wait_for_line("guest returned an error", PROMPTLY).is_some(),
+        "the failure is logged:\n{}",
+        host.output()
+    );
     staying.expect("ping", "pong");
     // A replacement would count from 1; the same instance counted the
     // failing client as its third.

@@ -305,13 +305,16 @@ impl Bystanders {
                 let (phase, stop, rounds) = (phase.clone(), stop.clone(), rounds.clone());
                 std::thread::spawn(move || {
                     let deadline = Instant::now() + Duration::from_secs(120);
-                    let mut stream = connect(addr, Duration::from_secs(10)).map_err(|e| format!("client {i}: connect: {e}"))?;
+                    let mut stream =
+                        connect(addr, Duration::from_secs(10)).map_err(|e| format!("client {i}: connect: {e}"))?;
                     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                     let mut round = 0u64;
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                         let now = phase.load(Ordering::Relaxed);
                         let message = format!("client {i} round {round};");
-                        stream.write_all(message.as_bytes()).map_err(|e| format!("client {i} round {round}: write: {e}"))?;
+                        stream
+                            .write_all(message.as_bytes())
+                            .map_err(|e| format!("client {i} round {round}: write: {e}"))?;
                         let mut back = vec![0u8; message.len()];
                         stream.read_exact(&mut back).map_err(|e| format!("client {i} round {round}: read: {e}"))?;
                         if back != message.as_bytes() {
@@ -334,9 +337,8 @@ impl Bystanders {
         let phase = self.phase.load(Ordering::Relaxed);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let waiting: Vec<usize> = (0..self.rounds.len())
-                .filter(|&i| self.rounds[i][phase].load(Ordering::Relaxed) == 0)
-                .collect();
+            let waiting: Vec<usize> =
+                (0..self.rounds.len()).filter(|&i| self.rounds[i][phase].load(Ordering::Relaxed) == 0).collect();
             if waiting.is_empty() {
                 break;
             }
@@ -502,7 +504,10 @@ fn resets_while_streaming_hurt_nobody() {
             // Until all is sent and half has come back, so that the reset
             // meets a stream in full flow.
             while sent < total || received < total / 2 {
-                assert!(started.elapsed() < Duration::from_secs(20), "{isolation}, reset {reset}: streaming took over 20 s");
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "{isolation}, reset {reset}: streaming took over 20 s"
+                );
                 let mut moved = false;
                 if sent < total {
                     match peer.write(&chunk) {
@@ -670,7 +675,10 @@ fn connection_flood_under_a_low_descriptor_limit() {
         cpu_opening * 100.0,
         cpu_waiting * 100.0
     );
-    assert!(established > 40, "only {established} flood connections: the flood did not exceed the 20 spare descriptors");
+    assert!(
+        established > 40,
+        "only {established} flood connections: the flood did not exceed the 20 spare descriptors"
+    );
     // About 1% here. A host that retries accept() without pausing used
     // about 30% (each retry logs and calls the guest): 10% is the bound.
     assert!(cpu_opening < 0.1, "the host used {:.0}% of a core in the flood's first 2 s", cpu_opening * 100.0);

@@ -12,16 +12,8 @@ use crate::support;
 /// module: `policy` and `telemetry` are independent, as are `cli` and
 /// `kit` (but the command line runs the kit's scripts, so `cli` may name
 /// `kit`).
-const LAYERS: [(&str, u8); 8] = [
-    ("base", 0),
-    ("policy", 1),
-    ("telemetry", 1),
-    ("net", 2),
-    ("wasm", 3),
-    ("serve", 4),
-    ("kit", 5),
-    ("cli", 5),
-];
+const LAYERS: [(&str, u8); 8] =
+    [("base", 0), ("policy", 1), ("telemetry", 1), ("net", 2), ("wasm", 3), ("serve", 4), ("kit", 5), ("cli", 5)];
 
 /// The allowed names across one layer: (from, to).
 const SIDEWAYS: [(&str, &str); 1] = [("cli", "kit")];
@@ -71,7 +63,10 @@ fn no_module_names_a_layer_above_its_own() {
         let first = parts.next().unwrap().as_os_str().to_str().unwrap().to_string();
         if parts.next().is_none() {
             // lib.rs and main.rs sit above every layer.
-            assert!(["lib.rs", "main.rs"].contains(&first.as_str()), "{first}: every module belongs in a layer's folder");
+            assert!(
+                ["lib.rs", "main.rs"].contains(&first.as_str()),
+                "{first}: every module belongs in a layer's folder"
+            );
             continue;
         }
         folders += 1;
@@ -79,9 +74,7 @@ fn no_module_names_a_layer_above_its_own() {
         let text = std::fs::read_to_string(file).unwrap();
         for named in named_modules(&text) {
             let Some(theirs) = layer(&named) else { continue };
-            let allowed = named == first
-                || theirs < own
-                || SIDEWAYS.contains(&(first.as_str(), named.as_str()));
+            let allowed = named == first || theirs < own || SIDEWAYS.contains(&(first.as_str(), named.as_str()));
             if !allowed {
                 wrong.entry(relative.display().to_string()).or_default().push(named);
             }

@@ -174,7 +174,11 @@ fn one_on_data_call_gets_at_most_256_kib() {
         line.push(b'\n');
         client.stream.write_all(&line).unwrap();
         assert_eq!(client.read_line().as_deref(), Some("done"), "{isolation:?}");
-        assert_eq!(client.read_line().as_deref(), Some("error unknown-command \"\""), "{isolation:?}: the line arrived whole");
+        assert_eq!(
+            client.read_line().as_deref(),
+            Some("error unknown-command \"\""),
+            "{isolation:?}: the line arrived whole"
+        );
         let largest: usize = client.ask("largest-read").strip_prefix("largest ").unwrap().parse().unwrap();
         eprintln!("{isolation:?}: largest on-data call {largest} bytes");
         assert!(largest > 0 && largest <= 256 << 10, "{isolation:?}: an on-data call got {largest} bytes");
@@ -280,7 +284,11 @@ fn a_peer_that_never_reads_is_held_back_by_flow_control() {
             Ok(n) => n,
             Err(e) => panic!("reading back failed after {received} of {sent} bytes: {e}"),
         };
-        assert!(pattern.matches(received, &buffer[..n]), "the echo differs within bytes {received}..{}", received + n as u64);
+        assert!(
+            pattern.matches(received, &buffer[..n]),
+            "the echo differs within bytes {received}..{}",
+            received + n as u64
+        );
         received += n as u64;
     }
     reader.shutdown(Shutdown::Write).unwrap();
@@ -342,12 +350,18 @@ fn a_connection_that_only_receives_is_not_idle() {
     let mut receiver = Probe::connect(host.addr);
     let mut sender = Probe::connect(host.addr);
     let answer = receiver.ask("whoami");
-    let id = answer.split_whitespace().nth(1).unwrap_or_else(|| panic!("unexpected whoami answer {answer:?}")).to_string();
+    let id =
+        answer.split_whitespace().nth(1).unwrap_or_else(|| panic!("unexpected whoami answer {answer:?}")).to_string();
     let started = Instant::now();
     let mut last_byte = started;
     for i in 0..10 {
         assert_eq!(sender.ask(&format!("send {id} tick{i}")), "ok", "send {i}");
-        assert_eq!(receiver.read_line().as_deref(), Some(format!("tick{i}").as_str()), "tick {i} after {:?}", started.elapsed());
+        assert_eq!(
+            receiver.read_line().as_deref(),
+            Some(format!("tick{i}").as_str()),
+            "tick {i} after {:?}",
+            started.elapsed()
+        );
         last_byte = Instant::now();
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -398,7 +412,11 @@ fn sigterm_lets_a_transfer_in_flight_finish() {
                     Err(e) => panic!("reading failed after {total} bytes: {e}"),
                 };
                 assert!(total + n as u64 <= TOTAL, "more came back than was sent");
-                assert!(pattern.matches(total, &buffer[..n]), "the echo differs within bytes {total}..{}", total + n as u64);
+                assert!(
+                    pattern.matches(total, &buffer[..n]),
+                    "the echo differs within bytes {total}..{}",
+                    total + n as u64
+                );
                 total += n as u64;
                 received.store(total, Ordering::Relaxed);
             }
@@ -427,7 +445,10 @@ fn sigterm_lets_a_transfer_in_flight_finish() {
         }
         eprintln!("SIGTERM after {} bytes came back", received.load(Ordering::Relaxed));
         sigterm(&host);
-        assert!(host.wait_for_line("stopping:", Duration::from_secs(5)).is_some(), "the host did not log that it stops");
+        assert!(
+            host.wait_for_line("stopping:", Duration::from_secs(5)).is_some(),
+            "the host did not log that it stops"
+        );
         assert!(new_connection_unserved(addr), "a connection made after SIGTERM was served");
         go.send(()).unwrap();
 
@@ -443,7 +464,11 @@ fn sigterm_lets_a_transfer_in_flight_finish() {
     eprintln!("host exited {took:?} after the client finished");
     assert!(status.success(), "exit status {status}");
     assert!(took < Duration::from_secs(5), "the host took {took:?} to exit after the last connection ended");
-    assert!(host.wait_for_line("stopped stats=", Duration::from_secs(1)).is_some(), "no stopped line:\n{}", host.output());
+    assert!(
+        host.wait_for_line("stopped stats=", Duration::from_secs(1)).is_some(),
+        "no stopped line:\n{}",
+        host.output()
+    );
     assert_eq!(host.count_lines("shutdown timeout"), 0, "the shutdown timeout should not have been reached");
 }
 
@@ -473,8 +498,9 @@ fn the_shutdown_timeout_closes_what_is_still_open() {
 }
 
 /// A peer that never stops sending is closed by the shutdown timeout too,
-/// though its task always finds input to read: `Services::close_all` closes
-/// the connection itself rather than waiting for the task to look. The client writes and drains the echo for at most 20 s; it sees
+/// though its task always finds input to read: `OpenConnections::close_all` closes
+/// the connection itself rather than waiting for the task to look. The
+/// client writes and drains the echo for at most 20 s; it sees
 /// end of stream, or a reset if it was still sending when the host's
 /// linger (2 s) passed.
 #[test]
@@ -526,7 +552,10 @@ fn the_shutdown_timeout_closes_a_peer_that_never_stops_sending() {
         (closed - signalled, received.load(Ordering::Relaxed))
     });
     eprintln!("the sending client's connection ended {closed_after:?} after SIGTERM, {total} bytes echoed");
-    assert!(closed_after >= Duration::from_millis(800), "ended {closed_after:?} after SIGTERM: before the shutdown timeout");
+    assert!(
+        closed_after >= Duration::from_millis(800),
+        "ended {closed_after:?} after SIGTERM: before the shutdown timeout"
+    );
     // At the latest the shutdown timeout (1 s) and the linger (2 s).
     assert!(
         closed_after <= Duration::from_millis(3500),
@@ -649,6 +678,11 @@ fn the_descriptor_limit_is_raised_and_a_shortfall_named() {
         let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(fields[3..5], ["4096", "4096"], "soft limit not raised: {line}");
-        assert_eq!(host.count_lines("descriptor limit holds fewer connections"), usize::from(warned), "{}", host.output());
+        assert_eq!(
+            host.count_lines("descriptor limit holds fewer connections"),
+            usize::from(warned),
+            "{}",
+            host.output()
+        );
     }
 }

@@ -43,7 +43,8 @@ fn whoami(probe: &mut Probe) -> WhoAmI {
 /// The operator's listeners as `operators` reports them: (id, fd, address).
 fn operators(probe: &mut Probe) -> Vec<(u64, i32, SocketAddr)> {
     let answer = probe.ask("operators");
-    let rest = answer.strip_prefix("operators ").unwrap_or_else(|| panic!("unexpected answer to operators: {answer:?}"));
+    let rest =
+        answer.strip_prefix("operators ").unwrap_or_else(|| panic!("unexpected answer to operators: {answer:?}"));
     rest.split_whitespace()
         .map(|entry| {
             let mut parts = entry.splitn(3, ':');

@@ -105,10 +105,7 @@ fn assert_silent(stream: &TcpStream, wait: Duration, what: &str) {
 /// The backlog (`Send-Q`) that `ss` reports for the socket listening on
 /// 127.0.0.1:`port`.
 fn ss_backlog(port: u16) -> u32 {
-    let output = Command::new("ss")
-        .args(["-ltnH", &format!("sport = :{port}")])
-        .output()
-        .expect("ss (iproute2) runs");
+    let output = Command::new("ss").args(["-ltnH", &format!("sport = :{port}")]).output().expect("ss (iproute2) runs");
     assert!(output.status.success(), "ss failed: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8_lossy(&output.stdout);
     let local = format!("127.0.0.1:{port}");
@@ -477,9 +474,7 @@ fn guest_bind_outside_allow_bind_is_access_denied() {
     assert_eq!(control.ask("ping"), "pong", "the refusal does not end the connection");
 
     let port = support::free_port();
-    let narrow = TestHost::builder(&support::guest("probe"))
-        .allow_bind(&format!("127.0.0.1:{port}"))
-        .start();
+    let narrow = TestHost::builder(&support::guest("probe")).allow_bind(&format!("127.0.0.1:{port}")).start();
     let mut control = Probe::connect(narrow.addr);
     assert_eq!(control.ask("bind [::1]:0 -1 close-on-free"), "error access-denied", "another IP");
     let other_port = if port == u16::MAX { port - 1 } else { port + 1 };

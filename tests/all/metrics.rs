@@ -241,7 +241,8 @@ fn counts_bytes_and_connections_exactly() {
     // At most 256 KiB reach the guest per call.
     let data_calls = samples.get("evconn_callback_duration_seconds_count", &[ECHO, ("callback", "on-data")]);
     assert!(data_calls >= 3.0 * (bytes >> 18) as f64, "{data_calls} on-data calls for 3 x {bytes} bytes");
-    let buckets = samples.get("evconn_callback_duration_seconds_bucket", &[ECHO, ("callback", "on-data"), ("le", "+Inf")]);
+    let buckets =
+        samples.get("evconn_callback_duration_seconds_bucket", &[ECHO, ("callback", "on-data"), ("le", "+Inf")]);
     assert_eq!(buckets, data_calls, "the +Inf bucket holds every call");
 }
 
@@ -253,7 +254,8 @@ fn counts_bytes_and_connections_exactly() {
 #[test]
 fn counts_each_ending_and_callback_exactly() {
     let (mut host, addr, metrics) = spawn_with_metrics("probe", &[]);
-    let closed = |samples: &Samples, reason: &str| samples.get("evconn_connections_closed_total", &[PROBE, ("reason", reason)]);
+    let closed =
+        |samples: &Samples, reason: &str| samples.get("evconn_connections_closed_total", &[PROBE, ("reason", reason)]);
 
     for _ in 0..3 {
         let mut client = Probe::connect(addr);
@@ -398,6 +400,50 @@ fn answers_while_a_guest_loops() {
     }
 }
 
+/// Clients that send half a request and wait cannot keep a scrape out:
+/// with 300 of them connected (more than the endpoint serves at once, so it
+/// drops the oldest to make room), every scrape is answered within a
+/// second, and the echo goes on serving meanwhile.
+#[test]
+fn slow_clients_cannot_hold_the_endpoint_shut() {
+    const SLOW: usize = 300;
+    let (_host, addr, metrics) = spawn_with_metrics("echo", &[]);
+    let slow: Vec<TcpStream> = (0..SLOW)
+        .map(|_| {
+            let mut stream = TcpStream::connect(metrics).expect("the endpoint accepts");
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            stream
+        })
+        .collect();
+    // Every slow client is in, or was dropped for a newer one.
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        let started = Instant::now();
+        let samples = scrape(metrics);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "a scrape took {took:?} with {SLOW} slow clients connected");
+        assert_eq!(samples.get("evconn_connections_accepted_total", &[ECHO]), 0.0);
+    }
+    assert!(support::echoes(addr, b"still serving"), "the echo is held up");
+    // The endpoint dropped some of them: the oldest beyond what it serves.
+    let dropped = slow.iter().filter(|stream| peer_closed(stream)).count();
+    assert!(dropped >= SLOW - 256, "only {dropped} of {SLOW} slow clients were dropped");
+}
+
+/// Whether the peer of `stream` closed it (end of stream or a reset),
+/// looking without waiting.
+fn peer_closed(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let closed = match (&*stream).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).unwrap();
+    closed
+}
+
 /// Only `GET` (and `HEAD`) of `/metrics` is served: another path is 404,
 /// another method 405, a request line that is not HTTP/1.x 400.
 #[test]
@@ -430,7 +476,8 @@ fn refuses_a_bad_metrics_address_at_start() {
         ("127.0.0.1:0", "Invalid port".to_string()),
         ("localhost", "expected HOST:PORT".to_string()),
     ] {
-        let mut host = HostProcess::spawn(&["--component", probe.to_str().unwrap(), "--listen", &listen, "--metrics", address]);
+        let mut host =
+            HostProcess::spawn(&["--component", probe.to_str().unwrap(), "--listen", &listen, "--metrics", address]);
         let status = host.wait_exit(Duration::from_secs(60)).expect("the host exits");
         assert!(!status.success(), "--metrics {address} was accepted:\n{}", host.output());
         assert!(host.output().contains(&error), "--metrics {address}: no {error:?} in\n{}", host.output());

@@ -15,7 +15,8 @@ use support::{HostProcess, Probe};
 
 /// A fresh folder under target/ for one test's files.
 fn scratch(name: &str) -> PathBuf {
-    let dir = support::workspace().join("target").join("test-tmp").join(format!("reload-{name}-{}", std::process::id()));
+    let dir =
+        support::workspace().join("target").join("test-tmp").join(format!("reload-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

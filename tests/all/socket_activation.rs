@@ -18,12 +18,8 @@ fn inherited_sockets_are_served() {
     let v6 = TcpListener::bind("[::1]:0").unwrap();
     let (addr4, addr6) = (v4.local_addr().unwrap(), v6.local_addr().unwrap());
     let echo = support::guest("echo");
-    let host = spawn_activated(
-        &[v4.as_raw_fd(), v6.as_raw_fd()],
-        "web:admin",
-        None,
-        &["--component", echo.to_str().unwrap()],
-    );
+    let host =
+        spawn_activated(&[v4.as_raw_fd(), v6.as_raw_fd()], "web:admin", None, &["--component", echo.to_str().unwrap()]);
     // The host has its own copies now; the test's go.
     drop((v4, v6));
     assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
@@ -41,7 +37,12 @@ fn workers_share_an_inherited_socket() {
     let socket = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap();
     let echo = support::guest("echo");
-    let host = spawn_activated(&[socket.as_raw_fd()], "echo", None, &["--component", echo.to_str().unwrap(), "--workers", "2"]);
+    let host = spawn_activated(
+        &[socket.as_raw_fd()],
+        "echo",
+        None,
+        &["--component", echo.to_str().unwrap(), "--workers", "2"],
+    );
     drop(socket);
     assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
     assert!(host.wait_for_line("worker=1", Duration::from_secs(5)).is_some(), "no second worker:\n{}", host.output());
@@ -58,7 +59,12 @@ fn sockets_for_another_pid_are_left_alone() {
     let echo = support::guest("echo");
     let port = support::free_port();
     let listen = format!("127.0.0.1:{port}");
-    let host = spawn_activated(&[socket.as_raw_fd()], "other", Some("1"), &["--component", echo.to_str().unwrap(), "--listen", &listen]);
+    let host = spawn_activated(
+        &[socket.as_raw_fd()],
+        "other",
+        Some("1"),
+        &["--component", echo.to_str().unwrap(), "--listen", &listen],
+    );
     assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
     assert_eq!(host.count_lines("inherited"), 0, "{}", host.output());
     assert!(support::echoes(listen.parse().unwrap(), b"activated"));

@@ -6,9 +6,9 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use evconn_host::wasm::Isolation;
-use evconn_host::kit::{Expect, FailureKind, Host};
 use evconn_host::kit::script::Script;
+use evconn_host::kit::{Expect, FailureKind, Host};
+use evconn_host::wasm::Isolation;
 use support::host_test::{host_test, path_str, scripts_in};
 
 /// A folder of its own for one test's scripts.
@@ -179,7 +179,9 @@ expect c closed
 fn isolation_limits_and_a_host_per_script() {
     let dir = scratch("isolation");
     let count = |expected: &str| {
-        format!("open a\nsend a \"ping\\n\"\nexpect a \"pong\\n\"\nopen b\nsend b \"count\\n\"\nexpect b \"{expected}\\n\"\n")
+        format!(
+            "open a\nsend a \"ping\\n\"\nexpect a \"pong\\n\"\nopen b\nsend b \"count\\n\"\nexpect b \"{expected}\\n\"\n"
+        )
     };
     let scripts = write_scripts(
         &dir,

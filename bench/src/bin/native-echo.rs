@@ -23,7 +23,7 @@ struct Args {
     listen: SocketAddr,
 }
 
-/// The host's read size (host/src/worker.rs, READ_CHUNK).
+/// The host's read size (host/src/serve/worker.rs, READ_CHUNK).
 const READ_CHUNK: usize = 256 * 1024;
 /// The most idle read buffers kept for reuse, as in the host.
 const SPARE_READ_BUFFERS: usize = 16;
@@ -35,9 +35,7 @@ thread_local! {
 }
 
 fn take_buffer() -> Box<[u8]> {
-    SPARE
-        .with(|spare| spare.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice())
+    SPARE.with(|spare| spare.borrow_mut().pop()).unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice())
 }
 
 fn give_back(buffer: Box<[u8]>) {

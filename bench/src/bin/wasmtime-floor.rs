@@ -113,8 +113,8 @@ fn run(args: Args) -> Result<()> {
 /// The guest compiled on `engine` and linked against a `write` that does
 /// nothing; every other import traps.
 fn prepare(engine: &Engine, file: &Path) -> Result<InstancePre<()>> {
-    let component = Component::from_file(engine, file)
-        .map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", file.display()))?;
+    let component =
+        Component::from_file(engine, file).map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", file.display()))?;
     let mut linker = Linker::new(engine);
     let mut connection = linker.instance(CONNECTION)?;
     connection.resource("connection", ResourceType::host::<Conn>(), |_, _| Ok(()))?;

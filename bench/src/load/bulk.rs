@@ -39,7 +39,12 @@ pub async fn run(address: SocketAddr, pid: u32, plan: &Plan) -> Result<Window, S
     window
 }
 
-async fn write_loop(mut write: OwnedWriteHalf, pattern: Arc<[u8]>, chunk: usize, stop: Arc<AtomicBool>) -> Result<(), String> {
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    pattern: Arc<[u8]>,
+    chunk: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
     let mut sent = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let at = sent % PERIOD;
@@ -49,7 +54,12 @@ async fn write_loop(mut write: OwnedWriteHalf, pattern: Arc<[u8]>, chunk: usize,
     Ok(())
 }
 
-async fn read_loop(mut read: OwnedReadHalf, pattern: Arc<[u8]>, echoed: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> Result<(), String> {
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    pattern: Arc<[u8]>,
+    echoed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
     let mut buffer = vec![0u8; READ];
     let mut received = 0usize;
     loop {

@@ -58,10 +58,5 @@ pub async fn run(address: SocketAddr, pid: u32, plan: &Plan) -> Result<Idle, Str
     let end_rss = rss_bytes(pid).map_err(|e| format!("reading /proc: {e}"))?;
     let served = held.len();
     drop(held);
-    Ok(Idle {
-        start_rss,
-        per_connection: end_rss.saturating_sub(start_rss) as f64 / served as f64,
-        served,
-        note,
-    })
+    Ok(Idle { start_rss, per_connection: end_rss.saturating_sub(start_rss) as f64 / served as f64, served, note })
 }

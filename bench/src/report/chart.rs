@@ -76,11 +76,8 @@ fn panel<DB: DrawingBackend>(
         .label_style(("sans-serif", 11))
         .draw()?;
 
-    let present: Vec<(usize, ServerKind, crate::stats::Summary)> = servers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &s)| figure.value(s).map(|v| (i, s, v.summary)))
-        .collect();
+    let present: Vec<(usize, ServerKind, crate::stats::Summary)> =
+        servers.iter().enumerate().filter_map(|(i, &s)| figure.value(s).map(|v| (i, s, v.summary))).collect();
     chart.draw_series(present.iter().map(|&(i, s, summary)| {
         let mut bar = Rectangle::new(
             [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), summary.median)],
@@ -90,7 +87,14 @@ fn panel<DB: DrawingBackend>(
         bar
     }))?;
     chart.draw_series(present.iter().map(|&(i, _, summary)| {
-        ErrorBar::new_vertical(SegmentValue::CenterOf(i), summary.min, summary.median, summary.max, BLACK.stroke_width(1), 10)
+        ErrorBar::new_vertical(
+            SegmentValue::CenterOf(i),
+            summary.min,
+            summary.median,
+            summary.max,
+            BLACK.stroke_width(1),
+            10,
+        )
     }))?;
     let above = TextStyle::from(("sans-serif", 11)).pos(Pos::new(HPos::Center, VPos::Bottom));
     // evconn's bars also say how far they are from the best native server.
@@ -104,10 +108,17 @@ fn panel<DB: DrawingBackend>(
     if let Some(target) = figure.target {
         let red = RGBColor(0xc0, 0x20, 0x20);
         let (left, right) = (SegmentValue::Exact(0), SegmentValue::Exact(servers.len()));
-        chart.draw_series(std::iter::once(PathElement::new(vec![(left, target), (right, target)], red.stroke_width(1))))?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(left, target), (right, target)],
+            red.stroke_width(1),
+        )))?;
         let note = TextStyle::from(("sans-serif", 11)).color(&red).pos(Pos::new(HPos::Right, VPos::Bottom));
         let last = SegmentValue::CenterOf(servers.len().saturating_sub(1));
-        chart.draw_series(std::iter::once(Text::new(format!("target {} {}", short(target), figure.unit), (last, target), note)))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!("target {} {}", short(target), figure.unit),
+            (last, target),
+            note,
+        )))?;
     }
     Ok(())
 }

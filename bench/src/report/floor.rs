@@ -56,12 +56,14 @@ pub fn report(runs: &[FloorRun], rounds: usize, figures: &[FigureReport]) -> Opt
     let cpu = find(Figure::CpuPerRoundTrip);
     let cpu_of = |server: ServerKind| cpu.and_then(|f| f.value(server)).map(|v| v.by_round.as_slice());
     let native_cpu = native.and_then(cpu_of);
-    let ceiling = |floor: &[Option<f64>]| combine_by_round(native_cpu?, floor, |native, floor| Some(native / (native + floor)));
+    let ceiling =
+        |floor: &[Option<f64>]| combine_by_round(native_cpu?, floor, |native, floor| Some(native / (native + floor)));
     let models = [ServerKind::EvconnShared, ServerKind::EvconnConnection]
         .into_iter()
         .filter_map(|server| {
             let (evconn, native) = (cpu_of(server)?, native_cpu?);
-            let added: Vec<Option<f64>> = evconn.iter().zip(native).map(|(e, n)| Some(e.as_ref()? - n.as_ref()?)).collect();
+            let added: Vec<Option<f64>> =
+                evconn.iter().zip(native).map(|(e, n)| Some(e.as_ref()? - n.as_ref()?)).collect();
             Some(ModelFloor {
                 server,
                 added_us: summary(&added),
@@ -88,7 +90,13 @@ mod tests {
     use crate::servers::ServerKind::{EvconnConnection, EvconnShared, Libevent, Tokio};
 
     fn run(round: u32, call_async_us: f64) -> FloorRun {
-        FloorRun { round, call_async_us, call_sync_us: call_async_us / 2.0, instance_kib: 30.0, instance_sync_kib: 26.0 }
+        FloorRun {
+            round,
+            call_async_us,
+            call_sync_us: call_async_us / 2.0,
+            instance_kib: 30.0,
+            instance_sync_kib: 26.0,
+        }
     }
 
     /// The ceiling and the floor's share are taken round by round against

@@ -150,7 +150,8 @@ pub fn build(results: Results, context: &Context) -> Report {
     let mut complete = results.failures.is_empty();
     let mut figures = Vec::new();
     for figure in Figure::ALL.into_iter().filter(|f| plan.tests.contains(&f.test())) {
-        let by_round = available.iter().map(|&server| (server, (0..rounds).map(|r| value(figure, server, r)).collect()));
+        let by_round =
+            available.iter().map(|&server| (server, (0..rounds).map(|r| value(figure, server, r)).collect()));
         let by_round: Vec<(ServerKind, Vec<Option<f64>>)> = by_round.collect();
         complete &= by_round.iter().all(|(_, rounds)| rounds.iter().all(Option::is_some));
         figures.push(figure_report(figure, by_round));
@@ -189,7 +190,8 @@ fn figure_report(figure: Figure, by_round: Vec<(ServerKind, Vec<Option<f64>>)>) 
     for (server, by_round) in by_round {
         let present: Vec<f64> = by_round.iter().flatten().copied().collect();
         if let Some(summary) = Summary::of(&present) {
-            let within_target = figure.target().filter(|_| !server.is_native()).map(|t| figure.beats(summary.median, t));
+            let within_target =
+                figure.target().filter(|_| !server.is_native()).map(|t| figure.beats(summary.median, t));
             values.push(ServerValue { server, summary, by_round, within_target });
         }
     }
@@ -253,10 +255,16 @@ const NOISY_CORES: f64 = 0.25;
 fn notes(samples: &[Sample], context: &Context) -> Vec<String> {
     let mut notes = Vec::new();
     if context.plan.smoke {
-        notes.push("Smoke run: tiny windows and counts, one round. It checks that every server starts and every figure comes out; its numbers say nothing about speed.".into());
+        notes.push(
+            "Smoke run: tiny windows and counts, one round. It checks that every server starts and every \
+             figure comes out; its numbers say nothing about speed."
+                .into(),
+        );
     }
     if cfg!(debug_assertions) || context.programs.host.components().any(|c| c.as_os_str() == "debug") {
-        notes.push("Built without optimisations (the load generator or the host): figures say nothing about speed.".into());
+        notes.push(
+            "Built without optimisations (the load generator or the host): figures say nothing about speed.".into(),
+        );
     }
     for kind in ServerKind::ALL {
         if let Some(reason) = context.programs.missing(kind) {

@@ -68,7 +68,11 @@ mod tests {
         let figures = vec![
             figure_report(
                 Figure::ColdStart,
-                vec![(EvconnShared, rounds(&[100.0, 120.0])), (EvconnConnection, rounds(&[150.0, 150.0])), (Tokio, rounds(&[2.0, 2.0]))],
+                vec![
+                    (EvconnShared, rounds(&[100.0, 120.0])),
+                    (EvconnConnection, rounds(&[150.0, 150.0])),
+                    (Tokio, rounds(&[2.0, 2.0])),
+                ],
             ),
             figure_report(
                 Figure::WarmStart,
@@ -80,7 +84,10 @@ mod tests {
                 ],
             ),
             // A round missing: the ratio comes from the other.
-            figure_report(Figure::PrecompiledStart, vec![(EvconnShared, vec![None, Some(5.0)]), (Tokio, rounds(&[2.0, 2.0]))]),
+            figure_report(
+                Figure::PrecompiledStart,
+                vec![(EvconnShared, vec![None, Some(5.0)]), (Tokio, rounds(&[2.0, 2.0]))],
+            ),
         ];
         let start = report(&figures).expect("a warm figure");
         assert_eq!(start.target_ms, 50.0);

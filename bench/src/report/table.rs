@@ -130,7 +130,10 @@ pub fn markdown(r: &Report) -> String {
             "In cores (1.0 = one CPU all the time), over the timed windows of each test. A load generator near 1.0 \
              is the bottleneck: rates are then pulled together and server CPU per operation tells servers apart.\n"
         );
-        let _ = writeln!(md, "| test | load generator, median | rest of the machine, median | rest, max | stolen by the hypervisor, max |");
+        let _ = writeln!(
+            md,
+            "| test | load generator, median | rest of the machine, median | rest, max | stolen by the hypervisor, max |"
+        );
         let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
         for n in &r.noise {
             let _ = writeln!(
@@ -197,7 +200,12 @@ fn targets_section(md: &mut String, r: &Report) {
             Some(false) => "**missed**",
             None => "",
         };
-        let _ = writeln!(md, "| {} | {} | {against} | {bound} | {measured} | {verdict} |", v.figure.title(), short_label(v.server));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {against} | {bound} | {measured} | {verdict} |",
+            v.figure.title(),
+            short_label(v.server)
+        );
     }
 }
 
@@ -264,10 +272,23 @@ fn floor_section(md: &mut String, r: &Report, floor: &super::FloorReport) {
     let cell = |x: Summary| format!("{} ({}-{})", short(x.median), short(x.min), short(x.max));
     let _ = writeln!(md, "| wasmtime alone | median (min-max) |");
     let _ = writeln!(md, "| --- | ---: |");
-    let _ = writeln!(md, "| CPU per `on-data` call, `call_async` (on a fiber, as the host calls) | {} us |", cell(floor.call_async_us));
-    let _ = writeln!(md, "| CPU per `on-data` call, `call` (no fiber: a long callback could not yield) | {} us |", cell(floor.call_sync_us));
-    let _ = writeln!(md, "| resident memory per instance, called with `call_async` | {} KiB |", cell(floor.instance_kib));
-    let _ = writeln!(md, "| resident memory per instance, called with `call` (no fiber stack kept) | {} KiB |", cell(floor.instance_sync_kib));
+    let _ = writeln!(
+        md,
+        "| CPU per `on-data` call, `call_async` (on a fiber, as the host calls) | {} us |",
+        cell(floor.call_async_us)
+    );
+    let _ = writeln!(
+        md,
+        "| CPU per `on-data` call, `call` (no fiber: a long callback could not yield) | {} us |",
+        cell(floor.call_sync_us)
+    );
+    let _ =
+        writeln!(md, "| resident memory per instance, called with `call_async` | {} KiB |", cell(floor.instance_kib));
+    let _ = writeln!(
+        md,
+        "| resident memory per instance, called with `call` (no fiber stack kept) | {} KiB |",
+        cell(floor.instance_sync_kib)
+    );
     let Some(native) = floor.native else { return };
     let ceiling = |x: Option<Summary>| x.map_or("missing".into(), cell);
     let _ = writeln!(
@@ -280,7 +301,10 @@ fn floor_section(md: &mut String, r: &Report, floor: &super::FloorReport) {
          ceiling; in server CPU per round trip no host can come nearer {0} than the floor allows.\n",
         native.label()
     );
-    let _ = writeln!(md, "| evconn | added CPU per round trip | floor's share | ceiling, `call_async` | ceiling, `call` | target |");
+    let _ = writeln!(
+        md,
+        "| evconn | added CPU per round trip | floor's share | ceiling, `call_async` | ceiling, `call` | target |"
+    );
     let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
     for m in &floor.models {
         let target = r
@@ -293,7 +317,12 @@ fn floor_section(md: &mut String, r: &Report, floor: &super::FloorReport) {
             "| {} | {} us | {} | {} | {} | {target} |",
             m.server.label(),
             m.added_us.map_or("missing".into(), cell),
-            m.floor_share.map_or("missing".into(), |s| format!("{:.0}% ({:.0}-{:.0}%)", s.median * 100.0, s.min * 100.0, s.max * 100.0)),
+            m.floor_share.map_or("missing".into(), |s| format!(
+                "{:.0}% ({:.0}-{:.0}%)",
+                s.median * 100.0,
+                s.min * 100.0,
+                s.max * 100.0
+            )),
             ceiling(floor.ceiling_async),
             ceiling(floor.ceiling_sync),
         );

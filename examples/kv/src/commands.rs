@@ -337,10 +337,7 @@ mod tests {
     fn unknown_commands_are_named() {
         let mut s = Session::new();
         assert_eq!(s.run(&["FLUSHALL"]), err("ERR unknown command 'FLUSHALL', with args beginning with: "));
-        assert_eq!(
-            s.run(&["foo", "a", "b c"]),
-            err("ERR unknown command 'foo', with args beginning with: 'a' 'b c' ")
-        );
+        assert_eq!(s.run(&["foo", "a", "b c"]), err("ERR unknown command 'foo', with args beginning with: 'a' 'b c' "));
         let long = "x".repeat(300);
         let Reply::Error(message) = s.run(&["foo", &long, "more"]) else { panic!("an error") };
         assert!(message.len() < 200 && !message.contains("more"), "arguments are cut short: {message}");

@@ -279,10 +279,7 @@ mod tests {
             assert_eq!(parse(input), Err(error), "{:?}", String::from_utf8_lossy(input));
         }
         assert_eq!(parse(b"ECHO \"a\"b\n"), Err(ProtocolError::UnbalancedQuotes));
-        assert_eq!(
-            ProtocolError::ExpectedBulk(b':').to_string(),
-            "Protocol error: expected '$', got ':'"
-        );
+        assert_eq!(ProtocolError::ExpectedBulk(b':').to_string(), "Protocol error: expected '$', got ':'");
     }
 
     /// Input that could grow without bound is refused once past its limit.

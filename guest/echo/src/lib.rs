@@ -20,10 +20,7 @@ impl Handler for Echo {
     }
 
     fn on_accept_error(&mut self, _listener: &Listener, error: AcceptError) {
-        eprintln!(
-            "Got an error {} ({}) on the listener. Shutting down.",
-            error.errno, error.description
-        );
+        eprintln!("Got an error {} ({}) on the listener. Shutting down.", error.errno, error.description);
         reactor::loop_exit();
     }
 }

@@ -62,9 +62,7 @@ pub mod bindings {
 
 pub use bindings::evconn::listener::connection::Connection;
 pub use bindings::evconn::listener::listener::{Listener, operator_listeners};
-pub use bindings::evconn::listener::types::{
-    AcceptError, ConnectionEvent, ErrorCode, IpSocketAddress, ListenOptions,
-};
+pub use bindings::evconn::listener::types::{AcceptError, ConnectionEvent, ErrorCode, IpSocketAddress, ListenOptions};
 
 /// The event loop: libevent's `event_base`.
 pub mod reactor {
@@ -87,12 +85,7 @@ pub trait Handler: Default + 'static {
     /// `conn.id()`) to write to the connection from other connections'
     /// callbacks, or let it drop. Dropping it does not close the connection.
     /// The default drops it.
-    fn on_accept(
-        &mut self,
-        listener: &Listener,
-        conn: Connection,
-        peer: SocketAddr,
-    ) -> Result<(), String> {
+    fn on_accept(&mut self, listener: &Listener, conn: Connection, peer: SocketAddr) -> Result<(), String> {
         let _ = (listener, conn, peer);
         Ok(())
     }
@@ -190,9 +183,8 @@ macro_rules! export_handler {
                 conn: $crate::Connection,
                 peer: $crate::IpSocketAddress,
             ) -> ::std::result::Result<(), ::std::string::String> {
-                __EVCONN_HANDLER.with_borrow_mut(|handler| {
-                    $crate::Handler::on_accept(handler, listener, conn, peer.into())
-                })
+                __EVCONN_HANDLER
+                    .with_borrow_mut(|handler| $crate::Handler::on_accept(handler, listener, conn, peer.into()))
             }
 
             fn on_data(
@@ -209,13 +201,8 @@ macro_rules! export_handler {
                 __EVCONN_HANDLER.with_borrow_mut(|handler| $crate::Handler::on_event(handler, conn, event))
             }
 
-            fn on_accept_error(
-                listener: &$crate::Listener,
-                error: $crate::AcceptError,
-            ) {
-                __EVCONN_HANDLER.with_borrow_mut(|handler| {
-                    $crate::Handler::on_accept_error(handler, listener, error)
-                })
+            fn on_accept_error(listener: &$crate::Listener, error: $crate::AcceptError) {
+                __EVCONN_HANDLER.with_borrow_mut(|handler| $crate::Handler::on_accept_error(handler, listener, error))
             }
         }
 

@@ -30,7 +30,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         Some((i, 'G' | 'g')) => (&text[..i], 30),
         _ => (text, 0),
     };
-    let value: usize = number.trim().parse().map_err(|_| format!("{text:?} is not a size such as 65536, 64K or 16M"))?;
+    let value: usize =
+        number.trim().parse().map_err(|_| format!("{text:?} is not a size such as 65536, 64K or 16M"))?;
     value.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
 }
 

@@ -22,6 +22,7 @@ use crate::wasm::Isolation;
 struct File {
     cache_dir: Option<PathBuf>,
     no_cache: Option<bool>,
+    allow_precompiled: Option<bool>,
     #[serde(default, deserialize_with = "socket_addresses")]
     allow_bind: Option<Vec<SocketAddr>>,
     isolation: Option<Isolation>,
@@ -78,6 +79,7 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
     let mut host = HostFlags::default();
     host.cache.cache_dir = file.cache_dir.map(|d| dir.join(d)).or(host.cache.cache_dir);
     set(&mut host.cache.no_cache, file.no_cache);
+    set(&mut host.cache.allow_precompiled, file.allow_precompiled);
     set(&mut host.allow_bind, file.allow_bind);
     set(&mut host.limits.isolation, file.isolation);
     set(&mut host.limits.guest_timeout, file.guest_timeout);
@@ -190,6 +192,7 @@ guest-timeout = "500ms"
 guest-memory = "16M"
 write-buffer = 65536
 allow-bind = ["127.0.0.1:0"]
+allow-precompiled = true
 
 [[listener]]
 component = "echo.wasm"
@@ -213,6 +216,8 @@ inherited = ["kv"]
         assert_eq!(plan.host.limits.guest_memory, 16 << 20);
         assert_eq!(plan.host.limits.write_buffer, 65536);
         assert_eq!(plan.host.allow_bind, ["127.0.0.1:0".parse().unwrap()]);
+        assert!(plan.host.cache.allow_precompiled);
+        assert!(!HostFlags::default().cache.allow_precompiled, "machine code is refused by default");
         assert_eq!(plan.host.shutdown_timeout, HostFlags::default().shutdown_timeout);
         assert_eq!(plan.host.limits.isolation, Isolation::Shared);
         let [echo, kv] = &plan.listeners[..] else { panic!("two listeners") };

@@ -15,9 +15,8 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
         return Err(format!("Invalid port: {port} (must be 1..65535)"));
     }
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    let ip: IpAddr = host
-        .parse()
-        .map_err(|_| format!("{host:?} is not an IP address (IPv6 goes in brackets: [::1]:9876)"))?;
+    let ip: IpAddr =
+        host.parse().map_err(|_| format!("{host:?} is not an IP address (IPv6 goes in brackets: [::1]:9876)"))?;
     Ok(SocketAddr::new(ip, port as u16))
 }
 

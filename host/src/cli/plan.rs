@@ -91,16 +91,18 @@ impl Plan {
         // Every component loads before anything is bound: a bad file fails
         // the start without having taken a port.
         let engine = crate::wasm::engine(self.host.limits.isolation, &limits)?;
-        let cache = self.host.cache.cache();
+        let loader = self.host.cache.loader(engine)?;
         let mut apps: Vec<App> = Vec::new();
         for plan in &self.listeners {
             if apps.iter().any(|app| app.path == plan.component) {
                 continue;
             }
-            let component = crate::wasm::load(&engine, &plan.component, cache.as_ref())?;
+            let component = loader.load(&plan.component)?;
             let name = crate::wasm::name(&plan.component);
             if apps.iter().any(|app| app.name == name) {
-                anyhow::bail!("two components are named {name}: logs and metrics could not tell them apart; rename one file");
+                anyhow::bail!(
+                    "two components are named {name}: logs and metrics could not tell them apart; rename one file"
+                );
             }
             apps.push(App { name, path: plan.component.clone(), component, listeners: Vec::new() });
         }
@@ -127,19 +129,25 @@ impl Plan {
             let mut addresses = plan.addresses;
             if addresses.is_empty() && inherited_none {
                 let Some(fallback) = plan.fallback else {
-                    anyhow::bail!("the listener for {} has no address and no inherited socket", plan.component.display());
+                    anyhow::bail!(
+                        "the listener for {} has no address and no inherited socket",
+                        plan.component.display()
+                    );
                 };
                 addresses.push(fallback);
             }
             for address in addresses {
-                let sockets =
-                    (0..workers).map(|_| bind_listener(address, options, plan.backlog)).collect::<Result<Vec<_>, _>>()?;
+                let sockets = (0..workers)
+                    .map(|_| bind_listener(address, options, plan.backlog))
+                    .collect::<Result<Vec<_>, _>>()?;
                 app.listeners.push(BoundListener { sockets, options });
             }
         }
 
         let metrics = (self.host.metrics)
-            .map(|address| std::net::TcpListener::bind(address).with_context(|| format!("cannot serve metrics on {address}")))
+            .map(|address| {
+                std::net::TcpListener::bind(address).with_context(|| format!("cannot serve metrics on {address}"))
+            })
             .transpose()?;
 
         Ok(Server {
@@ -149,7 +157,7 @@ impl Plan {
             shutdown_timeout: self.host.shutdown_timeout,
             isolation: self.host.limits.isolation,
             policy: Policy { limits, allow_bind: self.host.allow_bind },
-            cache,
+            loader,
             reload: Triggers { requests: Some(reload_requests), watch: self.host.watch.then_some(WATCH_INTERVAL) },
         })
     }

@@ -107,7 +107,8 @@ impl Client {
                     Some(Err(error)) => FailureKind::Broken(error.clone()),
                     None => match deadline.checked_duration_since(Instant::now()) {
                         Some(left) if !left.is_zero() => {
-                            received = self.inbox.arrived.wait_timeout(received, left).expect("the reader does not panic").0;
+                            received =
+                                self.inbox.arrived.wait_timeout(received, left).expect("the reader does not panic").0;
                             continue;
                         }
                         // Silence until the deadline is what `Nothing` waits for.

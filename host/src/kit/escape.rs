@@ -72,7 +72,9 @@ pub fn unquote(body: &str) -> Result<Vec<u8>, String> {
                     _ => return Err(format!("\\x needs two hex digits, as in \\x0a, not \\x{digits}")),
                 }
             }
-            Some(other) => return Err(format!("unknown escape \\{other} (known: \\n \\r \\t \\0 \\\\ \\\" \\' \\xNN)")),
+            Some(other) => {
+                return Err(format!("unknown escape \\{other} (known: \\n \\r \\t \\0 \\\\ \\\" \\' \\xNN)"));
+            }
             None => return Err("a string cannot end with a lone \\".into()),
         };
         bytes.push(byte);

@@ -142,12 +142,16 @@ impl fmt::Display for Failure {
             FailureKind::Differs { .. } if matches!(self.expected, Expect::Nothing) => {
                 write!(f, "expected nothing\nreceived {received}")
             }
-            FailureKind::Differs { at } => write!(f, "expected {expected}\nreceived {received}, which differs at byte {at}"),
+            FailureKind::Differs { at } => {
+                write!(f, "expected {expected}\nreceived {received}, which differs at byte {at}")
+            }
             FailureKind::TimedOut(within) => {
                 write!(f, "expected {expected} within {within:?}\nreceived {received}, then nothing more in time")
             }
             FailureKind::EndOfStream => write!(f, "expected {expected}\nreceived {received}, then end of stream"),
-            FailureKind::Broken(error) => write!(f, "expected {expected}\nreceived {received}, then the connection failed: {error}"),
+            FailureKind::Broken(error) => {
+                write!(f, "expected {expected}\nreceived {received}, then the connection failed: {error}")
+            }
         }
     }
 }
@@ -199,7 +203,8 @@ mod tests {
     fn nothing() {
         assert_eq!(Expect::Nothing.check(b"", false), Check::Pending);
         assert_eq!(Expect::Nothing.check(b"x", false), Check::Differs { at: 0 });
-        let failure = Failure { expected: Expect::Nothing, received: b"Uryy".to_vec(), kind: FailureKind::Differs { at: 0 } };
+        let failure =
+            Failure { expected: Expect::Nothing, received: b"Uryy".to_vec(), kind: FailureKind::Differs { at: 0 } };
         assert_eq!(failure.to_string(), "expected nothing\nreceived \"Uryy\"");
     }
 

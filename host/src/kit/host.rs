@@ -39,6 +39,7 @@ pub struct HostBuilder {
     limits: Limits,
     shutdown_timeout: Duration,
     code_cache: Option<CodeCache>,
+    allow_precompiled: bool,
 }
 
 impl HostBuilder {
@@ -75,6 +76,13 @@ impl HostBuilder {
         self
     }
 
+    /// Lets the host run machine code made by `host compile` (default:
+    /// refused, as `host` refuses it without `--allow-precompiled`).
+    pub fn allow_precompiled(mut self, allow: bool) -> Self {
+        self.allow_precompiled = allow;
+        self
+    }
+
     /// Keeps compiled code in `cache` across processes (default: compiled
     /// once per process, kept in memory only).
     pub fn code_cache(mut self, cache: CodeCache) -> Self {
@@ -84,18 +92,19 @@ impl HostBuilder {
 
     /// Loads the component, binds the listeners and starts serving.
     pub fn start(self) -> anyhow::Result<Host> {
-        let compiled = compiled(&self.component, self.isolation, &self.limits, self.code_cache.as_ref())?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the reactor")?;
+        let (loader, compiled) =
+            compiled(&self.component, self.isolation, &self.limits, self.code_cache.as_ref(), self.allow_precompiled)?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the reactor")?;
         let mut listeners = self.listeners;
         if listeners.is_empty() {
             listeners.push((SocketAddr::from(([127, 0, 0, 1], 0)), ListenOptions::DEFAULT));
         }
         let listeners = listeners
             .into_iter()
-            .map(|(address, options)| Ok(BoundListener { sockets: vec![bind_listener(address, options, -1)?], options }))
+            .map(|(address, options)| {
+                Ok(BoundListener { sockets: vec![bind_listener(address, options, -1)?], options })
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let addrs = listeners.iter().map(|l| l.sockets[0].local_addr()).collect::<io::Result<Vec<_>>>()?;
         let server = Server {
@@ -109,7 +118,7 @@ impl HostBuilder {
             shutdown_timeout: self.shutdown_timeout,
             isolation: self.isolation,
             policy: Policy { limits: self.limits, allow_bind: self.allow_bind },
-            cache: self.code_cache,
+            loader,
             reload: Default::default(),
             metrics: None,
         };
@@ -135,6 +144,7 @@ impl Host {
             limits: Limits { max_connections: DEFAULT_MAX_CONNECTIONS, ..Limits::default() },
             shutdown_timeout: Duration::from_secs(5),
             code_cache: None,
+            allow_precompiled: false,
         }
     }
 

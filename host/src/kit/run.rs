@@ -33,7 +33,12 @@ impl Tally {
 /// Parses every script in `paths` (refusing to run any if one does not
 /// parse), then runs each against a host started from `host`, with
 /// `timeout` as the deadline of steps that set none. Reports to `out`.
-pub fn run_scripts(host: &HostBuilder, paths: &[PathBuf], timeout: Duration, out: &mut dyn Write) -> anyhow::Result<Tally> {
+pub fn run_scripts(
+    host: &HostBuilder,
+    paths: &[PathBuf],
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> anyhow::Result<Tally> {
     let scripts = paths.iter().map(|path| Script::load(path)).collect::<Result<Vec<_>, _>>()?;
     let mut total = Tally::default();
     let mut failed_scripts = Vec::new();
@@ -97,7 +102,12 @@ fn report(out: &mut dyn Write, outcome: &str, step: &Step) -> io::Result<()> {
 }
 
 /// Does one step; on failure, says why (over one or more lines).
-fn perform(host: &Host, connections: &mut HashMap<String, Client>, step: &Step, timeout: Duration) -> Result<(), String> {
+fn perform(
+    host: &Host,
+    connections: &mut HashMap<String, Client>,
+    step: &Step,
+    timeout: Duration,
+) -> Result<(), String> {
     fn open<'c>(connections: &'c mut HashMap<String, Client>, conn: &str) -> &'c mut Client {
         // The parser refused steps on connections that are not open.
         connections.get_mut(conn).expect("the parser checked the connection is open")
@@ -111,9 +121,13 @@ fn perform(host: &Host, connections: &mut HashMap<String, Client>, step: &Step, 
             .send_within(data, within.unwrap_or(timeout))
             .map_err(|e| format!("cannot send {} bytes: {e}", data.len()))?,
         Action::Expect { conn, expect, within } => {
-            open(connections, conn).expect_within(expect, within.unwrap_or(timeout)).map_err(|failure| failure.to_string())?;
+            open(connections, conn)
+                .expect_within(expect, within.unwrap_or(timeout))
+                .map_err(|failure| failure.to_string())?;
         }
-        Action::Shutdown(conn) => open(connections, conn).shutdown_write().map_err(|e| format!("cannot shut down: {e}"))?,
+        Action::Shutdown(conn) => {
+            open(connections, conn).shutdown_write().map_err(|e| format!("cannot shut down: {e}"))?
+        }
         Action::Close(conn) => {
             connections.remove(conn);
         }

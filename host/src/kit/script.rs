@@ -258,7 +258,8 @@ impl Parser {
             [Pattern(pattern)] => Expect::regex(pattern).map_err(|e| format!("bad regex /{pattern}/: {e}")),
             [Pattern(_), ..] => Err("a regex stands alone: expect NAME /REGEX/ [within DURATION]".into()),
             _ => {
-                let data = self.data("expect", tokens).map_err(|e| format!("{e}; or /REGEX/, N bytes, closed, nothing"))?;
+                let data =
+                    self.data("expect", tokens).map_err(|e| format!("{e}; or /REGEX/, N bytes, closed, nothing"))?;
                 Ok(Expect::Exact(data))
             }
         }
@@ -274,7 +275,8 @@ impl Parser {
             match first {
                 Token::Text(text) => bytes.extend_from_slice(text),
                 Token::Word(word) if word == "hex" => {
-                    let count = rest.iter().take_while(|t| matches!(t, Token::Word(w) if w != "hex" && w != "file")).count();
+                    let count =
+                        rest.iter().take_while(|t| matches!(t, Token::Word(w) if w != "hex" && w != "file")).count();
                     if count == 0 {
                         return Err("hex needs bytes, as in hex 68 69 0a".into());
                     }
@@ -329,7 +331,9 @@ fn take_within(tokens: &mut Vec<Token>) -> Result<Option<Duration>, String> {
 /// A connection name: letters, digits, `_` and `-`.
 fn name(verb: &str, token: Option<&Token>) -> Result<String, String> {
     match token {
-        Some(Token::Word(name)) if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => Ok(name.clone()),
+        Some(Token::Word(name)) if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {
+            Ok(name.clone())
+        }
         Some(Token::Word(name)) => Err(format!("{name:?} is not a connection name (letters, digits, _ and -)")),
         _ => Err(format!("{verb} needs a connection name, as in {verb} a")),
     }
@@ -469,7 +473,9 @@ mod tests {
             other => panic!("expected a parse error on line 4: {other:?}"),
         };
         assert!(message.contains("missing.bin"), "{message}");
-        let script = Script::parse(&dir.join("t.evt"), "open a\nsend a file \"data/request bin\"\nexpect a file reply.bin\n").unwrap();
+        let script =
+            Script::parse(&dir.join("t.evt"), "open a\nsend a file \"data/request bin\"\nexpect a file reply.bin\n")
+                .unwrap();
         assert_eq!(sent(&script.steps[1]), b"\x01\x02");
         assert!(matches!(expected(&script.steps[2]).0, Expect::Exact(b) if b == b"ok"));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -478,7 +484,10 @@ mod tests {
     /// `timeout` sets the deadline of the steps after it; `within` wins.
     #[test]
     fn timeout_and_within() {
-        let script = parse("open a\nexpect a \"x\"\ntimeout 2s\nexpect a \"y\"\nexpect a \"z\" within 300ms\nsend a \"w\" within 1m\n").unwrap();
+        let script = parse(
+            "open a\nexpect a \"x\"\ntimeout 2s\nexpect a \"y\"\nexpect a \"z\" within 300ms\nsend a \"w\" within 1m\n",
+        )
+        .unwrap();
         assert_eq!(expected(&script.steps[1]).1, None);
         assert_eq!(expected(&script.steps[2]).1, Some(Duration::from_secs(2)));
         assert_eq!(expected(&script.steps[3]).1, Some(Duration::from_millis(300)));

@@ -89,7 +89,13 @@ pub async fn accept_loop(listener: Arc<Listener>, lifecycle: Arc<Lifecycle>, acc
                 // Only a connection that really waits makes it an error
                 // worth reporting; otherwise keep backing off quietly.
                 if has_pending_connection(&socket) {
-                    tracing::warn!(listener = listener.id(), address = %listener.local(), error = %e, retry_in = ?pause, "accept failed");
+                    tracing::warn!(
+                        listener = listener.id(),
+                        address = %listener.local(),
+                        error = %e,
+                        retry_in = ?pause,
+                        "accept failed"
+                    );
                     acceptor.accept_failed(&listener, &e).await;
                 }
                 tokio::select! {

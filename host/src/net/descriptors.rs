@@ -15,7 +15,7 @@ pub fn raise_for(max_connections: usize) {
     if limit.current.is_some() && limit.current != limit.maximum {
         let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
         // Raising the soft limit up to the hard one needs no privilege.
-        if setrlimit(Resource::Nofile, raised.clone()).is_ok() {
+        if setrlimit(Resource::Nofile, raised).is_ok() {
             tracing::debug!(from = ?limit.current, to = ?raised.current, "raised the descriptor limit");
             limit = raised;
         }

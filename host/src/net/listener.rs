@@ -42,19 +42,12 @@ pub struct Listener {
 impl Listener {
     /// Wraps a bound, listening, non-blocking socket. Must be called inside a
     /// tokio runtime.
-    pub fn new(
-        id: u64,
-        socket: std::net::TcpListener,
-        options: ListenOptions,
-    ) -> io::Result<Arc<Self>> {
+    pub fn new(id: u64, socket: std::net::TcpListener, options: ListenOptions) -> io::Result<Arc<Self>> {
         let local = socket.local_addr()?;
         let fd = socket.as_raw_fd();
         let socket = TcpListener::from_std(socket)?;
-        let initial = if options.contains(ListenOptions::DISABLED) {
-            AcceptState::Disabled
-        } else {
-            AcceptState::Enabled
-        };
+        let initial =
+            if options.contains(ListenOptions::DISABLED) { AcceptState::Disabled } else { AcceptState::Enabled };
         Ok(Arc::new(Listener {
             id,
             options,

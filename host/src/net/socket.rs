@@ -83,9 +83,7 @@ pub fn bind_listener(
         .map_err(io("create a socket for"))?;
     // socket2 always creates sockets close-on-exec; libevent sets the flag
     // only when asked, so clear it otherwise.
-    socket
-        .set_cloexec(options.contains(ListenOptions::CLOSE_ON_EXEC))
-        .map_err(io("set close-on-exec for"))?;
+    socket.set_cloexec(options.contains(ListenOptions::CLOSE_ON_EXEC)).map_err(io("set close-on-exec for"))?;
     socket.set_nonblocking(true).map_err(io("make non-blocking the socket for"))?;
     socket.set_keepalive(true).map_err(io("turn on keep-alive for"))?;
     if options.contains(ListenOptions::REUSEABLE) {
@@ -95,9 +93,7 @@ pub fn bind_listener(
         socket.set_reuse_port(true).map_err(io("set SO_REUSEPORT for"))?;
     }
     if address.is_ipv6() {
-        socket
-            .set_only_v6(options.contains(ListenOptions::BIND_IPV6_ONLY))
-            .map_err(io("set IPV6_V6ONLY for"))?;
+        socket.set_only_v6(options.contains(ListenOptions::BIND_IPV6_ONLY)).map_err(io("set IPV6_V6ONLY for"))?;
     }
     if options.contains(ListenOptions::DEFERRED_ACCEPT) {
         set_defer_accept(&socket).map_err(io("set TCP_DEFER_ACCEPT for"))?;

@@ -18,7 +18,8 @@ use crate::net::Lifecycle;
 use crate::policy::Policy;
 use crate::telemetry::Metrics;
 
-pub use server::{App, BoundListener, Server};
+pub use mount::{App, BoundListener};
+pub use server::Server;
 
 /// What every worker of one host shares, a part for each concern.
 #[derive(Clone)]

@@ -1,4 +1,5 @@
-//! A component mounted on the reactors: on each, its listeners, the worker
+//! A component and its listening sockets, as the server gets them, and the
+//! component mounted on the reactors: on each, its listeners, the worker
 //! that serves them, and the route their accept loops follow, which hot
 //! reload points at a new worker.
 use std::path::PathBuf;
@@ -10,17 +11,36 @@ use tokio::sync::watch;
 use super::Services;
 use super::reactor::Reactor;
 use super::route::Route;
-use super::server::App;
 use super::worker::Worker;
-use crate::net::{Listener, accept_loop};
-use crate::wasm::Isolation;
+use crate::net::{ListenOptions, Listener, accept_loop};
+use crate::wasm::{Compiled, Isolation};
+
+/// One component and the operator's listeners that route to it.
+pub struct App {
+    /// The name logs and counts use.
+    pub name: String,
+    /// The file the component came from, read again on reload.
+    pub path: PathBuf,
+    /// The compiled, linked guest.
+    pub component: Compiled,
+    /// Its listening sockets, bound, with their options.
+    pub listeners: Vec<BoundListener>,
+}
+
+/// One operator listener: a socket per reactor, or one that all share.
+pub struct BoundListener {
+    /// Bound and listening. One per worker (bound with `SO_REUSEPORT`, so
+    /// the kernel spreads connections), or one that every worker accepts
+    /// from (an inherited socket).
+    pub sockets: Vec<std::net::TcpListener>,
+    /// The options it was bound with.
+    pub options: ListenOptions,
+}
 
 /// A component as it runs: its file, and where it is mounted.
 pub(super) struct Mounted {
     pub(super) name: Arc<str>,
     pub(super) path: PathBuf,
-    /// What every version is compiled with.
-    pub(super) engine: wasmtime::Engine,
     pub(super) mounts: Vec<Mount>,
 }
 

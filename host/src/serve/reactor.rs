@@ -16,10 +16,8 @@ pub(crate) struct Reactor {
 impl Reactor {
     /// Starts reactor number `index` on a thread of its own.
     pub(crate) fn start(index: usize) -> anyhow::Result<Reactor> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start a reactor")?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start a reactor")?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::Services;
 use super::mount::{Mount, Mounted};
 use super::worker::Worker;
-use crate::wasm::{CodeCache, Isolation};
+use crate::wasm::{Isolation, Loader};
 
 /// What makes a host reload its components.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +37,7 @@ pub(super) async fn serve(
     apps: &[Mounted],
     mut stamps: Vec<Watched>,
     triggers: Triggers,
-    cache: Option<&CodeCache>,
+    loader: &Loader,
     services: &Services,
     isolation: Isolation,
 ) {
@@ -53,14 +53,15 @@ pub(super) async fn serve(
                 tracing::info!("reload requested: loading every component again");
                 for (app, stamp) in apps.iter().zip(&mut stamps) {
                     *stamp = Watched::new(&app.path);
-                    reload(app, cache, services, isolation).await;
+                    reload(app, loader, services, isolation).await;
                 }
             }
             _ = async { poll.as_mut().expect("guarded").tick().await }, if poll.is_some() => {
                 for (app, stamp) in apps.iter().zip(&mut stamps) {
                     if stamp.settled_change(&app.path) {
-                        tracing::info!(component = %app.name, path = %app.path.display(), "component file changed: reloading");
-                        reload(app, cache, services, isolation).await;
+                        let path = app.path.display();
+                        tracing::info!(component = %app.name, %path, "component file changed: reloading");
+                        reload(app, loader, services, isolation).await;
                     }
                 }
             }
@@ -70,18 +71,22 @@ pub(super) async fn serve(
 
 /// Loads `app` again and, if it loads and starts on every reactor, routes
 /// new connections to it.
-async fn reload(app: &Mounted, cache: Option<&CodeCache>, services: &Services, isolation: Isolation) {
-    match start(app, cache, services, isolation).await {
+async fn reload(app: &Mounted, loader: &Loader, services: &Services, isolation: Isolation) {
+    match start(app, loader, services, isolation).await {
         Ok(workers) => {
             for (mount, worker) in app.mounts.iter().zip(workers) {
                 mount.route.send_replace(worker);
             }
             services.metrics.component(&app.name).counts.reloads.inc();
-            tracing::info!(component = %app.name, "reloaded: new connections go to the new version; open ones finish on the old");
+            tracing::info!(
+                component = %app.name,
+                "reloaded: new connections go to the new version; open ones finish on the old"
+            );
         }
         Err(e) => {
             services.metrics.component(&app.name).counts.reloads_refused.inc();
-            tracing::error!(component = %app.name, error = %format!("{e:#}"), "reload refused; the running version keeps serving");
+            let error = format!("{e:#}");
+            tracing::error!(component = %app.name, %error, "reload refused; the running version keeps serving");
         }
     }
 }
@@ -89,14 +94,13 @@ async fn reload(app: &Mounted, cache: Option<&CodeCache>, services: &Services, i
 /// Compiles `app`'s file and starts a worker for it on every reactor.
 async fn start(
     app: &Mounted,
-    cache: Option<&CodeCache>,
+    loader: &Loader,
     services: &Services,
     isolation: Isolation,
 ) -> anyhow::Result<Vec<Arc<Worker>>> {
-    let engine = app.engine.clone();
-    let (path, cache) = (app.path.clone(), cache.cloned());
+    let (path, loader) = (app.path.clone(), loader.clone());
     // Compiling takes from milliseconds to seconds: off the control reactor.
-    let compiled = tokio::task::spawn_blocking(move || crate::wasm::load(&engine, &path, cache.as_ref())).await??;
+    let compiled = tokio::task::spawn_blocking(move || loader.load(&path)).await??;
     let mut workers = Vec::with_capacity(app.mounts.len());
     for Mount { reactor, listeners, .. } in &app.mounts {
         let worker = Worker::new(compiled.clone(), app.name.clone(), services.clone(), isolation, listeners.clone());

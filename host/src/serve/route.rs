@@ -1,6 +1,8 @@
 //! Where a listener's accept loop sends connections: the current worker of
 //! its component on its reactor. Hot reload replaces the worker; a
-//! connection already accepted stays with the one that accepted it.
+//! connection already accepted stays with the one that accepted it. A
+//! listener a guest binds gets a route of its own to the guest's worker,
+//! which is how a worker serves as its instances' [`Owner`].
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -10,7 +12,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::worker::Worker;
-use crate::net::{Acceptor, Admission, Listener};
+use crate::net::{Acceptor, Admission, Listener, accept_loop};
+use crate::wasm::Owner;
 
 /// The worker an accept loop serves, as hot reload last set it.
 #[derive(Clone)]
@@ -42,5 +45,16 @@ impl Acceptor for Route {
     fn accept_failed(&self, listener: &Arc<Listener>, error: &io::Error) -> impl Future<Output = ()> + Send {
         let worker = self.current();
         async move { worker.accept_error(listener, error).await }
+    }
+}
+
+impl Owner for Worker {
+    fn operator_listeners(&self) -> Vec<Arc<Listener>> {
+        self.listeners().to_vec()
+    }
+
+    fn serve_bound_listener(self: Arc<Self>, listener: Arc<Listener>) {
+        let lifecycle = self.lifecycle().clone();
+        tokio::spawn(accept_loop(listener, lifecycle, Route::fixed(self)));
     }
 }

@@ -2,20 +2,19 @@
 //! copies of the operator's listeners; hot reload; metrics; an orderly stop.
 //! Never binds a socket itself: listeners come bound.
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use super::Services;
-use super::mount::{Mounted, mount};
+use super::mount::{App, Mounted, mount};
 use super::reactor::Reactor;
 use super::reload;
-use crate::net::{Lifecycle, ListenOptions, idle};
+use crate::net::{Lifecycle, idle};
 use crate::policy::Policy;
 use crate::telemetry::{Metrics, endpoint};
-use crate::wasm::{CodeCache, Compiled, Isolation};
+use crate::wasm::{Isolation, Loader};
 
 /// Everything a host needs to serve, checked and bound beforehand.
 pub struct Server {
@@ -31,35 +30,14 @@ pub struct Server {
     pub isolation: Isolation,
     /// What a guest or a peer may use, and what a guest may bind.
     pub policy: Policy,
-    /// Where reloads look for compiled code (`None`: compile every time).
-    pub cache: Option<CodeCache>,
+    /// How reloads load the components again: the engine the apps were
+    /// compiled for, the code cache, whether machine code may run.
+    pub loader: Loader,
     /// When to load the components again from their files: SIGHUP, `--watch`.
     pub reload: reload::Triggers,
     /// Where to answer `GET /metrics` (`--metrics`), bound and listening;
     /// served on the runtime that runs [`Server::run`], not on a reactor.
     pub metrics: Option<std::net::TcpListener>,
-}
-
-/// One component and the operator's listeners that route to it.
-pub struct App {
-    /// The name logs and counts use.
-    pub name: String,
-    /// The file the component came from, read again on reload.
-    pub path: PathBuf,
-    /// The compiled, linked guest.
-    pub component: Compiled,
-    /// Its listening sockets, bound, with their options.
-    pub listeners: Vec<BoundListener>,
-}
-
-/// One operator listener: a socket per reactor, or one that all share.
-pub struct BoundListener {
-    /// Bound and listening. One per worker (bound with `SO_REUSEPORT`, so
-    /// the kernel spreads connections), or one that every worker accepts
-    /// from (an inherited socket).
-    pub sockets: Vec<std::net::TcpListener>,
-    /// The options it was bound with.
-    pub options: ListenOptions,
 }
 
 /// After the shutdown timeout, how long closing connections get to send
@@ -86,17 +64,18 @@ impl Server {
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps {
             let mounts = mount(&app, &reactors, &services, self.isolation).await?;
-            let App { name, path, component, listeners } = app;
+            let App { name, path, component: _, listeners } = app;
             // Each reactor serves duplicates: close the originals before
             // saying the host listens, so that its descriptor table holds
             // still from then on (tests count on it to provoke EMFILE).
             drop(listeners);
             for (worker, mount) in mounts.iter().enumerate() {
                 for listener in &mount.listeners {
-                    tracing::info!(address = %listener.local(), listener = listener.id(), component = %name, worker, "listening");
+                    let address = listener.local();
+                    tracing::info!(%address, listener = listener.id(), component = %name, worker, "listening");
                 }
             }
-            apps.push(Mounted { name: name.into(), path, engine: component.engine().clone(), mounts });
+            apps.push(Mounted { name: name.into(), path, mounts });
         }
 
         // Answers until the host has stopped, so a scrape can watch it drain.
@@ -105,7 +84,7 @@ impl Server {
         // Goes on while open connections drain, as their timeouts would.
         let idle_sweep = (services.policy.limits.idle_timeout)
             .map(|timeout| tokio::spawn(idle::sweep(lifecycle.open().clone(), timeout)));
-        let reloading = reload::serve(&apps, stamps, self.reload, self.cache.as_ref(), &services, self.isolation);
+        let reloading = reload::serve(&apps, stamps, self.reload, &self.loader, &services, self.isolation);
         tokio::select! {
             // The guest called loop-exit.
             () = lifecycle.stopped() => {}

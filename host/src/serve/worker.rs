@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::route::Route;
 use super::Services;
 use super::slot::{OwnSlot, Slot, SlotGuard, TrapBackoff};
 use crate::base::sync::{AsyncLock, lock};
-use crate::net::{Admission, Connection, Lifecycle, Listener, Ready, accept_loop};
+use crate::net::{Admission, Connection, Lifecycle, Listener, Ready};
 use crate::telemetry::{Callback, CloseReason, Stats};
-use crate::wasm::{Compiled, Event, Instance, InstanceContext, Isolation, Outcome, Owner};
+use crate::wasm::{Compiled, Event, Instance, InstanceContext, Isolation, Outcome};
 
 /// The most bytes handed to one `on-data` call, as libevent's
 /// `bufferevent_set_max_single_read` bounds one read. Each call has a fixed
@@ -90,8 +89,14 @@ impl Worker {
         Ok(worker)
     }
 
-    fn lifecycle(&self) -> &Lifecycle {
+    /// The host's life.
+    pub(super) fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.context.lifecycle
+    }
+
+    /// The operator's listeners that route here.
+    pub(super) fn listeners(&self) -> &[Arc<Listener>] {
+        &self.listeners
     }
 
     fn stats(&self) -> &Stats {
@@ -126,7 +131,8 @@ impl Worker {
                 tokio::time::sleep(pause).await;
             }
             if let Err(e) = self.instantiate(slot).await {
-                tracing::error!(component = %self.component(), error = %format!("{e:#}"), "cannot instantiate the guest");
+                let error = format!("{e:#}");
+                tracing::error!(component = %self.component(), %error, "cannot instantiate the guest");
                 return None;
             }
             if self.isolation == Isolation::Shared {
@@ -317,7 +323,14 @@ impl Worker {
             Outcome::Returned => {}
             Outcome::GuestError(message) => {
                 let errors = self.stats().counts.guest_errors.inc() + 1;
-                tracing::warn!(component = %self.component(), conn = conn.id(), callback = callback.name(), %message, errors, "guest returned an error; closing the connection");
+                tracing::warn!(
+                    component = %self.component(),
+                    conn = conn.id(),
+                    callback = callback.name(),
+                    %message,
+                    errors,
+                    "guest returned an error; closing the connection"
+                );
                 conn.close(CloseReason::GuestError);
             }
             Outcome::Trapped => self.discard(slot),
@@ -330,17 +343,12 @@ impl Worker {
         lock(&self.trap_backoff).record_trap();
         let closed = instance.close_connections();
         let traps = self.stats().counts.traps.get();
-        tracing::warn!(component = %self.component(), generation = instance.generation(), closed, traps, "discarded the trapped instance and closed its connections");
-    }
-}
-
-impl Owner for Worker {
-    fn operator_listeners(&self) -> Vec<Arc<Listener>> {
-        self.listeners.clone()
-    }
-
-    fn serve_bound_listener(self: Arc<Self>, listener: Arc<Listener>) {
-        let lifecycle = self.context.lifecycle.clone();
-        tokio::spawn(accept_loop(listener, lifecycle, Route::fixed(self)));
+        tracing::warn!(
+            component = %self.component(),
+            generation = instance.generation(),
+            closed,
+            traps,
+            "discarded the trapped instance and closed its connections"
+        );
     }
 }

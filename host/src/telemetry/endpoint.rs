@@ -176,7 +176,9 @@ impl Reply {
             Reply::Metrics { .. } => ("200 OK", "", metrics()),
             Reply::BadRequest => ("400 Bad Request", "", "bad request\n".to_string()),
             Reply::NotFound => ("404 Not Found", "", "not found: metrics are at /metrics\n".to_string()),
-            Reply::MethodNotAllowed => ("405 Method Not Allowed", "Allow: GET, HEAD\r\n", "method not allowed\n".to_string()),
+            Reply::MethodNotAllowed => {
+                ("405 Method Not Allowed", "Allow: GET, HEAD\r\n", "method not allowed\n".to_string())
+            }
             Reply::HeadTooLarge => ("431 Request Header Fields Too Large", "", "request head too large\n".to_string()),
         };
         let content_type = match self {

@@ -1,7 +1,8 @@
 //! What the host counts by: why a connection ended and which callback ran.
 //! These are the values of the `reason` and `callback` labels, and the
 //! layers that act on them (the connection's state machine, the calls into
-//! the guest) use the same types.
+//! the guest) use the same types; and the label sets of the metrics.
+use prometheus_client::encoding::EncodeLabelSet;
 
 /// What ended a connection: the first close decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,33 @@ impl Callback {
             Callback::AcceptError => "on-accept-error",
         }
     }
+}
+
+/// The labels of a metric counted per component.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ComponentLabels {
+    pub(crate) component: String,
+}
+
+/// The labels of `evconn_connections_closed_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ClosedLabels {
+    pub(crate) component: String,
+    pub(crate) reason: &'static str,
+}
+
+/// The labels of `evconn_accept_errors_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AcceptErrorLabels {
+    pub(crate) component: String,
+    pub(crate) errno: String,
+}
+
+/// The labels of `evconn_callback_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CallbackLabels {
+    pub(crate) component: String,
+    pub(crate) callback: &'static str,
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::labels::{Callback, CloseReason};
+use super::counts::Counts;
+use super::labels::{AcceptErrorLabels, Callback, CloseReason};
 use super::latency::Latency;
-use super::metrics::{AcceptErrorLabels, Counts};
 
 /// Everything a host counts for one component (see [`super::Metrics`]).
 #[derive(Debug)]

@@ -4,8 +4,15 @@
 //! An entry is named by the SHA-256 of the component's bytes and by the
 //! engine's compatibility hash, so a changed component, another wasmtime or
 //! other compiler settings never reuse a stale entry.
+//!
+//! An entry is machine code the host runs as it is, so the cache is read
+//! only from a folder that the host's user owns and nobody else can write
+//! to (checked when it is opened, and again with each entry), and an entry
+//! that does not deserialize is compiled again, never trusted.
+use std::fs::{DirBuilder, Metadata};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,10 +26,56 @@ pub struct CodeCache {
     dir: PathBuf,
 }
 
+/// Why a folder cannot hold the code cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// It could not be made or looked at.
+    #[error("cannot use {dir} as the code cache: {error}")]
+    Io {
+        /// The folder.
+        dir: PathBuf,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// Someone other than the host's user could put code there.
+    #[error(
+        "the code cache {dir} is {why}: the host would run machine code someone else put there; \
+         `chmod go-w` it, or give another --cache-dir, or --no-cache"
+    )]
+    Unsafe {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// Why `metadata` is not that of a file or folder only the host's user can
+/// write, if it is not.
+fn writable_by_others(metadata: &Metadata) -> Option<String> {
+    let me = rustix::process::geteuid().as_raw();
+    if metadata.uid() != me {
+        return Some(format!("owned by user {}, not by the host's user {me}", metadata.uid()));
+    }
+    let mode = metadata.mode() & 0o7777;
+    (mode & 0o022 != 0).then(|| format!("writable by group or others (mode {mode:04o})"))
+}
+
 impl CodeCache {
-    /// A cache in `dir`, created when first written.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        CodeCache { dir: dir.into() }
+    /// The cache in `dir`, made (readable and writable by the host's user
+    /// alone) if it does not exist; refused if anyone else may write there.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, CacheError> {
+        let dir = dir.into();
+        let io = |error| CacheError::Io { dir: dir.clone(), error };
+        DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io)?;
+        let metadata = std::fs::metadata(&dir).map_err(io)?;
+        if !metadata.is_dir() {
+            return Err(CacheError::Unsafe { dir, why: "not a folder".into() });
+        }
+        if let Some(why) = writable_by_others(&metadata) {
+            return Err(CacheError::Unsafe { dir, why });
+        }
+        Ok(CodeCache { dir })
     }
 
     /// The user's cache folder: `$XDG_CACHE_HOME/evconn`, else
@@ -48,15 +101,39 @@ impl CodeCache {
         self.dir.join(format!("{name}-{:016x}.cwasm", settings.finish()))
     }
 
-    /// The compiled form of `bytes`: from the cache when there, else
-    /// compiled and stored. A cache that cannot be read or written costs a
-    /// compilation, never a failure.
+    /// Why the entry at `entry` may not be run, if it may not: the folder
+    /// or the file became writable by someone else since the cache opened.
+    fn untrusted(&self, entry: &Path) -> Option<String> {
+        let folder = match std::fs::metadata(&self.dir) {
+            Ok(metadata) => writable_by_others(&metadata),
+            Err(e) => Some(e.to_string()),
+        };
+        let file = match std::fs::symlink_metadata(entry) {
+            Ok(metadata) if metadata.is_file() => writable_by_others(&metadata),
+            Ok(_) => Some("not a plain file".into()),
+            Err(e) => Some(e.to_string()),
+        };
+        folder.map(|why| format!("the folder is {why}")).or(file.map(|why| format!("the entry is {why}")))
+    }
+
+    /// The compiled form of `bytes`: from the cache when there and safe to
+    /// run, else compiled and stored. A cache that cannot be read or written
+    /// costs a compilation, never a failure.
     pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
         let entry = self.entry(engine, bytes);
-        if entry.exists() {
-            // SAFETY: entries are written only by `store` below, from
-            // wasmtime's own serialisation, in the operator's cache folder;
-            // the name pins the engine settings they were made with.
+        let trusted = match entry.exists().then(|| self.untrusted(&entry)) {
+            Some(None) => true,
+            Some(Some(why)) => {
+                tracing::warn!(entry = %entry.display(), %why, "cache entry not trusted; compiling again");
+                false
+            }
+            None => false,
+        };
+        if trusted {
+            // SAFETY: the entry is in a folder, and is a file, that only the
+            // host's user can write (checked just above); such entries are
+            // written by `store` below from wasmtime's own serialisation,
+            // and the name pins the engine settings they were made with.
             match unsafe { Component::deserialize_file(engine, &entry) } {
                 Ok(component) => {
                     tracing::debug!(entry = %entry.display(), "compiled code from the cache");
@@ -86,10 +163,10 @@ impl CodeCache {
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("cache entries live in a folder");
-    std::fs::create_dir_all(dir)?;
     let write = WRITES.fetch_add(1, Ordering::Relaxed);
     let temporary = dir.join(format!(".{}.{write}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&temporary)?;
+    // Readable and writable by the host's user alone, whatever the umask.
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)
@@ -105,9 +182,9 @@ mod tests {
     fn concurrent_writes_keep_each_entry_its_own() {
         let dir = std::env::temp_dir().join(format!("evconn-code-cache-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let entries: Vec<(PathBuf, Vec<u8>)> = (0..8u8)
-            .map(|n| (dir.join(format!("entry-{n}.cwasm")), vec![n; 4 << 20]))
-            .collect();
+        std::fs::create_dir_all(&dir).unwrap();
+        let entries: Vec<(PathBuf, Vec<u8>)> =
+            (0..8u8).map(|n| (dir.join(format!("entry-{n}.cwasm")), vec![n; 4 << 20])).collect();
         let start = std::sync::Barrier::new(entries.len());
         std::thread::scope(|scope| {
             for (path, bytes) in &entries {
@@ -123,5 +200,23 @@ mod tests {
             assert!(stored == *bytes, "{} holds another entry's bytes", path.display());
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A folder anyone may write to is refused; one the host's user alone
+    /// can write to opens, and a missing one is made so.
+    #[test]
+    fn opens_only_a_folder_nobody_else_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("evconn-code-cache-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let made = base.join("made");
+        CodeCache::open(&made).expect("a new folder opens");
+        assert_eq!(std::fs::metadata(&made).unwrap().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = CodeCache::open(&made).unwrap_err().to_string();
+        assert!(error.contains("writable by group or others (mode 0777)"), "{error}");
+        std::fs::write(base.join("file"), b"").unwrap();
+        assert!(CodeCache::open(base.join("file")).is_err(), "a file is not a folder");
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

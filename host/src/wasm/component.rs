@@ -1,5 +1,6 @@
-//! Loading a guest: the engine configuration, reading and compiling the
-//! component, and checking it against the `handler` world before serving.
+//! Loading a guest: reading and compiling the component (or, if the
+//! operator allows it, taking machine code `host compile` made), and
+//! checking it against the `handler` world before serving.
 use std::path::{Path, PathBuf};
 
 use wasmtime::component::Component;
@@ -26,6 +27,16 @@ pub enum LoadError {
     /// The file is not WebAssembly at all.
     #[error("{path} is not a WebAssembly component (no `\\0asm` header)")]
     NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds machine code (`host compile`'s), and the operator did
+    /// not allow that: it runs without the checks compiling makes.
+    #[error(
+        "{path} is precompiled machine code, which runs outside the sandbox's checks: \
+         give --allow-precompiled to run files you made with `host compile`"
+    )]
+    Precompiled {
         /// The file.
         path: PathBuf,
     },
@@ -68,32 +79,71 @@ impl Compiled {
     }
 }
 
-/// Reads, compiles and links the component at `path`: a component, or a
-/// file made by `host compile` for this host. With `cache`, compiled code is
-/// reused across runs.
-pub fn load(engine: &Engine, path: &Path, cache: Option<&CodeCache>) -> Result<Compiled, LoadError> {
-    let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
-    let compile_error = |e: wasmtime::Error| LoadError::Compile { path: path.into(), reason: one_line(&e) };
-    let component = if Engine::detect_precompiled(&bytes) == Some(Precompiled::Component) {
-        // SAFETY: precompiled files are trusted input: the operator made
-        // them with `host compile` (the docs of --component say so), and
-        // wasmtime checks they match this engine's version and settings.
-        unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| LoadError::Compile {
-            path: path.into(),
-            reason: format!("{} (precompiled by another host or with other settings? run `host compile` again)", one_line(&e)),
-        })?
-    } else {
-        check_header(path, &bytes)?;
-        match cache {
-            Some(cache) => cache.compile(engine, &bytes),
-            None => Component::new(engine, &bytes),
-        }
-        .map_err(compile_error)?
-    };
-    let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: one_line(&e) };
-    let linker = linker(engine).map_err(compile_error)?;
-    let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    HandlerPre::new(pre).map(Compiled).map_err(wrong_world)
+/// How components are loaded: the engine they are compiled for, the code
+/// cache, and whether machine code made by `host compile` may run.
+#[derive(Clone)]
+pub struct Loader {
+    engine: Engine,
+    cache: Option<CodeCache>,
+    allow_precompiled: bool,
+}
+
+impl Loader {
+    /// Loads for `engine`, compiling every time and refusing machine code.
+    pub fn new(engine: Engine) -> Self {
+        Loader { engine, cache: None, allow_precompiled: false }
+    }
+
+    /// Keeps compiled code in `cache` across runs.
+    pub fn cache(mut self, cache: Option<CodeCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Whether files `host compile` made may run (`--allow-precompiled`).
+    pub fn allow_precompiled(mut self, allow: bool) -> Self {
+        self.allow_precompiled = allow;
+        self
+    }
+
+    /// The engine components are compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads, compiles and links the component at `path`: a component, or,
+    /// if allowed, a file made by `host compile` for this host.
+    pub fn load(&self, path: &Path) -> Result<Compiled, LoadError> {
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Read { path: path.into(), error })?;
+        let compile_error = |e: wasmtime::Error| LoadError::Compile { path: path.into(), reason: one_line(&e) };
+        let component = if Engine::detect_precompiled(&bytes) == Some(Precompiled::Component) {
+            if !self.allow_precompiled {
+                return Err(LoadError::Precompiled { path: path.into() });
+            }
+            // SAFETY: the operator allowed machine code (--allow-precompiled,
+            // whose docs say to give it only for files made by `host
+            // compile`); wasmtime checks it matches this engine's version
+            // and settings.
+            unsafe { Component::deserialize(&self.engine, &bytes) }.map_err(|e| LoadError::Compile {
+                path: path.into(),
+                reason: format!(
+                    "{} (precompiled by another host or with other settings? run `host compile` again)",
+                    one_line(&e)
+                ),
+            })?
+        } else {
+            check_header(path, &bytes)?;
+            match &self.cache {
+                Some(cache) => cache.compile(&self.engine, &bytes),
+                None => Component::new(&self.engine, &bytes),
+            }
+            .map_err(compile_error)?
+        };
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: one_line(&e) };
+        let linker = linker(&self.engine).map_err(compile_error)?;
+        let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+        HandlerPre::new(pre).map(Compiled).map_err(wrong_world)
+    }
 }
 
 /// Compiles the component at `path` for this machine and host: what
@@ -103,7 +153,7 @@ pub fn precompile(engine: &Engine, path: &Path) -> Result<Vec<u8>, LoadError> {
     check_header(path, &bytes)?;
     // Linking checks the world, so a file that could never serve is refused
     // now; the code compiled for that is what gets written.
-    let compiled = load(engine, path, None)?;
+    let compiled = Loader::new(engine.clone()).load(path)?;
     compiled
         .0
         .instance_pre()

@@ -79,4 +79,3 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     super::imports::add_write_from_guest_memory(&mut linker)?;
     Ok(linker)
 }
-

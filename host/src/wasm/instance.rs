@@ -121,7 +121,8 @@ impl Instance {
             Err(trap) => {
                 let state = self.store.data();
                 state.stats.counts.traps.inc();
-                tracing::error!(component = %state.component, generation = self.generation, reason = %trap.root_cause(), "guest trapped");
+                let reason = trap.root_cause();
+                tracing::error!(component = %state.component, generation = self.generation, %reason, "guest trapped");
                 tracing::debug!(error = ?trap, "guest trap in full");
                 Outcome::Trapped
             }
@@ -132,7 +133,8 @@ impl Instance {
     pub async fn accept(&mut self, listener: &Arc<Listener>, conn: &Arc<Connection>) -> Outcome {
         let started = self.begin(conn.id());
         let state = self.store.data_mut();
-        let handles = state.borrow_listener(listener).and_then(|listener| Ok((listener, state.adopt_connection(conn)?)));
+        let handles =
+            state.borrow_listener(listener).and_then(|listener| Ok((listener, state.adopt_connection(conn)?)));
         let result = match handles {
             Ok((listener, owned)) => {
                 let on_accept = self.exports.evconn_listener_callbacks().func_on_accept();
@@ -159,7 +161,8 @@ impl Instance {
         let started = self.begin(conn.id());
         // Checked against the export's type at every call: a few hundred
         // instructions, against the copy of up to 256 KiB this saves.
-        let on_data: wasmtime::Result<OnData> = self.exports.evconn_listener_callbacks().func_on_data().func().typed(&self.store);
+        let on_data: wasmtime::Result<OnData> =
+            self.exports.evconn_listener_callbacks().func_on_data().func().typed(&self.store);
         let result = match on_data {
             Ok(on_data) => {
                 let input = SocketInput::new(conn, waiting, limit);
@@ -223,4 +226,3 @@ fn arm_deadline(store: &mut Store<HostState>) -> Instant {
     store.set_epoch_deadline(1);
     now
 }
-

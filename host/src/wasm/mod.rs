@@ -17,8 +17,8 @@ mod state;
 mod ticker;
 
 pub use bindings::ErrorCode;
-pub use code_cache::CodeCache;
-pub use component::{Compiled, LoadError, load, name, precompile};
+pub use code_cache::{CacheError, CodeCache};
+pub use component::{Compiled, LoadError, Loader, name, precompile};
 pub use context::{InstanceContext, Owner};
 pub use engine::{Isolation, compiling_engine, engine, linker};
 pub use instance::{Event, Instance, Outcome};

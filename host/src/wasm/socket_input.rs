@@ -7,12 +7,12 @@
 //! `list<u8>`: it asks `cabi_realloc` for exactly the bytes the socket holds
 //! (`Connection::waiting`) and reads them into that room. A streaming peer's
 //! large reads skip a copy each; a small message is not worth the
-//! extra system call, and goes the usual way (`worker.rs` decides).
+//! extra system call, and goes the usual way (`serve::worker` decides).
 use std::mem::MaybeUninit;
 
-use wasmtime::{ValRaw, bail, format_err};
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext};
 use wasmtime::component::{ComponentType, Lower, Resource, TypedFunc};
+use wasmtime::{ValRaw, bail, format_err};
 
 use super::imports::ConnectionHandle;
 use crate::net::Connection;

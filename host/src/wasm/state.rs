@@ -83,10 +83,7 @@ impl HostState {
 
     /// Registers an accepted connection: returns the owned handle for
     /// `on-accept`; the host keeps a second entry for later borrows.
-    pub fn adopt_connection(
-        &mut self,
-        conn: &Arc<Connection>,
-    ) -> wasmtime::Result<Resource<ConnectionHandle>> {
+    pub fn adopt_connection(&mut self, conn: &Arc<Connection>) -> wasmtime::Result<Resource<ConnectionHandle>> {
         let host_entry = self.table.push(ConnectionHandle::new(conn.clone()))?;
         self.connections.insert(conn.id(), (conn.clone(), host_entry));
         Ok(self.table.push(ConnectionHandle::new(conn.clone()))?)
@@ -112,10 +109,7 @@ impl HostState {
     }
 
     /// A borrow of `listener` for a callback.
-    pub fn borrow_listener(
-        &mut self,
-        listener: &Arc<Listener>,
-    ) -> wasmtime::Result<Resource<ListenerHandle>> {
+    pub fn borrow_listener(&mut self, listener: &Arc<Listener>) -> wasmtime::Result<Resource<ListenerHandle>> {
         let rep = match self.listeners.get(&listener.id()) {
             Some(rep) => *rep,
             None => {

@@ -5,8 +5,8 @@
 //! each tick wakes a thread on a CPU the reactors use, and a round trip it
 //! lands in takes that much longer. At 100 ticks a second that showed in the
 //! tail of the latency of short callbacks.
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 

@@ -36,7 +36,11 @@ impl Units {
         for key in self.socket.keys("Socket") {
             assert!(EMULATED.contains(&key), "[Socket] {key}= is not emulated by this test: teach it");
         }
-        let backlog = self.socket.all("Socket", "Backlog").first().map_or(libc::SOMAXCONN, |n| n.parse().expect("a Backlog= number"));
+        let backlog = self
+            .socket
+            .all("Socket", "Backlog")
+            .first()
+            .map_or(libc::SOMAXCONN, |n| n.parse().expect("a Backlog= number"));
         let v6_only = self.socket.all("Socket", "BindIPv6Only").first() == Some(&"ipv6-only");
         let specs = self.socket.all("Socket", "ListenStream");
         assert!(!specs.is_empty(), "the socket unit has no ListenStream=");
@@ -111,7 +115,8 @@ impl Units {
 /// in brackets.
 fn loopback_for(spec: &str) -> IpAddr {
     let (host, port) = spec.rsplit_once(':').unwrap_or(("", spec));
-    let port: u16 = port.parse().unwrap_or_else(|_| panic!("ListenStream={spec}: only ADDRESS:PORT or PORT is emulated"));
+    let port: u16 =
+        port.parse().unwrap_or_else(|_| panic!("ListenStream={spec}: only ADDRESS:PORT or PORT is emulated"));
     assert_ne!(port, 0, "ListenStream={spec}");
     if host.starts_with('[') {
         IpAddr::V6(Ipv6Addr::LOCALHOST)

@@ -40,11 +40,7 @@ impl UnitFile {
 
     /// Every value given to `key` in `section`, in order.
     pub fn all(&self, section: &str, key: &str) -> Vec<&str> {
-        self.settings
-            .iter()
-            .filter(|(s, k, _)| s == section && k == key)
-            .map(|(_, _, v)| v.as_str())
-            .collect()
+        self.settings.iter().filter(|(s, k, _)| s == section && k == key).map(|(_, _, v)| v.as_str()).collect()
     }
 
     /// The value of `key` in `section`, which must be set exactly once.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use evconn_host::wasm::Isolation;
 
-use crate::support::{self, TestHost};
 use super::Client;
+use crate::support::{self, TestHost};
 
 /// Joins the room at `addr`: returns the client once it has read its
 /// welcome, which says how many were there before it.

@@ -1,8 +1,8 @@
 //! kv over TCP: every command and its errors byte for byte as Redis answers
 //! them, inline commands, pipelines, requests split anywhere, one store for
 //! all clients, and the limits that close a connection.
-use crate::support::{self, TestHost};
 use super::Client;
+use crate::support::{self, TestHost};
 
 /// A request as redis-cli sends it: an array of bulk strings.
 fn request(args: &[&str]) -> Vec<u8> {
@@ -193,7 +193,12 @@ fn protocol_errors_are_answered_then_closed() {
     for (input, expected) in cases {
         let mut client = Client::connect(host.addr);
         client.send(input);
-        assert_eq!(String::from_utf8_lossy(&client.read_until_closed()), expected, "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            String::from_utf8_lossy(&client.read_until_closed()),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
 }
 

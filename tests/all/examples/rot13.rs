@@ -5,8 +5,8 @@ use std::io::Write;
 
 use rand::{Rng, SeedableRng};
 
-use crate::support::{self, TestHost};
 use super::Client;
+use crate::support::{self, TestHost};
 
 /// The longest line the example accepts.
 const MAX_LINE: usize = 16 * 1024;
@@ -114,7 +114,8 @@ fn many_clients_get_their_own_lines_back() {
                     let lines: Vec<String> = (0..50)
                         .map(|_| {
                             let len = rng.random_range(0..200);
-                            let text: String = (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())]).collect();
+                            let text: String =
+                                (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())]).collect();
                             format!("{text}{}", if rng.random_bool(0.5) { "\r\n" } else { "\n" })
                         })
                         .collect();

@@ -2,8 +2,8 @@
 //! or as the `host` binary) and talks to them.
 #![allow(dead_code)] // each test file uses its own part of this module
 
-pub mod host_test;
 pub mod activation;
+pub mod host_test;
 pub mod procfs;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,8 +14,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use evconn_host::kit;
-use evconn_host::policy::Limits;
 use evconn_host::net::ListenOptions;
+use evconn_host::policy::Limits;
 use evconn_host::wasm::Isolation;
 
 /// The workspace's root folder.
@@ -171,10 +171,13 @@ fn init_logging() {
 /// that a `host` process given `--cache-dir` with that folder starts without
 /// compiling (which takes a minute for Python or JavaScript in a debug build).
 pub fn precompile(component: &Path) {
-    static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
+    static LOADER: OnceLock<evconn_host::wasm::Loader> = OnceLock::new();
     // One engine fills the cache for every serving engine.
-    let engine = ENGINE.get_or_init(|| evconn_host::wasm::compiling_engine().expect("an engine"));
-    evconn_host::wasm::load(engine, component, Some(&code_cache())).expect("the guest loads");
+    let loader = LOADER.get_or_init(|| {
+        let engine = evconn_host::wasm::compiling_engine().expect("an engine");
+        evconn_host::wasm::Loader::new(engine).cache(Some(code_cache()))
+    });
+    loader.load(component).expect("the guest loads");
 }
 
 /// Compiled code kept under target/ across test processes and runs:
@@ -182,7 +185,8 @@ pub fn precompile(component: &Path) {
 /// In-process hosts use it, and hosts started as processes share it through
 /// `--cache-dir`.
 pub fn code_cache() -> evconn_host::wasm::CodeCache {
-    evconn_host::wasm::CodeCache::new(workspace().join("target").join("guests").join("code-cache"))
+    let dir = workspace().join("target").join("guests").join("code-cache");
+    evconn_host::wasm::CodeCache::open(&dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A host running in this process on its own thread (the test kit's
@@ -304,7 +308,9 @@ impl HostProcess {
             .spawn()
             .expect("the host starts");
         let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        for stream in [Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stdout.take().unwrap())] {
+        for stream in
+            [Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stdout.take().unwrap())]
+        {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {

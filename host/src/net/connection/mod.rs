@@ -4,6 +4,7 @@
 //! Guest calls (`write`, `close`, ...) change the state synchronously and
 //! wake the connection's task; the task (`Connection::ready`) sends queued
 //! output as the peer takes it and reports when there is input to read.
+mod activity;
 mod state;
 mod wake;
 
@@ -18,9 +19,9 @@ use bytes::Buf;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+pub use self::activity::Activity;
 use self::state::{Phase, State, WriteSide};
 use self::wake::Wake;
-use super::idle::Activity;
 use crate::base::linger::linger;
 use crate::telemetry::{CloseReason, Traffic};
 
@@ -87,7 +88,13 @@ pub enum Ready {
 impl Connection {
     /// Wraps an accepted socket whose bytes count in `traffic`.
     /// Reading pauses while more than `write_buffer` bytes of output wait.
-    pub fn new(id: u64, stream: TcpStream, peer: SocketAddr, write_buffer: usize, traffic: Traffic) -> io::Result<Self> {
+    pub fn new(
+        id: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        write_buffer: usize,
+        traffic: Traffic,
+    ) -> io::Result<Self> {
         let local = stream.local_addr()?;
         // Request/response protocols want each write on the wire at once.
         stream.set_nodelay(true)?;

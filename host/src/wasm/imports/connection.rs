@@ -60,18 +60,11 @@ impl HostConnection for HostState {
     }
 
     /// Not called: `add_write_from_guest_memory` replaces it in the linker.
-    fn write(
-        &mut self,
-        this: Resource<ConnectionHandle>,
-        data: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+    fn write(&mut self, this: Resource<ConnectionHandle>, data: Vec<u8>) -> wasmtime::Result<Result<(), ErrorCode>> {
         Ok(self.conn(&this)?.write(&data).map_err(ErrorCode::from))
     }
 
-    fn shutdown_write(
-        &mut self,
-        this: Resource<ConnectionHandle>,
-    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+    fn shutdown_write(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<Result<(), ErrorCode>> {
         Ok(self.conn(&this)?.shutdown_write().map_err(ErrorCode::from))
     }
 

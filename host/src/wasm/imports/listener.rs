@@ -90,11 +90,7 @@ impl HostListener for HostState {
         Ok(if disabled { Ok(()) } else { Err(ErrorCode::Closed) })
     }
 
-    fn set_accept_callback(
-        &mut self,
-        this: Resource<ListenerHandle>,
-        enabled: bool,
-    ) -> wasmtime::Result<()> {
+    fn set_accept_callback(&mut self, this: Resource<ListenerHandle>, enabled: bool) -> wasmtime::Result<()> {
         self.listener(&this)?.set_deliver(enabled);
         Ok(())
     }

@@ -70,11 +70,7 @@ pub fn error_code(error: &io::Error) -> ErrorCode {
 /// What the guest's `on-accept-error` receives for a failed `accept()`.
 pub fn accept_error(error: &io::Error) -> AcceptError {
     let errno = error.raw_os_error().unwrap_or(0);
-    AcceptError {
-        code: error_code(error),
-        errno,
-        description: os_error_text(error),
-    }
+    AcceptError { code: error_code(error), errno, description: os_error_text(error) }
 }
 
 /// The system's text for an error, without the " (os error N)" suffix Rust

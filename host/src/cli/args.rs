@@ -1,0 +1,373 @@
+//! The flags and subcommands of `host`, with their documentation (what
+//! `host --help` prints) and the checks that turn them into settings.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use wasmtime::Engine;
+
+use super::parse::{parse_listen_address, parse_listen_option};
+use crate::base::units::{parse_duration, parse_size};
+use crate::net::ListenOptions;
+use crate::policy::Limits;
+use crate::wasm::{CacheError, CodeCache, Isolation, Loader};
+
+/// Runs TCP connection handlers written as WebAssembly components.
+///
+/// The host accepts connections on the --listen addresses and calls the
+/// component's callbacks (world evconn:listener/handler) for each one, as
+/// libevent's evconnlistener calls C callbacks. The guest gets WASI preview 2
+/// with nothing granted: no files, no environment, no sockets of its own
+/// beyond the addresses --allow-bind permits.
+#[derive(Debug, Parser)]
+#[command(name = "host", version, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+pub struct Args {
+    /// Something other than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Serve what a TOML file describes: several listeners, each with its
+    /// own component and options, and the settings below (see
+    /// docs/configuration.md). Replaces every serving flag.
+    #[arg(long, value_name = "FILE", conflicts_with_all = SERVING_FLAGS)]
+    pub config: Option<PathBuf>,
+
+    /// The handler: a WebAssembly component of the world
+    /// evconn:listener/handler@0.1.0, or with --allow-precompiled a file
+    /// `host compile` made from one on this machine.
+    #[arg(long, value_name = "FILE", required_unless_present = "config")]
+    pub component: Option<PathBuf>,
+
+    /// An address to listen on; repeat for several. IPv6 goes in brackets:
+    /// [::1]:9876. The port must be in 1..65535. Default: 0.0.0.0:9876,
+    /// unless systemd passed listening sockets (LISTEN_FDS), which are served
+    /// as well as any --listen address.
+    #[arg(long = "listen", value_name = "ADDR", value_parser = parse_listen_address)]
+    pub listen: Vec<SocketAddr>,
+
+    /// A listener option for every --listen socket; repeat for several:
+    /// leave-sockets-blocking, close-on-free, close-on-exec, reuseable,
+    /// threadsafe, disabled, deferred-accept, reuseable-port, bind-ipv6-only.
+    /// Default: reuseable and close-on-free, as in libevent's example.
+    #[arg(long = "listen-option", value_name = "NAME", value_parser = parse_listen_option)]
+    pub listen_options: Vec<ListenOptions>,
+
+    /// The kernel backlog of --listen sockets: negative picks the default
+    /// (128), positive is passed to listen(). 0 is refused: it means a socket
+    /// that already listens.
+    #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    pub backlog: i32,
+
+    /// Settings of the whole host.
+    #[command(flatten)]
+    pub host: HostFlags,
+
+    /// Log more: -v for each connection, -vv for everything. RUST_LOG, when
+    /// set, takes precedence.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log less: -q for warnings and errors only, -qq for errors only.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+/// Every flag a config file replaces (clap's ids: the fields' names).
+const SERVING_FLAGS: [&str; 18] = [
+    "component",
+    "listen",
+    "listen_options",
+    "backlog",
+    "cache_dir",
+    "no_cache",
+    "allow_precompiled",
+    "allow_bind",
+    "isolation",
+    "guest_timeout",
+    "guest_memory",
+    "max_connections",
+    "write_buffer",
+    "idle_timeout",
+    "workers",
+    "watch",
+    "metrics",
+    "shutdown_timeout",
+];
+
+/// Settings of the whole host, from flags or from a config file's top level.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostFlags {
+    /// Where compiled code is kept.
+    #[command(flatten)]
+    pub cache: CodeArgs,
+
+    /// An address the guest may bind with listener.bind; repeat for several.
+    /// Port 0 allows every port of that IP. Default: none.
+    #[arg(long = "allow-bind", value_name = "ADDR")]
+    pub allow_bind: Vec<SocketAddr>,
+
+    /// Isolation and what a guest or a peer may use.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Reactor threads, each with its own instance under the shared model
+    /// (guests keep state per worker, not per host) and its own socket for
+    /// each --listen address (SO_REUSEPORT: the kernel spreads connections).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+
+    /// Reload the component when its file changes (looked at twice a
+    /// second), as on SIGHUP: new connections go to the new version, open
+    /// ones finish on the old; a version that fails to load is refused.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics, such as
+    /// 127.0.0.1:9100 (the port must be in 1..65535). Default: none.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_address)]
+    pub metrics: Option<SocketAddr>,
+
+    /// When stopping (SIGINT, SIGTERM, loop-exit), how long open connections
+    /// may go on before they are closed; a second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Flags that say where compiled code is kept and whether machine code
+/// from a file may run, for serving and `host test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CodeArgs {
+    /// Where compiled components are kept between runs, so a restart does
+    /// not compile again. Default: $XDG_CACHE_HOME/evconn or ~/.cache/evconn.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start; keep nothing on disk.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Run a --component file that `host compile` made: machine code that
+    /// runs as it is, without the checks compiling makes, so give it only
+    /// for files you compiled yourself. Refused by default.
+    #[arg(long)]
+    pub allow_precompiled: bool,
+}
+
+/// Flags for the isolation model and the limits, for serving and `host test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Which connections share a guest instance. `shared` (libevent's
+    /// model): one instance per reactor worker serves all its connections,
+    /// one callback at a time; the guest may keep state across connections
+    /// (a chat room needs this), and a trap closes every connection the
+    /// instance served. `connection`: each connection gets a fresh instance
+    /// from the pooling allocator; nothing is shared, a trap ends only that
+    /// connection, and each open connection costs an instance's memory.
+    #[arg(long, value_enum, default_value = "shared")]
+    pub isolation: Isolation,
+
+    /// The longest one guest callback may run, such as 500ms or 2s; past it
+    /// the callback traps. A long-running guest yields to the reactor within
+    /// 100 ms (or a quarter of the timeout, if shorter, but not under 15 ms)
+    /// and every 10 ms after that, so the accept loop keeps serving
+    /// meanwhile; the turns it then waits for do not count.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub guest_timeout: Duration,
+
+    /// The most linear memory one instance may grow to, such as 64M; growing
+    /// past it fails inside the guest.
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_size)]
+    pub guest_memory: usize,
+
+    /// The most connections served at once; more wait in the kernel's
+    /// backlog until one closes. Default: 10000, or under
+    /// --isolation connection as many as vm.max_map_count allows, at most 10000.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// Output queued for one connection at which the host stops reading from
+    /// it until the peer has taken half (libevent's watermarks), such as 1M.
+    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
+    pub write_buffer: usize,
+
+    /// Close a connection that passed no bytes either way for this long,
+    /// after telling the guest (a timeout event); 0 for never. Checked by a
+    /// sweep: the event comes up to a quarter of the timeout (at most 1 s)
+    /// late, never early.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+}
+
+/// Commands other than serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Compile a component ahead of time for this machine and host; serve
+    /// the result with `host --component FILE`, which then starts without
+    /// compiling.
+    Compile {
+        /// The component to compile.
+        component: PathBuf,
+        /// Where to write the compiled file.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Run conversation scripts (.evt files) against a component: each
+    /// script gets a fresh host in this process on 127.0.0.1, every step is
+    /// reported, and the exit status is non-zero if one fails. The limit
+    /// flags are those of serving, but --max-connections defaults to 512.
+    /// The script format is described in docs/test-kit.md.
+    Test(TestArgs),
+}
+
+/// The flags of `host test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The component to test.
+    pub component: PathBuf,
+
+    /// The scripts to run, in order.
+    #[arg(required = true, value_name = "SCRIPT")]
+    pub scripts: Vec<PathBuf>,
+
+    /// The deadline of each send and expect step that sets none (with
+    /// `within`) and whose script sets none (with `timeout`).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Isolation and what a guest or a peer may use.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Where compiled code is kept.
+    #[command(flatten)]
+    pub cache: CodeArgs,
+
+    /// Log more: -v for the host's info lines, -vv for everything. Guest
+    /// output and the host's warnings are shown by default.
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log less: -q hides guest output, -qq warnings too.
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl Args {
+    /// The log level the flags ask for.
+    pub fn log_level(&self) -> tracing::Level {
+        if let Some(Command::Test(test)) = &self.command {
+            return match (test.verbose, test.quiet) {
+                (0, 0 | 1) => tracing::Level::WARN,
+                (0, _) => tracing::Level::ERROR,
+                (1, _) => tracing::Level::INFO,
+                _ => tracing::Level::TRACE,
+            };
+        }
+        match (self.verbose, self.quiet) {
+            (0, 0) => tracing::Level::INFO,
+            (1, _) => tracing::Level::DEBUG,
+            (_, 0) => tracing::Level::TRACE,
+            (_, 1) => tracing::Level::WARN,
+            _ => tracing::Level::ERROR,
+        }
+    }
+
+    /// Whether guest output is logged although the log level is below info:
+    /// `host test` shows it unless told to be quiet.
+    pub fn show_guest_output(&self) -> bool {
+        matches!(&self.command, Some(Command::Test(test)) if test.quiet == 0)
+    }
+
+    /// The options for --listen sockets.
+    pub fn listen_options(&self) -> ListenOptions {
+        if self.listen_options.is_empty() {
+            ListenOptions::DEFAULT
+        } else {
+            self.listen_options.iter().fold(ListenOptions::empty(), |all, o| all | *o)
+        }
+    }
+}
+
+impl Default for HostFlags {
+    /// The settings with no flag given.
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            host: HostFlags,
+        }
+        Defaults::parse_from(["host"]).host
+    }
+}
+
+impl LimitArgs {
+    /// The limits these settings ask for, checked against this machine.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let max_connections = match (self.max_connections, self.isolation) {
+            (Some(n), Isolation::Connection) => {
+                let n = n as usize;
+                let most = most_pooled_instances();
+                if n > most {
+                    anyhow::bail!(
+                        "--max-connections {n} needs {n} pooled instances under --isolation connection, \
+                         but vm.max_map_count allows about {most}: lower it, or raise vm.max_map_count"
+                    );
+                }
+                n
+            }
+            (Some(n), Isolation::Shared) => n as usize,
+            (None, Isolation::Connection) => most_pooled_instances().min(Limits::default().max_connections),
+            (None, Isolation::Shared) => Limits::default().max_connections,
+        };
+        if self.guest_timeout.is_zero() {
+            anyhow::bail!("--guest-timeout must be longer than 0");
+        }
+        if self.guest_memory < MIN_GUEST_MEMORY {
+            anyhow::bail!("--guest-memory must be at least {}K: one WebAssembly page", MIN_GUEST_MEMORY >> 10);
+        }
+        Ok(Limits {
+            guest_timeout: self.guest_timeout,
+            guest_memory: self.guest_memory,
+            max_connections,
+            write_buffer: self.write_buffer.max(1),
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+        })
+    }
+}
+
+impl CodeArgs {
+    /// The compiled-code cache these settings ask for, opened (and made, if
+    /// need be); refused if someone else could write to it.
+    pub fn cache(&self) -> Result<Option<CodeCache>, CacheError> {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => Ok(None),
+            (Some(dir), false) => CodeCache::open(dir).map(Some),
+            (None, false) => CodeCache::default_dir().map(CodeCache::open).transpose(),
+        }
+    }
+
+    /// A loader for `engine` with these settings.
+    pub fn loader(&self, engine: Engine) -> Result<Loader, CacheError> {
+        Ok(Loader::new(engine).cache(self.cache()?).allow_precompiled(self.allow_precompiled))
+    }
+}
+
+/// One WebAssembly page: the least memory an instance can have.
+const MIN_GUEST_MEMORY: usize = 64 << 10;
+
+/// Memory mappings one pooled instance needs, measured with the echo guest
+/// (reserved slot and live instance together), with room to spare.
+const MAPPINGS_PER_POOLED_INSTANCE: usize = 6;
+
+/// Mappings left for everything but the instance pool.
+const MAPPINGS_FOR_THE_REST: usize = 8192;
+
+/// How many pooled instances `vm.max_map_count` leaves room for.
+fn most_pooled_instances() -> usize {
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .unwrap_or(65_530);
+    max_map_count.saturating_sub(MAPPINGS_FOR_THE_REST) / MAPPINGS_PER_POOLED_INSTANCE
+}
