@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
+    rustix::param::clock_ticks_per_second() as f64
 }
 
 fn ticks(n: u64) -> Duration {

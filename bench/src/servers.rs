@@ -231,10 +231,10 @@ impl Server {
     /// how it ended.
     pub fn stop(mut self) -> String {
         let Some(mut child) = self.child.take() else { return "already gone".into() };
-        // SAFETY: kill has no memory preconditions; the pid is our child's,
-        // not yet reaped, so it cannot name another process.
-        unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+        // The pid is our child's, not yet reaped, so it cannot name another
+        // process.
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         match crate::system::wait_at_most(&mut child, STOP_TIMEOUT) {
             Ok(Some(status)) => status.to_string(),

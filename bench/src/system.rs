@@ -5,27 +5,23 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+
 /// The CPUs this process may run on, in order.
 pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+    match sched_getaffinity(None) {
+        Ok(set) => (0..CpuSet::MAX_CPU).filter(|&cpu| set.is_set(cpu)).collect(),
+        Err(_) => Vec::new(),
     }
 }
 
 /// A set holding one CPU, built before fork so the child only has to make
 /// the system call.
-pub fn cpu_set(cpu: usize) -> libc::cpu_set_t {
-    // SAFETY: as above.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        set
-    }
+pub fn cpu_set(cpu: usize) -> CpuSet {
+    let mut set = CpuSet::new();
+    set.set(cpu);
+    set
 }
 
 /// Pins the calling thread (and the threads it starts later) to `cpu`.
@@ -35,12 +31,8 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
 
 /// Applies `set` to the calling thread; async-signal-safe, so usable between
 /// fork and exec.
-pub fn apply(set: &libc::cpu_set_t) -> io::Result<()> {
-    // SAFETY: `set` is a valid cpu_set_t of the size given.
-    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+pub fn apply(set: &CpuSet) -> io::Result<()> {
+    Ok(sched_setaffinity(None, set)?)
 }
 
 /// Makes `command`'s process run on `cpu` only, from its first instruction.
@@ -56,20 +48,11 @@ pub fn pin_command(command: &mut Command, cpu: usize) {
 /// test: the benchmark holds one end of each connection and the server,
 /// which inherits the limit, the other. Returns the new soft limit.
 pub fn raise_nofile() -> io::Result<u64> {
-    // SAFETY: rlimit is plain data; getrlimit/setrlimit read and write it.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(limit.rlim_cur)
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum })?;
     }
+    Ok(limit.maximum.unwrap_or(u64::MAX))
 }
 
 /// Waits at most `timeout` for `child` to exit. Past it, or when waiting

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use evconn_host::cli::parse_duration;
+use rustix::process::Signal;
 use socket2::Socket;
 use support::HostProcess;
 use systemd::Units;
@@ -103,10 +104,8 @@ fn echoes(addr: SocketAddr) -> bool {
     support::echoes(addr, b"deployed")
 }
 
-fn send_signal(host: &HostProcess, signal: libc::c_int) {
-    // SAFETY: kill(2) with the pid of a child this test started and has not
-    // reaped (HostProcess reaps it only in wait_exit or on drop).
-    assert_eq!(unsafe { libc::kill(host.pid() as libc::pid_t, signal) }, 0, "kill failed");
+fn send_signal(host: &HostProcess, signal: Signal) {
+    host.signal(signal);
 }
 
 fn local(socket: &Socket) -> SocketAddr {
@@ -352,7 +351,7 @@ fn kubernetes_container_serves_and_drains() {
 
     let mut open = TcpStream::connect(addr).unwrap();
     assert!(exchange(&mut open, b"before SIGTERM"));
-    send_signal(&host, libc::SIGTERM);
+    send_signal(&host, Signal::TERM);
     assert!(host.wait_for_line(STOPPING, Duration::from_secs(10)).is_some(), "{}", host.output());
     let readiness = &container["readinessProbe"];
     let fails = (0..100).any(|_| {

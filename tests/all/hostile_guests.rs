@@ -137,9 +137,7 @@ impl Client {
 /// Sends SIGTERM to the host, waits for it to exit, and returns the counts
 /// of its `stopped stats=...` line.
 fn stop_and_stats(host: &mut HostProcess) -> HashMap<String, u64> {
-    let pid = host.pid() as libc::pid_t;
-    // SAFETY: kill(2) on our own child's pid with a valid signal number.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    host.signal(rustix::process::Signal::TERM);
     let status = host.wait_exit(Duration::from_secs(20));
     let status = status.unwrap_or_else(|| panic!("the host still runs 20 s after SIGTERM:\n{}", host.output()));
     assert!(status.success(), "the host exits with status 0 on SIGTERM: {status}\n{}", host.output());

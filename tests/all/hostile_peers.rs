@@ -9,7 +9,6 @@ use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -28,14 +27,10 @@ fn serial() -> MutexGuard<'static, ()> {
 /// Raises this process's soft descriptor limit to its hard limit (the host
 /// it spawns inherits it); returns the new limit.
 fn raise_descriptor_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit read and write the one struct given.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0, "getrlimit");
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0, "setrlimit");
-    }
-    limit.rlim_cur
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let hard = getrlimit(Resource::Nofile).maximum;
+    setrlimit(Resource::Nofile, Rlimit { current: hard, maximum: hard }).expect("setrlimit");
+    hard.unwrap_or(u64::MAX)
 }
 
 /// Starts the `host` binary serving `guest` on a free loopback port with
@@ -370,11 +365,7 @@ impl Bystanders {
 
 /// Bytes waiting to be read on `stream`.
 fn readable_bytes(stream: &TcpStream) -> usize {
-    let mut available: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer given.
-    let result = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut available) };
-    assert_eq!(result, 0, "ioctl(FIONREAD): {}", std::io::Error::last_os_error());
-    available as usize
+    rustix::io::ioctl_fionread(stream).expect("ioctl(FIONREAD)") as usize
 }
 
 /// The send queue (written, not yet acknowledged) and receive queue (not

@@ -57,9 +57,7 @@ fn wait_for_eof(stream: &TcpStream, timeout: Duration, what: &str) -> Instant {
 
 /// Sends SIGTERM to the `host` process.
 fn sigterm(host: &HostProcess) {
-    // SAFETY: kill(2) with a child's pid and a valid signal number.
-    let result = unsafe { libc::kill(host.pid() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(result, 0, "kill(SIGTERM) failed: {}", std::io::Error::last_os_error());
+    host.signal(rustix::process::Signal::TERM);
 }
 
 /// The resident set of process `pid`, in bytes.

@@ -31,19 +31,15 @@ fn bind(address: &str, options: ListenOptions) -> TcpListener {
 }
 
 /// `FD_CLOEXEC` of a descriptor, from `fcntl(F_GETFD)`.
-fn cloexec(fd: RawFd) -> bool {
-    // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    assert!(flags >= 0, "fcntl(F_GETFD) on {fd}: {}", io::Error::last_os_error());
-    flags & libc::FD_CLOEXEC != 0
+fn cloexec(fd: impl AsFd) -> bool {
+    let flags = rustix::io::fcntl_getfd(fd).expect("fcntl(F_GETFD)");
+    flags.contains(rustix::io::FdFlags::CLOEXEC)
 }
 
 /// `O_NONBLOCK` of a descriptor, from `fcntl(F_GETFL)`.
-fn nonblocking(fd: RawFd) -> bool {
-    // SAFETY: fcntl(F_GETFL) only reads the file status flags.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    assert!(flags >= 0, "fcntl(F_GETFL) on {fd}: {}", io::Error::last_os_error());
-    flags & libc::O_NONBLOCK != 0
+fn nonblocking(fd: impl AsFd) -> bool {
+    let flags = rustix::fs::fcntl_getfl(fd).expect("fcntl(F_GETFL)");
+    flags.contains(rustix::fs::OFlags::NONBLOCK)
 }
 
 /// `TCP_DEFER_ACCEPT` of a socket, from getsockopt.
@@ -199,9 +195,9 @@ fn reuseable_port_sets_so_reuseport_and_shares_the_port() {
 #[test]
 fn close_on_exec_sets_and_clears_fd_cloexec() {
     let with = bind(LOOPBACK_V4, ListenOptions::CLOSE_ON_EXEC);
-    assert!(cloexec(with.as_raw_fd()), "FD_CLOEXEC with close-on-exec");
+    assert!(cloexec(&with), "FD_CLOEXEC with close-on-exec");
     let without = bind(LOOPBACK_V4, ListenOptions::REUSEABLE);
-    assert!(!cloexec(without.as_raw_fd()), "FD_CLOEXEC without close-on-exec");
+    assert!(!cloexec(&without), "FD_CLOEXEC without close-on-exec");
 }
 
 /// `deferred-accept` sets `TCP_DEFER_ACCEPT` to a nonzero timeout; without
@@ -314,7 +310,7 @@ fn listener_is_non_blocking() {
         all_options() & !ListenOptions::BIND_IPV6_ONLY,
     ] {
         let listener = bind(LOOPBACK_V4, options);
-        assert!(nonblocking(listener.as_raw_fd()), "O_NONBLOCK with {options:?}");
+        assert!(nonblocking(&listener), "O_NONBLOCK with {options:?}");
         // And behaves so: accept with nothing pending returns at once.
         let error = listener.accept().expect_err("nothing is pending");
         assert_eq!(error.kind(), io::ErrorKind::WouldBlock, "accept on an idle listener: {error}");
@@ -447,8 +443,8 @@ fn guest_bind_of_an_allowed_address_serves() {
     assert!(socket.reuse_address().unwrap(), "SO_REUSEADDR from the guest's reuseable");
     assert!(!socket.reuse_port().unwrap(), "no SO_REUSEPORT: not asked for");
     assert!(socket.keepalive().unwrap(), "SO_KEEPALIVE");
-    assert!(cloexec(fd.as_fd().as_raw_fd()), "FD_CLOEXEC from the guest's close-on-exec");
-    assert!(nonblocking(fd.as_fd().as_raw_fd()), "O_NONBLOCK");
+    assert!(cloexec(fd), "FD_CLOEXEC from the guest's close-on-exec");
+    assert!(nonblocking(fd), "O_NONBLOCK");
     assert_eq!(ss_backlog(bound.addr.port()), 128, "backlog -1 from the guest gives 128");
 
     let mut client = assert_served(&bound);
@@ -591,7 +587,7 @@ fn leave_sockets_blocking_and_threadsafe_are_harmless() {
         let bound = guest_bind(&mut control, LOOPBACK_V4, -1, options);
         // SAFETY: the guest holds the listener, so the host keeps fd open.
         let fd = unsafe { borrow_fd(bound.fd) };
-        assert!(nonblocking(fd.as_raw_fd()), "the listener stays non-blocking with {options}");
+        assert!(nonblocking(fd), "the listener stays non-blocking with {options}");
         let mut clients: Vec<Probe> = (0..3).map(|_| Probe::connect(bound.addr)).collect();
         for client in &mut clients {
             client.send("ping");

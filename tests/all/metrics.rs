@@ -176,8 +176,7 @@ fn spawn_with_metrics(guest: &str, extra: &[&str]) -> (HostProcess, SocketAddr, 
 
 /// Sends SIGTERM and returns the counts of the `stopped stats=...` line.
 fn stop_and_stats(host: &mut HostProcess) -> HashMap<String, f64> {
-    // SAFETY: kill(2) with a child's pid and a valid signal number.
-    assert_eq!(unsafe { libc::kill(host.pid() as libc::pid_t, libc::SIGTERM) }, 0, "SIGTERM sent");
+    host.signal(rustix::process::Signal::TERM);
     let status = host.wait_exit(Duration::from_secs(20)).expect("the host exits after SIGTERM");
     assert!(status.success(), "exit status {status}:\n{}", host.output());
     let line = host.wait_for_line("stopped stats=", Duration::from_secs(1)).expect("a stopped line");

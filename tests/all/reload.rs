@@ -42,8 +42,7 @@ fn start(dir: &Path, component: &Path, extra: &[&str]) -> (HostProcess, SocketAd
 }
 
 fn hang_up(host: &HostProcess) {
-    // SAFETY: kill(2) with a valid signal number and the child's pid.
-    assert_eq!(unsafe { libc::kill(host.pid() as i32, libc::SIGHUP) }, 0);
+    host.signal(rustix::process::Signal::HUP);
 }
 
 /// Waits until the log has `count` lines containing `needle`.
@@ -172,8 +171,7 @@ fn a_broken_version_is_refused_and_the_old_keeps_serving() {
     wait_for_count(&host, "reloaded", 1, Duration::from_secs(30));
     assert_eq!(Probe::connect(addr).ask("ping"), "pong");
 
-    // SAFETY: kill(2) with a valid signal number and the child's pid.
-    unsafe { libc::kill(host.pid() as i32, libc::SIGTERM) };
+    host.signal(rustix::process::Signal::TERM);
     assert!(host.wait_exit(Duration::from_secs(15)).is_some_and(|s| s.success()));
     let stopped = host.wait_for_line("stopped stats=", Duration::from_secs(1)).expect("a stopped line");
     assert!(stopped.contains("reloads=1 reloads_refused=2"), "{stopped}");

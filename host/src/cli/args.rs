@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use wasmtime::Engine;
 
-use super::parse::{parse_listen_address, parse_listen_option};
+use super::parse::{parse_connections, parse_listen_address, parse_listen_option, parse_workers};
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::ListenOptions;
 use crate::policy::Limits;
@@ -114,7 +114,7 @@ pub struct HostFlags {
     /// Reactor threads, each with its own instance under the shared model
     /// (guests keep state per worker, not per host) and its own socket for
     /// each --listen address (SO_REUSEPORT: the kernel spreads connections).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_workers)]
     pub workers: u16,
 
     /// Reload the component when its file changes (looked at twice a
@@ -183,7 +183,7 @@ pub struct LimitArgs {
     /// The most connections served at once; more wait in the kernel's
     /// backlog until one closes. Default: 10000, or under
     /// --isolation connection as many as vm.max_map_count allows, at most 10000.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_connections)]
     pub max_connections: Option<u32>,
 
     /// Output queued for one connection at which the host stops reading from

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::HostFlags;
-use super::parse::{parse_listen_address, parse_listen_option};
+use super::parse::{check_connections, check_workers, parse_listen_address, parse_listen_option};
 use super::plan::{InheritedSockets, ListenerPlan, Plan};
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::{ListenOptions, ZeroBacklog};
@@ -30,7 +30,7 @@ struct File {
     guest_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "size")]
     guest_memory: Option<usize>,
-    #[serde(default, deserialize_with = "at_least_one")]
+    #[serde(default, deserialize_with = "connections")]
     max_connections: Option<u32>,
     #[serde(default, deserialize_with = "size")]
     write_buffer: Option<usize>,
@@ -138,11 +138,8 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
     }
 }
 
-fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    match u32::deserialize(d)? {
-        0 => Err(D::Error::custom("must be at least 1")),
-        n => Ok(Some(n)),
-    }
+fn connections<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    check_connections(u32::deserialize(d)?).map(Some).map_err(D::Error::custom)
 }
 
 fn backlog<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
@@ -153,10 +150,7 @@ fn backlog<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
 }
 
 fn worker_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    match u16::deserialize(d)? {
-        n @ 1..=256 => Ok(Some(n)),
-        n => Err(D::Error::custom(format!("{n} workers: give 1 to 256"))),
-    }
+    check_workers(u16::deserialize(d)?).map(Some).map_err(D::Error::custom)
 }
 
 fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {

@@ -20,6 +20,35 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port as u16))
 }
 
+/// The most reactor threads (`--workers`) a host runs.
+pub const MAX_WORKERS: u16 = 256;
+
+/// Checks a number of workers: 1 to [`MAX_WORKERS`].
+pub fn check_workers(workers: u16) -> Result<u16, String> {
+    match workers {
+        1..=MAX_WORKERS => Ok(workers),
+        n => Err(format!("{n} workers: give 1 to {MAX_WORKERS}")),
+    }
+}
+
+/// Parses a number of workers ([`check_workers`]).
+pub fn parse_workers(text: &str) -> Result<u16, String> {
+    check_workers(text.parse().map_err(|_| format!("{text:?} is not a number of workers"))?)
+}
+
+/// Checks a connection count: at least 1.
+pub fn check_connections(connections: u32) -> Result<u32, String> {
+    match connections {
+        0 => Err("0 connections: give at least 1".to_string()),
+        n => Ok(n),
+    }
+}
+
+/// Parses a connection count ([`check_connections`]).
+pub fn parse_connections(text: &str) -> Result<u32, String> {
+    check_connections(text.parse().map_err(|_| format!("{text:?} is not a number of connections"))?)
+}
+
 /// Parses a listener option by its WIT name, such as `reuseable`.
 pub fn parse_listen_option(name: &str) -> Result<ListenOptions, String> {
     ListenOptions::by_name(name)
@@ -28,6 +57,17 @@ pub fn parse_listen_option(name: &str) -> Result<ListenOptions, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Worker and connection counts out of range are refused, with the range.
+    #[test]
+    fn counts_are_checked() {
+        assert_eq!(parse_workers("4"), Ok(4));
+        assert!(parse_workers("0").unwrap_err().contains("give 1 to 256"));
+        assert!(parse_workers("257").unwrap_err().contains("give 1 to 256"));
+        assert!(parse_workers("many").is_err());
+        assert_eq!(parse_connections("10"), Ok(10));
+        assert!(parse_connections("0").unwrap_err().contains("at least 1"));
+    }
 
     /// Ports outside 1..65535 are refused with libevent's "Invalid port".
     #[test]

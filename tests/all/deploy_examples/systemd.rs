@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
+use rustix::process::Signal;
 use socket2::{Domain, Socket, Type};
 
 use super::support::HostProcess;
@@ -100,7 +101,7 @@ impl Units {
 
     /// Does what `systemctl stop` does first: sends KillSignal= (SIGTERM).
     pub fn stop(&self, host: &HostProcess) {
-        let signal = self.service.all("Service", "KillSignal").first().map_or(libc::SIGTERM, |s| signal_number(s));
+        let signal = self.service.all("Service", "KillSignal").first().map_or(Signal::TERM, |s| signal_number(s));
         send_signal(host, signal);
     }
 
@@ -126,11 +127,11 @@ fn loopback_for(spec: &str) -> IpAddr {
     }
 }
 
-fn signal_number(name: &str) -> libc::c_int {
+fn signal_number(name: &str) -> Signal {
     match name.trim_start_matches("SIG") {
-        "HUP" | "1" => libc::SIGHUP,
-        "TERM" | "15" => libc::SIGTERM,
-        "INT" | "2" => libc::SIGINT,
+        "HUP" | "1" => Signal::HUP,
+        "TERM" | "15" => Signal::TERM,
+        "INT" | "2" => Signal::INT,
         other => panic!("signal {other} is not one the host handles"),
     }
 }

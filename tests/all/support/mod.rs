@@ -17,6 +17,7 @@ use evconn_host::kit;
 use evconn_host::net::ListenOptions;
 use evconn_host::policy::Limits;
 use evconn_host::wasm::Isolation;
+use rustix::process::{Pid, Signal, kill_process};
 
 /// The workspace's root folder.
 pub fn workspace() -> PathBuf {
@@ -380,6 +381,13 @@ impl HostProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `signal` to the process, which must not have been reaped yet
+    /// (it is only in `wait_exit` or on drop).
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.pid() as i32).expect("a child's pid is positive");
+        kill_process(pid, signal).unwrap_or_else(|e| panic!("kill({signal:?}) failed: {e}"));
     }
 }
 

@@ -66,10 +66,7 @@ pub fn cpu_ticks(pid: u32) -> u64 {
 
 /// Clock ticks per second, the unit of [`cpu_ticks`].
 pub fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    assert!(ticks > 0, "sysconf(_SC_CLK_TCK) failed");
-    ticks as u64
+    rustix::param::clock_ticks_per_second()
 }
 
 /// The CPU time (user + system) process `pid` has used.
