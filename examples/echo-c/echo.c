@@ -20,6 +20,7 @@ static const char *const ERROR_NAMES[] = {
     "unknown", "access-denied", "not-supported", "invalid-argument", "out-of-memory",
     "too-many-open-files", "system-file-limit", "invalid-state", "address-in-use",
     "address-not-bindable", "connection-reset", "connection-aborted", "timeout", "closed",
+    "would-block", "limit-reached",
 };
 
 static const char *error_name(error_code_t code) {
@@ -71,4 +72,19 @@ void exports_evconn_listener_callbacks_on_accept_error(borrow_listener_t listene
     evconn_listener_reactor_loop_exit();
     exports_evconn_listener_callbacks_accept_error_free(error);
     evconn_listener_listener_listener_drop_borrow(listener);
+}
+
+// The echo starts no timer and sets no drain watermark, so neither of these
+// is called; a C guest must still export them.
+bool exports_evconn_listener_callbacks_on_timer(exports_evconn_listener_callbacks_timer_id_t timer,
+                                                handler_string_t *err) {
+    (void)timer;
+    (void)err;
+    return true;
+}
+
+bool exports_evconn_listener_callbacks_on_drain(borrow_connection_t conn, handler_string_t *err) {
+    (void)err;
+    evconn_listener_connection_connection_drop_borrow(conn);
+    return true;
 }

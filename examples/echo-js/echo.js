@@ -7,7 +7,7 @@
 // an owned one is dropped by calling its dispose symbol (or, late, by the
 // garbage collector). A callback that throws a string returns it as `err`;
 // an import that fails throws an error whose `payload` is the `error-code`.
-import { loopExit } from 'evconn:listener/reactor@0.1.0';
+import { loopExit } from 'evconn:listener/reactor@0.2.0';
 
 const dispose = Symbol.dispose ?? Symbol.for('dispose');
 
@@ -32,6 +32,11 @@ export const callbacks = {
     }
     conn.close();
   },
+
+  // The echo starts no timer and sets no drain watermark.
+  onTimer(timer) {},
+
+  onDrain(conn) {},
 
   onAcceptError(listener, error) {
     console.error(`Got an error ${error.errno} (${error.description}) on the listener. Shutting down.`);

@@ -36,6 +36,15 @@ class Callbacks(exports.Callbacks):
             print(f"Error from bufferevent: {name(event.value)}", file=sys.stderr, flush=True)
         conn.close()
 
+    def on_timer(self, timer):
+        # The echo starts no timer.
+        pass
+
+    def on_drain(self, conn):
+        # The echo sets no drain watermark, and reading pauses before its
+        # output could reach the cap.
+        pass
+
     def on_accept_error(self, listener, error):
         print(
             f"Got an error {error.errno} ({error.description}) on the listener. Shutting down.",

@@ -334,7 +334,7 @@ fn component_of_another_world_is_not_a_handler() {
     let path = support::guest("not-a-handler");
     let line = refused_component(&path);
     assert!(line.contains("is not an evconn handler"), "{line}");
-    assert!(line.contains("evconn:listener/handler@0.1.0"), "the error names the world: {line}");
+    assert!(line.contains("evconn:listener/handler@0.2.0"), "the error names the world: {line}");
     assert!(line.contains("evconn:listener/callbacks"), "the error names the missing export: {line}");
 }
 
@@ -422,14 +422,8 @@ impl Log for InProcessLog {
 /// `probe-{role}-{pid}`, so that its log lines can be told from those of
 /// the other in-process hosts of this test process.
 fn in_process_probe(role: &str) -> (TestHost, InProcessLog) {
-    let component = format!("probe-{role}-{}", std::process::id());
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join(format!("{component}.wasm"));
-    std::fs::copy(support::guest("probe"), &path).unwrap();
+    let (path, component) = support::guest_named("probe", role);
     let host = TestHost::start(&path);
-    // Compiled by now; the host never reads the file again.
-    let _ = std::fs::remove_file(&path);
     (host, InProcessLog { component })
 }
 

@@ -1,4 +1,4 @@
-//! The C bindings committed in examples/echo-c/bindings are what
+//! The C bindings committed in guest/c/bindings are what
 //! `wit-bindgen c wit --world handler` makes from wit/ today, so a change to
 //! the contract cannot leave C guests building against a stale one.
 use crate::support;

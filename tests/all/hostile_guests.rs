@@ -728,3 +728,79 @@ fn repeated_traps_back_off() {
     assert_running(&mut host);
     assert_no_host_panic(&host);
 }
+
+// ---------------------------------------------------------------------------
+// 5: output without end.
+
+/// Writers that never read, each served by a guest that writes 1 MiB pieces
+/// without end from one callback, ignoring the host's refusals, with the
+/// default output limits: the host holds at most its output cap (4 MiB) for
+/// each, so its resident memory grows by that, the writers' guest memory
+/// (a 1 MiB piece and an instance each) and a little; the callbacks end at
+/// the guest timeout; and every other client is served. Returns the growth
+/// of the host's peak RSS over its baseline, in kB.
+fn writer_scenario(isolation: &str, writers: usize) -> u64 {
+    let (mut host, addr) = spawn_probe_host(&["--isolation", isolation, "--guest-timeout", "1s"], None);
+    let pid = host.pid();
+    let mut bystander = Client::new(addr);
+    bystander.expect("ping", "pong");
+    let baseline = status_kb(pid, "VmRSS");
+    let mut flooders: Vec<Client> = (0..writers).map(|_| Client::new(addr)).collect();
+    for flooder in &mut flooders {
+        flooder.send("flood-forever");
+    }
+    if isolation == "connection" {
+        // Served between the flooding callbacks' turns.
+        bystander.expect("ping", "pong");
+    }
+    // Each flooding callback ends at the guest timeout (a trap): a second
+    // of running each, in turns on the one reactor.
+    let deadline = Instant::now() + PROMPTLY + Duration::from_secs(2 * writers as u64);
+    while host.count_lines("guest trapped") < writers && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(host.count_lines("guest trapped"), writers, "every flood ran into the timeout:\n{}", host.output());
+    let peak = status_kb(pid, "VmHWM");
+    let refused = host.output().contains("flooded");
+    assert!(!refused, "flood-forever never stops by itself");
+    if isolation == "connection" {
+        bystander.expect("ping", "pong");
+    }
+    Client::new(addr).expect("ping", "pong");
+    assert_running(&mut host);
+    assert_no_host_panic(&host);
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "--isolation {isolation}, {writers} writer(s): VmRSS {baseline} kB before, VmHWM {peak} kB (+{growth} kB)"
+    );
+    drop(flooders);
+    growth
+}
+
+/// The host's output cap, 4 MiB, in kB: what it may hold per connection.
+const OUTPUT_CAP_KB: u64 = 4 * 1024;
+
+/// What else one flooding connection may cost, in kB: its guest's 1 MiB
+/// piece and instance, and the host's share of a few MiB of slack.
+const PER_WRITER_KB: u64 = 3 * 1024;
+
+/// Under the shared model, one guest that writes without end holds the
+/// host to its output cap plus a few MiB.
+#[test]
+fn a_guest_writing_without_end_is_held_to_the_output_cap_under_shared_model() {
+    let _serial = serial();
+    let growth = writer_scenario("shared", 1);
+    assert!(growth < OUTPUT_CAP_KB + PER_WRITER_KB + 4096, "the host grew by {growth} kB");
+}
+
+/// Under the per-connection model, one and then ten such guests at once:
+/// ten times the cap plus a few MiB each.
+#[test]
+fn guests_writing_without_end_are_held_to_the_output_cap_under_connection_model() {
+    let _serial = serial();
+    for writers in [1, 10] {
+        let growth = writer_scenario("connection", writers);
+        let bound = writers as u64 * (OUTPUT_CAP_KB + PER_WRITER_KB) + 4096;
+        assert!(growth < bound, "{writers} writer(s): the host grew by {growth} kB, over {bound} kB");
+    }
+}

@@ -88,11 +88,67 @@ fn redis_cli_runs_commands() {
         (&["incr", "word"], "ERR value is not an integer or out of range\n\n"),
         (&["--no-raw", "incr", "word"], "(error) ERR value is not an integer or out of range\n"),
         (&["flushall"], "ERR unknown command 'flushall', with args beginning with: \n\n"),
-        (&["set", "k", "v", "ex", "10"], "ERR SET option 'EX' is not supported\n\n"),
+        (&["set", "k", "v", "nx"], "ERR SET option 'NX' is not supported\n\n"),
+        (&["set", "k", "v", "ex", "0"], "ERR invalid expire time in 'set' command\n\n"),
     ];
     for (command, expected) in exchanges {
         assert_eq!(redis_cli(&host, command), *expected, "redis-cli {command:?}");
     }
+}
+
+/// Keys expire as Redis's do, seen through redis-cli: `SET k v PX 200`
+/// then `GET k` gives `v`, and 300 ms later `(nil)`; TTL and PTTL answer -2
+/// for no key, -1 for no expiry, and the time left; EXPIRE, PEXPIRE and
+/// PERSIST set and take it.
+#[test]
+fn redis_cli_sees_keys_expire() {
+    let host = kv_host();
+    assert_eq!(redis_cli(&host, &["set", "k", "v", "px", "200"]), "OK\n");
+    assert_eq!(redis_cli(&host, &["get", "k"]), "v\n");
+    let left: i64 = redis_cli(&host, &["pttl", "k"]).trim().parse().unwrap();
+    assert!((1..=200).contains(&left), "PTTL {left}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(redis_cli(&host, &["--no-raw", "get", "k"]), "(nil)\n");
+    assert_eq!(redis_cli(&host, &["--no-raw", "ttl", "k"]), "(integer) -2\n");
+    assert_eq!(redis_cli(&host, &["set", "kept", "1"]), "OK\n");
+    assert_eq!(redis_cli(&host, &["--no-raw", "ttl", "kept"]), "(integer) -1\n");
+    assert_eq!(redis_cli(&host, &["expire", "kept", "100"]), "1\n");
+    assert_eq!(redis_cli(&host, &["ttl", "kept"]), "100\n");
+    assert_eq!(redis_cli(&host, &["persist", "kept"]), "1\n");
+    assert_eq!(redis_cli(&host, &["ttl", "kept"]), "-1\n");
+    assert_eq!(redis_cli(&host, &["set", "s", "v", "ex", "100"]), "OK\n");
+    assert_eq!(redis_cli(&host, &["ttl", "s"]), "100\n");
+    assert_eq!(redis_cli(&host, &["pexpire", "s", "100"]), "1\n");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(redis_cli(&host, &["exists", "s"]), "0\n");
+}
+
+/// Keys that expire are removed when their time comes though nobody reads
+/// them: 1,000 keys set with `PX 1000` leave `DBSIZE` (which counts what the
+/// store holds, and reads no key) within a second of their time.
+#[test]
+fn expired_keys_are_removed_though_nobody_reads_them() {
+    let host = kv_host();
+    let args: Vec<String> = ["-h", "127.0.0.1", "-p", &host.addr.port().to_string()].map(String::from).to_vec();
+    let mut commands: String = (0..1000).map(|n| format!("set short:{n} {n} px 1000\n")).collect();
+    commands.push_str("set long 1\n");
+    let set = std::time::Instant::now();
+    let ran = run("redis-cli", &args, &commands, Duration::from_secs(60));
+    assert!(ran.status.success(), "redis-cli failed: {}{}", ran.stdout, ran.stderr);
+    let held: u64 = redis_cli(&host, &["dbsize"]).trim().parse().unwrap();
+    if set.elapsed() < Duration::from_millis(900) {
+        assert_eq!(held, 1001, "no key is due yet");
+    }
+    let deadline = set + Duration::from_secs(3);
+    loop {
+        let size = redis_cli(&host, &["dbsize"]);
+        if size == "1\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {size} keys 3 s after setting them to live 1 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(redis_cli(&host, &["get", "long"]), "1\n");
 }
 
 /// redis-cli reading commands from its input, as in a shell pipeline, asks

@@ -61,8 +61,8 @@ struct Conn;
 /// `on-data(borrow<connection>, list<u8>) -> result<_, string>`.
 type OnData = TypedFunc<(Resource<Conn>, &'static [u8]), (Result<(), String>,)>;
 
-const CONNECTION: &str = "evconn:listener/connection@0.1.0";
-const CALLBACKS: &str = "evconn:listener/callbacks@0.1.0";
+const CONNECTION: &str = "evconn:listener/connection@0.2.0";
+const CALLBACKS: &str = "evconn:listener/callbacks@0.2.0";
 
 /// One ping-pong message.
 static MESSAGE: [u8; 64] = [b'x'; 64];

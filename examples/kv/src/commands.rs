@@ -1,10 +1,13 @@
 //! What each command does, with Redis's replies and error messages, for the
 //! commands this server knows: the data commands (PING, ECHO, SET, GET, DEL,
-//! EXISTS, INCR) and those `redis-cli`, `redis-benchmark` and client
+//! EXISTS, INCR, DBSIZE), expiry (SET's EX and PX, EXPIRE, PEXPIRE, TTL,
+//! PTTL, PERSIST) and those `redis-cli`, `redis-benchmark` and client
 //! libraries send on their own (COMMAND, CONFIG GET, HELLO, CLIENT, SELECT,
 //! QUIT), answered so that they carry on.
+use std::time::{Duration, Instant};
+
 use crate::reply::Reply;
-use crate::store::{OverBudget, Store};
+use crate::store::{OverBudget, Store, after};
 
 /// What the connection does once the reply is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub struct Context<'a> {
     pub store: &'a mut Store,
     /// The connection's id, which `CLIENT ID` and `HELLO` report.
     pub client: u64,
+    /// The time the command runs at, by the instance's monotonic clock.
+    pub now: Instant,
 }
 
 type Run = fn(&mut Context, &[Vec<u8>]) -> Reply;
@@ -35,6 +40,12 @@ const COMMANDS: &[(&str, i32, Run)] = &[
     ("del", -2, del),
     ("exists", -2, exists),
     ("incr", 2, incr),
+    ("dbsize", 1, dbsize),
+    ("expire", -3, expire),
+    ("pexpire", -3, pexpire),
+    ("ttl", 2, ttl),
+    ("pttl", 2, pttl),
+    ("persist", 2, persist),
     ("command", -1, command),
     ("config", -2, config),
     ("hello", -1, hello),
@@ -74,23 +85,49 @@ fn echo(_: &mut Context, args: &[Vec<u8>]) -> Reply {
 }
 
 fn set(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    if let Some(option) = args.get(3) {
-        const REDIS_OPTIONS: [&str; 8] = ["nx", "xx", "get", "ex", "px", "exat", "pxat", "keepttl"];
+    let mut ttl = None;
+    let mut options = args[3..].iter();
+    while let Some(option) = options.next() {
         let option = lowercase(option);
-        return if REDIS_OPTIONS.contains(&option.as_str()) {
-            Reply::err(format!("SET option '{}' is not supported", option.to_uppercase()))
-        } else {
-            Reply::err("syntax error")
+        let unit: fn(u64) -> Duration = match option.as_str() {
+            "ex" => Duration::from_secs,
+            "px" => Duration::from_millis,
+            "nx" | "xx" | "get" | "exat" | "pxat" | "keepttl" => {
+                return Reply::err(format!("SET option '{}' is not supported", option.to_uppercase()));
+            }
+            _ => return Reply::err("syntax error"),
         };
+        // One of EX and PX, once, with its number.
+        let (None, Some(amount)) = (ttl, options.next()) else { return Reply::err("syntax error") };
+        ttl = Some(match time_to_live(amount, unit, context.now) {
+            Ok(Some(when)) => when,
+            Ok(None) => return Reply::err("invalid expire time in 'set' command"),
+            Err(reply) => return reply,
+        });
     }
-    match context.store.set(&args[1], args[2].clone()) {
+    match context.store.set(&args[1], args[2].clone(), ttl) {
         Ok(()) => Reply::Status("OK"),
         Err(OverBudget) => out_of_memory(),
     }
 }
 
+/// When a key given `amount` of `unit` to live at `now` expires: `Ok(None)`
+/// for a time that is not positive or does not fit the clock, `Err` with
+/// Redis's reply for what is not an integer.
+fn time_to_live(amount: &[u8], unit: fn(u64) -> Duration, now: Instant) -> Result<Option<Instant>, Reply> {
+    let amount = integer(amount).ok_or_else(not_an_integer)?;
+    Ok(expiry_at(amount, unit, now))
+}
+
+/// `now` plus `amount` of `unit`, if `amount` is positive and the sum fits
+/// the clock.
+fn expiry_at(amount: i64, unit: fn(u64) -> Duration, now: Instant) -> Option<Instant> {
+    let amount = u64::try_from(amount).ok().filter(|&amount| amount > 0)?;
+    after(now, unit(amount))
+}
+
 fn get(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    context.store.get(&args[1]).map_or(Reply::Null, |value| Reply::Bulk(value.to_vec()))
+    context.store.get(&args[1], context.now).map_or(Reply::Null, |value| Reply::Bulk(value.to_vec()))
 }
 
 fn del(context: &mut Context, args: &[Vec<u8>]) -> Reply {
@@ -99,12 +136,71 @@ fn del(context: &mut Context, args: &[Vec<u8>]) -> Reply {
 
 fn exists(context: &mut Context, args: &[Vec<u8>]) -> Reply {
     // As in Redis, a key named twice counts twice.
-    Reply::Integer(args[1..].iter().filter(|key| context.store.contains(key)).count() as i64)
+    Reply::Integer(args[1..].iter().filter(|key| context.store.contains(key, context.now)).count() as i64)
+}
+
+fn dbsize(context: &mut Context, _: &[Vec<u8>]) -> Reply {
+    Reply::Integer(context.store.len() as i64)
+}
+
+fn expire(context: &mut Context, args: &[Vec<u8>]) -> Reply {
+    set_time_to_live(context, args, Duration::from_secs, "expire")
+}
+
+fn pexpire(context: &mut Context, args: &[Vec<u8>]) -> Reply {
+    set_time_to_live(context, args, Duration::from_millis, "pexpire")
+}
+
+/// EXPIRE and PEXPIRE: 1 if the key exists (a time that is not positive
+/// removes it, as in Redis), 0 if not.
+fn set_time_to_live(context: &mut Context, args: &[Vec<u8>], unit: fn(u64) -> Duration, name: &str) -> Reply {
+    if let Some(option) = args.get(3) {
+        return Reply::err(format!("Unsupported option {}", String::from_utf8_lossy(option)));
+    }
+    let key = &args[1];
+    let Some(amount) = integer(&args[2]) else { return not_an_integer() };
+    if amount <= 0 {
+        return Reply::Integer(i64::from(context.store.remove(key)));
+    }
+    let Some(when) = expiry_at(amount, unit, context.now) else {
+        return Reply::err(format!("invalid expire time in '{name}' command"));
+    };
+    Reply::Integer(i64::from(context.store.set_expiry(key, Some(when), context.now)))
+}
+
+fn ttl(context: &mut Context, args: &[Vec<u8>]) -> Reply {
+    // Rounded to the nearest second, as Redis does.
+    time_left(context, &args[1], |left| (left.as_millis() as i64 + 500) / 1000)
+}
+
+fn pttl(context: &mut Context, args: &[Vec<u8>]) -> Reply {
+    time_left(context, &args[1], |left| left.as_millis() as i64)
+}
+
+/// TTL and PTTL: -2 for no such key, -1 for a key that never expires,
+/// else the time left in the unit `count` gives.
+fn time_left(context: &mut Context, key: &[u8], count: impl Fn(Duration) -> i64) -> Reply {
+    if !context.store.contains(key, context.now) {
+        return Reply::Integer(-2);
+    }
+    match context.store.expiry(key, context.now) {
+        None => Reply::Integer(-1),
+        Some(when) => Reply::Integer(count(when.saturating_duration_since(context.now))),
+    }
+}
+
+/// PERSIST: 1 if the key had an expiry and lost it, 0 otherwise.
+fn persist(context: &mut Context, args: &[Vec<u8>]) -> Reply {
+    let key = &args[1];
+    if context.store.expiry(key, context.now).is_none() {
+        return Reply::Integer(0);
+    }
+    Reply::Integer(i64::from(context.store.set_expiry(key, None, context.now)))
 }
 
 fn incr(context: &mut Context, args: &[Vec<u8>]) -> Reply {
     let key = &args[1];
-    let current = match context.store.get(key) {
+    let current = match context.store.get(key, context.now) {
         None => 0,
         Some(value) => match integer(value) {
             Some(n) => n,
@@ -114,7 +210,8 @@ fn incr(context: &mut Context, args: &[Vec<u8>]) -> Reply {
     let Some(next) = current.checked_add(1) else {
         return Reply::err("increment or decrement would overflow");
     };
-    match context.store.set(key, next.to_string().into_bytes()) {
+    // INCR keeps the key's expiry, as in Redis.
+    match context.store.replace(key, next.to_string().into_bytes(), context.now) {
         Ok(()) => Reply::Integer(next),
         Err(OverBudget) => out_of_memory(),
     }
@@ -246,19 +343,25 @@ fn out_of_memory() -> Reply {
 mod tests {
     use super::*;
 
-    /// A store and a client id, and a way to run commands on them.
+    /// A store, a client id and a clock that moves only when told, and a
+    /// way to run commands on them.
     struct Session {
         store: Store,
+        now: Instant,
     }
 
     impl Session {
         fn new() -> Self {
-            Session { store: Store::default() }
+            Session { store: Store::default(), now: Instant::now() }
         }
 
         fn run(&mut self, words: &[&str]) -> Reply {
             let args: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
-            execute(&mut Context { store: &mut self.store, client: 7 }, &args).0
+            execute(&mut Context { store: &mut self.store, client: 7, now: self.now }, &args).0
+        }
+
+        fn wait(&mut self, ms: u64) {
+            self.now += Duration::from_millis(ms);
         }
     }
 
@@ -301,14 +404,67 @@ mod tests {
         assert_eq!(s.run(&["SET", "k"]), err("ERR wrong number of arguments for 'set' command"));
     }
 
-    /// SET options are refused and change nothing.
+    /// SET options other than EX and PX are refused, as are bad times; a
+    /// refused SET changes nothing.
     #[test]
     fn set_options_are_refused() {
         let mut s = Session::new();
         assert_eq!(s.run(&["SET", "k", "v", "nx"]), err("ERR SET option 'NX' is not supported"));
-        assert_eq!(s.run(&["SET", "k", "v", "EX", "10"]), err("ERR SET option 'EX' is not supported"));
+        assert_eq!(s.run(&["SET", "k", "v", "KEEPTTL"]), err("ERR SET option 'KEEPTTL' is not supported"));
         assert_eq!(s.run(&["SET", "k", "v", "whatever"]), err("ERR syntax error"));
+        assert_eq!(s.run(&["SET", "k", "v", "EX"]), err("ERR syntax error"));
+        assert_eq!(s.run(&["SET", "k", "v", "EX", "1", "PX", "5"]), err("ERR syntax error"));
+        assert_eq!(s.run(&["SET", "k", "v", "EX", "0"]), err("ERR invalid expire time in 'set' command"));
+        assert_eq!(s.run(&["SET", "k", "v", "PX", "-5"]), err("ERR invalid expire time in 'set' command"));
+        assert_eq!(s.run(&["SET", "k", "v", "EX", "ten"]), err("ERR value is not an integer or out of range"));
         assert_eq!(s.run(&["GET", "k"]), Reply::Null);
+    }
+
+    /// Keys set with EX or PX, or given a time by EXPIRE or PEXPIRE, are
+    /// gone at their time; TTL and PTTL answer as Redis does (-2 for no
+    /// key, -1 for no expiry); PERSIST and SET take the expiry away, INCR
+    /// keeps it.
+    #[test]
+    fn keys_expire_as_in_redis() {
+        let mut s = Session::new();
+        assert_eq!(s.run(&["SET", "k", "v", "PX", "200"]), Reply::Status("OK"));
+        assert_eq!(s.run(&["PTTL", "k"]), Reply::Integer(200));
+        assert_eq!(s.run(&["TTL", "k"]), Reply::Integer(0), "200 ms rounds to 0 s");
+        s.wait(199);
+        assert_eq!(s.run(&["GET", "k"]), bulk("v"));
+        s.wait(1);
+        assert_eq!(s.run(&["GET", "k"]), Reply::Null);
+        assert_eq!(s.run(&["TTL", "k"]), Reply::Integer(-2));
+        assert_eq!(s.run(&["PTTL", "k"]), Reply::Integer(-2));
+
+        assert_eq!(s.run(&["SET", "n", "1", "ex", "100"]), Reply::Status("OK"));
+        assert_eq!(s.run(&["TTL", "n"]), Reply::Integer(100));
+        assert_eq!(s.run(&["INCR", "n"]), Reply::Integer(2));
+        assert_eq!(s.run(&["TTL", "n"]), Reply::Integer(100), "INCR keeps the expiry");
+        assert_eq!(s.run(&["PERSIST", "n"]), Reply::Integer(1));
+        assert_eq!(s.run(&["PERSIST", "n"]), Reply::Integer(0), "no expiry left to take");
+        assert_eq!(s.run(&["TTL", "n"]), Reply::Integer(-1));
+        assert_eq!(s.run(&["EXPIRE", "n", "5"]), Reply::Integer(1));
+        assert_eq!(s.run(&["PEXPIRE", "n", "1500"]), Reply::Integer(1));
+        assert_eq!(s.run(&["TTL", "n"]), Reply::Integer(2), "1.5 s rounds to 2");
+        assert_eq!(s.run(&["SET", "n", "9"]), Reply::Status("OK"));
+        assert_eq!(s.run(&["TTL", "n"]), Reply::Integer(-1), "SET drops the expiry");
+        assert_eq!(s.run(&["EXPIRE", "missing", "5"]), Reply::Integer(0));
+        assert_eq!(s.run(&["EXPIRE", "n", "0"]), Reply::Integer(1), "a time that is not positive removes the key");
+        assert_eq!(s.run(&["EXISTS", "n"]), Reply::Integer(0));
+        assert_eq!(s.run(&["EXPIRE", "n", "x"]), err("ERR value is not an integer or out of range"));
+        assert_eq!(s.run(&["EXPIRE", "n", "5", "NX"]), err("ERR Unsupported option NX"));
+        assert_eq!(s.run(&["TTL"]), err("ERR wrong number of arguments for 'ttl' command"));
+    }
+
+    /// DBSIZE counts the keys held.
+    #[test]
+    fn dbsize_counts_keys() {
+        let mut s = Session::new();
+        assert_eq!(s.run(&["DBSIZE"]), Reply::Integer(0));
+        s.run(&["SET", "a", "1"]);
+        s.run(&["SET", "b", "1", "PX", "10"]);
+        assert_eq!(s.run(&["DBSIZE"]), Reply::Integer(2));
     }
 
     /// INCR counts from nothing, and refuses what Redis refuses.
@@ -383,7 +539,7 @@ mod tests {
     #[test]
     fn only_quit_closes() {
         let mut store = Store::default();
-        let mut context = Context { store: &mut store, client: 1 };
+        let mut context = Context { store: &mut store, client: 1, now: Instant::now() };
         assert_eq!(execute(&mut context, &[b"quit".to_vec()]), (Reply::Status("OK"), Then::Close));
         assert_eq!(execute(&mut context, &[b"nope".to_vec()]).1, Then::Continue);
         assert_eq!(execute(&mut context, &[b"ping".to_vec()]).1, Then::Continue);
@@ -393,7 +549,7 @@ mod tests {
     /// maxmemory, and change nothing.
     #[test]
     fn a_full_store_refuses_writes() {
-        let mut s = Session { store: Store::with_budget(crate::store::ENTRY_OVERHEAD + 4) };
+        let mut s = Session { store: Store::with_budget(crate::store::ENTRY_OVERHEAD + 4), now: Instant::now() };
         assert_eq!(s.run(&["SET", "k", "123"]), Reply::Status("OK"));
         let oom = err("OOM command not allowed when used memory > 'maxmemory'.");
         assert_eq!(s.run(&["SET", "k", "12345"]), oom);

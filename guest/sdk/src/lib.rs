@@ -35,8 +35,17 @@
 //! failed `write` (it converts to its name), and on anything else that
 //! converts to `String`.
 //!
+//! # Timers and output
+//! [`timers::start`] starts a one-shot or repeating timer; the host calls
+//! [`Handler::on_timer`] with its id when it is due. [`Connection::write`]
+//! is refused with [`ErrorCode::WouldBlock`] once the host holds as much of
+//! a connection's output as the operator allows; [`Connection::write_room`]
+//! says how much fits, and [`Handler::on_drain`] says when to write again
+//! (set a watermark with [`Connection::set_drain_watermark`]).
+//!
 //! # Modules
 //! - [`lines`]: whole lines out of bytes as they arrive, with a length limit.
+//! - [`timers`]: timers that call [`Handler::on_timer`].
 //! - [`reactor`]: `loop_exit`, to stop the host.
 //! - [`bindings`]: everything the WIT package declares, for what the crate
 //!   root does not re-export.
@@ -63,6 +72,28 @@ pub mod bindings {
 pub use bindings::evconn::listener::connection::Connection;
 pub use bindings::evconn::listener::listener::{Listener, operator_listeners};
 pub use bindings::evconn::listener::types::{AcceptError, ConnectionEvent, ErrorCode, IpSocketAddress, ListenOptions};
+
+/// Timers that call [`Handler::on_timer`]: libevent's `evtimer_*`.
+pub mod timers {
+    use std::time::Duration;
+
+    use crate::ErrorCode;
+    pub use crate::bindings::evconn::listener::timers::TimerId;
+
+    /// Starts a timer due `after` from now and, with `every`, again each
+    /// `every` after that, until [`cancel`]led. Fails with `LimitReached`
+    /// past the operator's number of timers per instance, and with
+    /// `InvalidArgument` for an `every` under a millisecond.
+    pub fn start(after: Duration, every: Option<Duration>) -> Result<TimerId, ErrorCode> {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        crate::bindings::evconn::listener::timers::start(nanos(after), every.map(nanos))
+    }
+
+    /// Stops a timer; whether it was pending.
+    pub fn cancel(timer: TimerId) -> bool {
+        crate::bindings::evconn::listener::timers::cancel(timer)
+    }
+}
 
 /// The event loop: libevent's `event_base`.
 pub mod reactor {
@@ -113,6 +144,22 @@ pub trait Handler: Default + 'static {
     /// the error and retries after a pause.
     fn on_accept_error(&mut self, listener: &Listener, error: AcceptError) {
         let _ = (listener, error);
+    }
+
+    /// A timer started with [`timers::start`] is due. Returning `Err` stops
+    /// it, if it repeats. The default does nothing.
+    fn on_timer(&mut self, timer: timers::TimerId) -> Result<(), String> {
+        let _ = timer;
+        Ok(())
+    }
+
+    /// The output the host holds for `conn` fell to the watermark set with
+    /// [`Connection::set_drain_watermark`], or a write refused with
+    /// `WouldBlock` would find room now: write more. The default does
+    /// nothing.
+    fn on_drain(&mut self, conn: &Connection) -> Result<(), String> {
+        let _ = conn;
+        Ok(())
     }
 }
 
@@ -203,6 +250,14 @@ macro_rules! export_handler {
 
             fn on_accept_error(listener: &$crate::Listener, error: $crate::AcceptError) {
                 __EVCONN_HANDLER.with_borrow_mut(|handler| $crate::Handler::on_accept_error(handler, listener, error))
+            }
+
+            fn on_timer(timer: $crate::timers::TimerId) -> ::std::result::Result<(), ::std::string::String> {
+                __EVCONN_HANDLER.with_borrow_mut(|handler| $crate::Handler::on_timer(handler, timer))
+            }
+
+            fn on_drain(conn: &$crate::Connection) -> ::std::result::Result<(), ::std::string::String> {
+                __EVCONN_HANDLER.with_borrow_mut(|handler| $crate::Handler::on_drain(handler, conn))
             }
         }
 

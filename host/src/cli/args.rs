@@ -34,7 +34,7 @@ pub struct Args {
     pub config: Option<PathBuf>,
 
     /// The handler: a WebAssembly component of the world
-    /// evconn:listener/handler@0.1.0, or with --allow-precompiled a file
+    /// evconn:listener/handler@0.2.0, or with --allow-precompiled a file
     /// `host compile` made from one on this machine.
     #[arg(long, value_name = "FILE", required_unless_present = "config")]
     pub component: Option<PathBuf>,
@@ -74,7 +74,7 @@ pub struct Args {
 }
 
 /// Every flag a config file replaces (clap's ids: the fields' names).
-const SERVING_FLAGS: [&str; 18] = [
+const SERVING_FLAGS: [&str; 21] = [
     "component",
     "listen",
     "listen_options",
@@ -88,6 +88,9 @@ const SERVING_FLAGS: [&str; 18] = [
     "guest_memory",
     "max_connections",
     "write_buffer",
+    "output_cap",
+    "output_memory",
+    "max_timers",
     "idle_timeout",
     "workers",
     "watch",
@@ -190,6 +193,24 @@ pub struct LimitArgs {
     /// it until the peer has taken half (libevent's watermarks), such as 1M.
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_size)]
     pub write_buffer: usize,
+
+    /// The most output the host holds for one connection, such as 4M: a
+    /// guest's write past it is refused with would-block (and taken by
+    /// nothing) until the peer has read some. At least --write-buffer.
+    /// Default: four times --write-buffer (4M).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub output_cap: Option<usize>,
+
+    /// The most output the host holds for all connections together, such as
+    /// 1G: a write past it is refused with would-block too, so no guest can
+    /// make the host hold more. At least --output-cap.
+    #[arg(long, value_name = "BYTES", default_value = "1G", value_parser = parse_size)]
+    pub output_memory: usize,
+
+    /// The most timers one instance may have at once; past it, starting one
+    /// fails with limit-reached.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_timers: usize,
 
     /// Close a connection that passed no bytes either way for this long,
     /// after telling the guest (a timeout event); 0 for never. Checked by a
@@ -326,11 +347,28 @@ impl LimitArgs {
         if self.guest_memory < MIN_GUEST_MEMORY {
             anyhow::bail!("--guest-memory must be at least {}K: one WebAssembly page", MIN_GUEST_MEMORY >> 10);
         }
+        let write_buffer = self.write_buffer.max(1);
+        let output_cap = self.output_cap.unwrap_or(write_buffer.saturating_mul(OUTPUT_CAP_PER_WRITE_BUFFER));
+        if output_cap < write_buffer {
+            anyhow::bail!(
+                "--output-cap ({output_cap}) is less than --write-buffer ({write_buffer}): reading would never pause \
+                 before writes are refused; raise --output-cap or lower --write-buffer"
+            );
+        }
+        if self.output_memory < output_cap {
+            anyhow::bail!(
+                "--output-memory ({}) is less than --output-cap ({output_cap}): no connection could reach its cap",
+                self.output_memory
+            );
+        }
         Ok(Limits {
             guest_timeout: self.guest_timeout,
             guest_memory: self.guest_memory,
+            max_timers: self.max_timers,
             max_connections,
-            write_buffer: self.write_buffer.max(1),
+            write_buffer,
+            output_cap,
+            output_memory: self.output_memory,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
         })
     }
@@ -352,6 +390,10 @@ impl CodeArgs {
         Ok(Loader::new(engine).cache(self.cache()?).allow_precompiled(self.allow_precompiled))
     }
 }
+
+/// The output cap, unless given, in multiples of the write buffer: room for
+/// a guest that writes a few times what it is sent before reading pauses.
+const OUTPUT_CAP_PER_WRITE_BUFFER: usize = 4;
 
 /// One WebAssembly page: the least memory an instance can have.
 const MIN_GUEST_MEMORY: usize = 64 << 10;

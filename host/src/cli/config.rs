@@ -34,6 +34,11 @@ struct File {
     max_connections: Option<u32>,
     #[serde(default, deserialize_with = "size")]
     write_buffer: Option<usize>,
+    #[serde(default, deserialize_with = "size")]
+    output_cap: Option<usize>,
+    #[serde(default, deserialize_with = "size")]
+    output_memory: Option<usize>,
+    max_timers: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     idle_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "worker_count")]
@@ -86,6 +91,9 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
     set(&mut host.limits.guest_memory, file.guest_memory);
     host.limits.max_connections = file.max_connections.or(host.limits.max_connections);
     set(&mut host.limits.write_buffer, file.write_buffer);
+    host.limits.output_cap = file.output_cap.or(host.limits.output_cap);
+    set(&mut host.limits.output_memory, file.output_memory);
+    set(&mut host.limits.max_timers, file.max_timers);
     set(&mut host.limits.idle_timeout, file.idle_timeout);
     set(&mut host.workers, file.workers);
     set(&mut host.watch, file.watch);

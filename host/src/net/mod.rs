@@ -1,11 +1,13 @@
 //! Sockets and connections, natively: binding listening sockets with
 //! libevent's options, sockets inherited from systemd, the descriptor limit,
-//! the accept loop, an accepted connection and its state machine, idle
-//! timeouts, and the life of a host (stopping, admitting, closing all).
+//! the accept loop, an accepted connection and its state machine, the
+//! output the host holds for connections and its limits, idle timeouts, and
+//! the life of a host (stopping, admitting, closing all).
 //! Knows nothing of WebAssembly or WIT: the layers above drive it and turn
 //! its errors into theirs.
 pub mod accept;
 pub(crate) mod activation;
+mod budget;
 pub mod connection;
 pub mod descriptors;
 pub mod idle;
@@ -15,7 +17,8 @@ mod options;
 pub mod socket;
 
 pub use accept::{Acceptor, accept_loop};
-pub use connection::{Connection, ConnectionError, Ready};
+pub use budget::OutputBudget;
+pub use connection::{Connection, ConnectionError, OutputLimits, Ready};
 pub use lifecycle::{Admission, Lifecycle, OpenConnections};
 pub use listener::{AcceptState, Listener};
 pub use options::ListenOptions;

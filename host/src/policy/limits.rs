@@ -1,5 +1,5 @@
 //! What one guest and one peer may use: callback time, instance memory,
-//! connections, buffered output and idle time.
+//! timers, connections, output the host holds, and idle time.
 use std::time::Duration;
 
 /// The limits a host enforces, all checked before the first accept.
@@ -10,12 +10,20 @@ pub struct Limits {
     pub guest_timeout: Duration,
     /// The most linear memory one instance may grow to, in bytes.
     pub guest_memory: usize,
+    /// The most timers one instance may have at once.
+    pub max_timers: usize,
     /// The most connections served at once; more wait in the backlog.
     pub max_connections: usize,
     /// Output queued for one connection at which the host stops reading
     /// from it, until the peer has taken half of it (bufferevent's
     /// high and low watermarks).
     pub write_buffer: usize,
+    /// The most output the host holds for one connection: a write past it
+    /// is refused (`would-block`).
+    pub output_cap: usize,
+    /// The most output the host holds for all connections together: a
+    /// write past it is refused too.
+    pub output_memory: usize,
     /// How long a connection may pass no bytes either way before it is
     /// closed (after an `on-event(timeout)`); `None` for no limit.
     pub idle_timeout: Option<Duration>,
@@ -26,8 +34,11 @@ impl Default for Limits {
         Limits {
             guest_timeout: Duration::from_secs(1),
             guest_memory: 64 << 20,
+            max_timers: 1024,
             max_connections: 10_000,
             write_buffer: 1 << 20,
+            output_cap: 4 << 20,
+            output_memory: 1 << 30,
             idle_timeout: Some(Duration::from_secs(300)),
         }
     }

@@ -14,7 +14,7 @@ mod worker;
 
 use std::sync::Arc;
 
-use crate::net::Lifecycle;
+use crate::net::{Lifecycle, OutputBudget};
 use crate::policy::Policy;
 use crate::telemetry::Metrics;
 
@@ -30,4 +30,6 @@ struct Services {
     policy: Arc<Policy>,
     /// What the host counts.
     metrics: Arc<Metrics>,
+    /// The output all connections hold, against `--output-memory`.
+    output: Arc<OutputBudget>,
 }

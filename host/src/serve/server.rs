@@ -11,7 +11,7 @@ use super::Services;
 use super::mount::{App, Mounted, mount};
 use super::reactor::Reactor;
 use super::reload;
-use crate::net::{Lifecycle, idle};
+use crate::net::{Lifecycle, OutputBudget, idle};
 use crate::policy::Policy;
 use crate::telemetry::{Metrics, endpoint};
 use crate::wasm::{Isolation, Loader};
@@ -55,6 +55,7 @@ impl Server {
         let metrics_listener = self.metrics.map(metrics_listener).transpose()?;
         let services = Services {
             lifecycle: Lifecycle::new(self.policy.limits.max_connections),
+            output: Arc::new(OutputBudget::new(self.policy.limits.output_memory)),
             policy: Arc::new(self.policy),
             metrics: Arc::new(Metrics::default()),
         };

@@ -75,4 +75,6 @@ component_counters! {
         "Guest instances made: the first, replacements after traps, or one per connection";
     reloads: "evconn_reloads", "New versions loaded by hot reload";
     reloads_refused: "evconn_reloads_refused", "Reloads refused: the file did not load or the guest did not start";
+    writes_refused: "evconn_writes_refused",
+        "Writes refused (would-block) because the connection's output cap or the host's output memory was reached";
 }

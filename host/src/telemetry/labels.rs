@@ -61,11 +61,16 @@ pub enum Callback {
     Event,
     /// `on-accept-error`.
     AcceptError,
+    /// `on-timer`.
+    Timer,
+    /// `on-drain`.
+    Drain,
 }
 
 impl Callback {
     /// Every callback, in the order `Stats` keeps them.
-    pub const ALL: [Callback; 4] = [Callback::Accept, Callback::Data, Callback::Event, Callback::AcceptError];
+    pub const ALL: [Callback; 6] =
+        [Callback::Accept, Callback::Data, Callback::Event, Callback::AcceptError, Callback::Timer, Callback::Drain];
 
     /// The export's name in the WIT world.
     pub fn name(self) -> &'static str {
@@ -74,6 +79,8 @@ impl Callback {
             Callback::Data => "on-data",
             Callback::Event => "on-event",
             Callback::AcceptError => "on-accept-error",
+            Callback::Timer => "on-timer",
+            Callback::Drain => "on-drain",
         }
     }
 }

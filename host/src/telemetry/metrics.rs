@@ -26,6 +26,7 @@ pub struct Metrics {
     registry: Registry,
     counts: CountFamilies,
     active: PerComponent<Gauge>,
+    timers: PerComponent<Gauge>,
     closed: Family<ClosedLabels, Counter>,
     accept_errors: Family<AcceptErrorLabels, Counter>,
     callbacks: Family<CallbackLabels, Latency>,
@@ -41,6 +42,7 @@ impl Default for Metrics {
         Metrics {
             counts: CountFamilies::register(r),
             active: registered(r, "evconn_connections_active", "Connections accepted and not yet ended", None),
+            timers: registered(r, "evconn_timers_active", "Timers started by guests and not yet ended", None),
             closed: registered(r, "evconn_connections_closed", "Connections ended, by what ended them", None),
             accept_errors: registered(
                 r,
@@ -75,6 +77,7 @@ impl Metrics {
         Stats {
             counts: self.counts.of(&labels),
             active: self.active.get_or_create_owned(&labels),
+            timers: self.timers.get_or_create_owned(&labels),
             closed: CloseReason::ALL.map(|reason| self.closed.get_or_create_owned(&closed(reason))),
             callbacks: Callback::ALL.map(|c| self.callbacks.get_or_create_owned(&callback(c))),
             accept_errors: self.accept_errors.clone(),

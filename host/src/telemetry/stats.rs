@@ -17,6 +17,9 @@ pub struct Stats {
     pub counts: Counts,
     /// Connections accepted and not yet ended.
     pub active: Gauge,
+    /// Timers the component's instances have started and that have not
+    /// ended yet.
+    pub timers: Gauge,
     /// Connections ended, by `CloseReason::ALL` order.
     pub(super) closed: [Counter; CloseReason::ALL.len()],
     /// How long callbacks ran, by `Callback::ALL` order.
@@ -27,19 +30,22 @@ pub struct Stats {
     pub(super) component: String,
 }
 
-/// Bytes a connection moved, counted where its socket reads and writes.
+/// What a connection counts where its socket reads and the guest writes.
 #[derive(Debug, Clone, Default)]
 pub struct Traffic {
-    /// Read from the peer and handed to the guest.
+    /// Bytes read from the peer and handed to the guest.
     pub received: Counter,
-    /// Written by the guest and taken by the socket.
+    /// Bytes written by the guest and taken by the socket.
     pub sent: Counter,
+    /// Writes refused because the output caps were reached.
+    pub refused: Counter,
 }
 
 impl Stats {
     /// The byte counters, for a connection to keep.
     pub fn traffic(&self) -> Traffic {
-        Traffic { received: self.counts.received.clone(), sent: self.counts.sent.clone() }
+        let counts = &self.counts;
+        Traffic { received: counts.received.clone(), sent: counts.sent.clone(), refused: counts.writes_refused.clone() }
     }
 
     /// The counter of connections that ended for `reason`.

@@ -58,7 +58,7 @@ pub enum LoadError {
         reason: String,
     },
     /// The component does not fit the `evconn:listener/handler` world.
-    #[error("{path} is not an evconn handler (world evconn:listener/handler@0.1.0): {reason}")]
+    #[error("{path} is not an evconn handler (world evconn:listener/handler@0.2.0): {reason}")]
     WrongWorld {
         /// The file.
         path: PathBuf,

@@ -14,6 +14,7 @@ use super::context::InstanceContext;
 use super::imports::{accept_error, error_code};
 use super::socket_input::{OnData, SocketInput};
 use super::state::HostState;
+use super::timers::{TimerId, Timers};
 use crate::net::{Connection, Listener};
 use crate::telemetry::{Callback, CloseReason};
 
@@ -180,6 +181,28 @@ impl Instance {
         let on_event = self.exports.evconn_listener_callbacks().func_on_event();
         let result = on_event.call_async(&mut self.store, (borrow, event.into())).await.map(|(r,)| r);
         self.end(Callback::Event, started, result)
+    }
+
+    /// Calls `on-drain` for `conn`.
+    pub async fn drain(&mut self, conn: &Connection) -> Outcome {
+        let Some(borrow) = self.store.data().borrow_connection(conn) else { return Outcome::Returned };
+        let started = self.begin(conn.id());
+        let on_drain = self.exports.evconn_listener_callbacks().func_on_drain();
+        let result = on_drain.call_async(&mut self.store, (borrow,)).await.map(|(r,)| r);
+        self.end(Callback::Drain, started, result)
+    }
+
+    /// Calls `on-timer` for `timer`, which came due.
+    pub async fn timer(&mut self, timer: TimerId) -> Outcome {
+        let started = self.begin(0);
+        let on_timer = self.exports.evconn_listener_callbacks().func_on_timer();
+        let result = on_timer.call_async(&mut self.store, (timer,)).await.map(|(r,)| r);
+        self.end(Callback::Timer, started, result)
+    }
+
+    /// The instance's timers, for whoever fires them.
+    pub fn timers(&self) -> &Arc<Timers> {
+        &self.store.data().timers
     }
 
     /// Calls `on-accept-error` for a failed `accept()` on `listener`.

@@ -15,6 +15,7 @@ mod instance;
 mod socket_input;
 mod state;
 mod ticker;
+mod timers;
 
 pub use bindings::ErrorCode;
 pub use code_cache::{CacheError, CodeCache};
@@ -23,3 +24,4 @@ pub use context::{InstanceContext, Owner};
 pub use engine::{Isolation, compiling_engine, engine, linker};
 pub use instance::{Event, Instance, Outcome};
 pub use ticker::EPOCH_TICK;
+pub use timers::{TimerId, Timers};

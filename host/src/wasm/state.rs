@@ -11,6 +11,7 @@ use super::call_clock::CallClock;
 use super::context::{InstanceContext, Owner};
 use super::guest_log::GuestLog;
 use super::imports::{ConnectionHandle, ListenerHandle};
+use super::timers::Timers;
 use crate::base::ids::IdMap;
 use crate::net::{Connection, Lifecycle, Listener};
 use crate::policy::Policy;
@@ -48,6 +49,15 @@ pub struct HostState {
     pub(crate) store_limits: StoreLimits,
     /// How long the running callback has run (`--guest-timeout`).
     pub(crate) call_clock: CallClock,
+    /// The timers this instance started; the worker fires them.
+    pub(crate) timers: Arc<Timers>,
+}
+
+impl Drop for HostState {
+    /// The instance is gone: so are its timers, whoever waits for them.
+    fn drop(&mut self) {
+        self.timers.close();
+    }
 }
 
 impl HostState {
@@ -78,6 +88,7 @@ impl HostState {
             listeners: IdMap::default(),
             store_limits,
             call_clock: CallClock::new(),
+            timers: Arc::new(Timers::new(context.policy.limits.max_timers, context.stats.timers.clone())),
         }
     }
 

@@ -50,6 +50,19 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// A copy of guest `name` named `NAME-ROLE-PID`, and that name: the
+/// component name an in-process host serving it tags its log lines with,
+/// so that they can be told from those of the other in-process hosts of
+/// this test process (see [`captured_log`]).
+pub fn guest_named(name: &str, role: &str) -> (PathBuf, String) {
+    let component = format!("{name}-{role}-{}", std::process::id());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("{component}.wasm"));
+    std::fs::copy(guest(name), &path).unwrap();
+    (path, component)
+}
+
 /// libevent's echo handler written in `lang`: `rust` (the guest in
 /// guest/echo), `c`, `python` or `js` (the examples in examples/echo-*).
 pub fn echo(lang: &str) -> PathBuf {
@@ -76,7 +89,12 @@ pub fn example(name: &str) -> PathBuf {
     let out_dir = workspace().join("target").join("guests").join(lang);
     let output = out_dir.join(format!("{name}.wasm"));
     // What the build reads: the example, the contract, and the C guests' tool.
-    let sources = [folder.clone(), workspace().join("wit"), workspace().join("tools").join("c-guest")];
+    let sources = [
+        folder.clone(),
+        workspace().join("wit"),
+        workspace().join("guest").join("c"),
+        workspace().join("tools").join("c-guest"),
+    ];
     let built = modified(&output);
     if built.is_none() || sources.iter().any(|source| newest_file(source) > built) {
         let started = Instant::now();
@@ -423,6 +441,19 @@ pub fn echoes(addr: SocketAddr, message: &[u8]) -> bool {
         && stream.write_all(message).is_ok()
         && stream.read_exact(&mut answer).is_ok()
         && answer == message
+}
+
+/// The body of `GET path` from the HTTP server at `address` (the host's
+/// `/metrics`), which closes the connection after answering.
+pub fn http_get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
 }
 
 /// A client of the `probe` guest's line protocol.

@@ -9,7 +9,7 @@ use wit_bindgen_core::Files;
 use wit_parser::Resolve;
 
 /// Where the committed bindings live, from the workspace's root.
-const BINDINGS_DIR: &str = "examples/echo-c/bindings";
+const BINDINGS_DIR: &str = "guest/c/bindings";
 /// The world every evconn guest targets.
 const WORLD: &str = "handler";
 const REGENERATE: &str = "cargo run -p evconn-c-guest -- bindings --write";

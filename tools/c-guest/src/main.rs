@@ -2,7 +2,7 @@
 //! `wit-bindgen-cli` or `wasm-tools`.
 //!
 //! - `c-guest bindings` checks that the C bindings committed in
-//!   `examples/echo-c/bindings/` are what `wit-bindgen c wit --world handler`
+//!   `guest/c/bindings/` are what `wit-bindgen c wit --world handler`
 //!   makes from `wit/` today; `c-guest bindings --write` makes them again.
 //! - `c-guest component CORE.wasm OUT.wasm` turns the core module clang
 //!   linked into a component, bridging its WASI preview 1 imports to

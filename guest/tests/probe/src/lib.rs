@@ -28,14 +28,29 @@
 //! | `read PATH` | `read N` bytes, or `denied TEXT` |
 //! | `connect ADDR` | `connected`, or `denied TEXT`: an outbound TCP connection |
 //! | `say TEXT` | `said`, after printing TEXT to standard output |
+//! | `timer MS [EVERY_MS]` | `timer ID` or `error CODE`; each time it fires, `fired ID` to this connection |
+//! | `timer-spin MS` | `timer ID`: a timer whose callback never returns |
+//! | `timer-fail MS EVERY_MS` | `timer ID`: a repeating timer whose callback returns an error |
+//! | `cancel ID` | `cancelled true` or `cancelled false` |
+//! | `timers` | `timers N`: how many started and not yet ended, and `fired N` in all, as this instance counts them |
+//! | `fill-timers` | `filled N CODE`: starts timers until refused |
+//! | `queued` | `queued N`: output the host still holds for this connection |
+//! | `room` | `room N`: what a write would take now |
+//! | `watermark LOW` (`-` for none) | `ok`; each `on-drain` then writes `drained QUEUED` |
+//! | `flood MIB` | `flooded N CODE`: writes MIB mebibytes in 64 KiB pieces, until one is refused |
+//! | `write-big KIB` | `wrote` or `error CODE`: one write of KIB kibibytes |
+//! | `flood-forever` | nothing: writes 1 MiB pieces without end, ignoring refusals |
 //!
 //! Accept errors are only logged (`accept error ERRNO (TEXT)`), so tests can
 //! watch the host back off and recover.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
+use evconn_guest::timers::{self, TimerId};
 use evconn_guest::{
-    AcceptError, Connection, ConnectionEvent, Handler, ListenOptions, Listener, operator_listeners, reactor,
+    AcceptError, Connection, ConnectionEvent, ErrorCode, Handler, ListenOptions, Listener, operator_listeners, reactor,
 };
 
 #[derive(Default)]
@@ -53,6 +68,21 @@ struct Probe {
     largest_read: usize,
     /// Memory `grow` reserved, kept so it stays in use.
     kept: Vec<Vec<u8>>,
+    /// What each pending timer does when it fires, by id.
+    timers: HashMap<TimerId, TimerJob>,
+    /// Timers fired so far.
+    fired: u64,
+}
+
+/// What a timer does when it fires.
+#[derive(Debug, Clone, Copy)]
+enum TimerJob {
+    /// Writes `fired ID` to this connection; `repeats` keeps it pending.
+    Report { conn: u64, repeats: bool },
+    /// Never returns.
+    Spin,
+    /// Returns an error.
+    Fail,
 }
 
 impl Handler for Probe {
@@ -90,6 +120,34 @@ impl Handler for Probe {
     fn on_accept_error(&mut self, _listener: &Listener, error: AcceptError) {
         eprintln!("accept error {} ({})", error.errno, error.description);
     }
+
+    fn on_timer(&mut self, timer: TimerId) -> Result<(), String> {
+        self.fired += 1;
+        match self.timers.get(&timer).copied() {
+            Some(TimerJob::Report { conn, repeats }) => {
+                if !repeats {
+                    self.timers.remove(&timer);
+                }
+                match self.connections.get(&conn) {
+                    Some(conn) => conn.write(format!("fired {timer}\n").as_bytes()).map_err(|e| e.to_string()),
+                    // The connection is gone; the timer went on firing.
+                    None => {
+                        println!("timer {timer} fired for connection {conn}, which is gone");
+                        Ok(())
+                    }
+                }
+            }
+            Some(TimerJob::Spin) => loop {
+                std::hint::spin_loop();
+            },
+            Some(TimerJob::Fail) => Err(format!("timer {timer} asked to fail")),
+            None => Err(format!("timer {timer} is not one of ours")),
+        }
+    }
+
+    fn on_drain(&mut self, conn: &Connection) -> Result<(), String> {
+        conn.write(format!("drained {}\n", conn.queued()).as_bytes()).map_err(|e| e.to_string())
+    }
 }
 
 impl Probe {
@@ -97,6 +155,19 @@ impl Probe {
         self.connections.remove(&id);
         self.partial.remove(&id);
         self.arrived_on.remove(&id);
+    }
+
+    /// Starts a timer that does `job`; its answer.
+    fn start_timer(&mut self, after: &str, every: Option<&str>, job: TimerJob) -> Result<String, String> {
+        let ms = |text: &str| text.parse::<u64>().map(Duration::from_millis).map_err(|e| format!("bad duration: {e}"));
+        let every = every.map(ms).transpose()?;
+        Ok(match timers::start(ms(after)?, every) {
+            Ok(id) => {
+                self.timers.insert(id, job);
+                format!("timer {id}")
+            }
+            Err(code) => format!("error {}", code.name()),
+        })
     }
 
     fn listener(&self, id: &str) -> Option<Listener> {
@@ -268,6 +339,71 @@ impl Probe {
                 reactor::loop_exit();
                 "ok".to_string()
             }
+            ["timer", after, every @ ..] => {
+                let job = TimerJob::Report { conn: conn.id(), repeats: !every.is_empty() };
+                self.start_timer(after, every.first().copied(), job)?
+            }
+            ["timer-spin", after] => self.start_timer(after, None, TimerJob::Spin)?,
+            ["timer-fail", after, every] => self.start_timer(after, Some(every), TimerJob::Fail)?,
+            ["cancel", id] => {
+                let id: TimerId = id.parse().map_err(|e| format!("bad id: {e}"))?;
+                self.timers.remove(&id);
+                format!("cancelled {}", timers::cancel(id))
+            }
+            ["timers"] => format!("timers {} fired {}", self.timers.len(), self.fired),
+            ["fill-timers"] => {
+                let mut started = 0;
+                loop {
+                    match timers::start(Duration::from_secs(3600), None) {
+                        Ok(id) => {
+                            self.timers.insert(id, TimerJob::Report { conn: conn.id(), repeats: false });
+                            started += 1;
+                        }
+                        Err(code) => break format!("filled {started} {}", code.name()),
+                    }
+                }
+            }
+            ["queued"] => format!("queued {}", conn.queued()),
+            ["room"] => format!("room {}", conn.write_room()),
+            ["watermark", low] => {
+                let low = if *low == "-" { None } else { Some(low.parse().map_err(|e| format!("bad size: {e}"))?) };
+                conn.set_drain_watermark(low);
+                "ok".to_string()
+            }
+            ["flood", mib] => {
+                let mib: u64 = mib.parse().map_err(|e| format!("bad size: {e}"))?;
+                let piece = vec![b'f'; 64 << 10];
+                let mut written = 0u64;
+                let code = loop {
+                    if written == mib << 20 {
+                        break "done".to_string();
+                    }
+                    match conn.write(&piece) {
+                        Ok(()) => written += piece.len() as u64,
+                        Err(code) => break code.name().to_string(),
+                    }
+                };
+                // The answer may not fit behind the flood: say it in the log too.
+                println!("flooded {written} {code}");
+                match conn.write(format!("flooded {written} {code}\n").as_bytes()) {
+                    Ok(()) | Err(ErrorCode::WouldBlock) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+                return Ok(None);
+            }
+            ["write-big", kib] => {
+                let kib: usize = kib.parse().map_err(|e| format!("bad size: {e}"))?;
+                match conn.write(&vec![b'f'; kib << 10]) {
+                    Ok(()) => "wrote".to_string(),
+                    Err(code) => format!("error {}", code.name()),
+                }
+            }
+            ["flood-forever"] => {
+                let piece = vec![b'f'; 1 << 20];
+                loop {
+                    let _ = conn.write(&piece);
+                }
+            }
             _ => format!("error unknown-command {line:?}"),
         };
         Ok(Some(answer))
@@ -314,7 +450,7 @@ evconn_guest::export_handler!(Probe);
 /// rather than read outside it.
 #[cfg(target_arch = "wasm32")]
 fn write_outside_memory(handle: u32) {
-    #[link(wasm_import_module = "evconn:listener/connection@0.1.0")]
+    #[link(wasm_import_module = "evconn:listener/connection@0.2.0")]
     unsafe extern "C" {
         #[link_name = "[method]connection.write"]
         fn raw_write(conn: i32, data: i32, len: i32, result: i32);

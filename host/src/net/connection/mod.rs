@@ -5,23 +5,25 @@
 //! wake the connection's task; the task (`Connection::ready`) sends queued
 //! output as the peer takes it and reports when there is input to read.
 mod activity;
+mod output;
 mod state;
 mod wake;
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Buf;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 pub use self::activity::Activity;
-use self::state::{Phase, State, WriteSide};
+use self::output::Output;
+use self::state::{Drain, Phase, State, WriteSide};
 use self::wake::Wake;
+use super::budget::OutputBudget;
 use crate::base::linger::linger;
 use crate::telemetry::{CloseReason, Traffic};
 
@@ -48,8 +50,22 @@ pub struct Connection {
     last_read: AtomicUsize,
     /// Queued output at which reading stops until half of it is sent.
     write_high_watermark: usize,
+    /// The most output it may queue.
+    output_cap: usize,
     /// The component's byte counts.
     traffic: Traffic,
+}
+
+/// How much output a connection may hold, and where it counts.
+#[derive(Debug, Clone)]
+pub struct OutputLimits {
+    /// Queued output at which reading stops until half of it is sent
+    /// (`--write-buffer`).
+    pub pause_reading_at: usize,
+    /// The most output one connection may queue (`--output-cap`).
+    pub cap: usize,
+    /// The host's output memory (`--output-memory`).
+    pub budget: Arc<OutputBudget>,
 }
 
 /// Why a connection refused a request.
@@ -64,6 +80,13 @@ pub enum ConnectionError {
     /// Writing was shut down (`shutdown_write`).
     #[error("the connection's writing side is shut down")]
     WriteShut,
+    /// The write does not fit under the connection's output cap or the
+    /// host's output memory now; nothing was taken.
+    #[error("the output the host may hold is full")]
+    WouldBlock,
+    /// The write is larger than the output cap: it could never fit.
+    #[error("the write is larger than the connection's output cap")]
+    TooLarge,
 }
 
 /// What ended one wait of the connection's task.
@@ -80,19 +103,22 @@ pub enum Ready {
     Readable,
     /// No bytes moved for `--idle-timeout`: tell the guest, then close.
     IdleTimeout,
+    /// Queued output fell to the guest's watermark, or a refused write
+    /// would find room now: tell the guest (`on-drain`).
+    Drained,
     /// The connection is over: everything written has been sent, or the
     /// socket failed.
     Finished,
 }
 
 impl Connection {
-    /// Wraps an accepted socket whose bytes count in `traffic`.
-    /// Reading pauses while more than `write_buffer` bytes of output wait.
+    /// Wraps an accepted socket whose bytes count in `traffic`, and whose
+    /// output is bounded by `limits`.
     pub fn new(
         id: u64,
         stream: TcpStream,
         peer: SocketAddr,
-        write_buffer: usize,
+        limits: &OutputLimits,
         traffic: Traffic,
     ) -> io::Result<Self> {
         let local = stream.local_addr()?;
@@ -103,11 +129,12 @@ impl Connection {
             stream,
             peer,
             local,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(Output::new(limits.budget.clone()))),
             wake: Wake::default(),
             activity: Activity::default(),
             last_read: AtomicUsize::new(0),
-            write_high_watermark: write_buffer.max(1),
+            write_high_watermark: limits.pause_reading_at.max(1),
+            output_cap: limits.cap,
             traffic,
         })
     }
@@ -145,6 +172,15 @@ impl Connection {
         if state.write_side != WriteSide::Open {
             return Err(ConnectionError::WriteShut);
         }
+        if data.len() > self.room(&state) {
+            if data.len() > self.output_cap.min(state.output.budget().limit()) {
+                return Err(ConnectionError::TooLarge);
+            }
+            // Nothing taken; the guest hears when to try again.
+            state.drain = Drain::Owed;
+            self.traffic.refused.inc();
+            return Err(ConnectionError::WouldBlock);
+        }
         let mut rest = data;
         if state.output.is_empty() {
             match self.stream.try_write(data) {
@@ -165,7 +201,10 @@ impl Connection {
             }
         }
         if !rest.is_empty() {
-            state.output.extend_from_slice(rest);
+            state.output.push(rest);
+            if state.drain_watermark.is_some_and(|low| state.output.len() > low) {
+                state.drain = Drain::Owed;
+            }
             if state.output.len() >= self.write_high_watermark && !state.backpressure {
                 tracing::debug!(conn = self.id, queued = state.output.len(), "peer not reading: reading paused");
                 state.backpressure = true;
@@ -173,6 +212,37 @@ impl Connection {
             self.wake.wake();
         }
         Ok(())
+    }
+
+    /// How many bytes `write` would take now: the room under the
+    /// connection's cap and under the host's output memory.
+    fn room(&self, state: &State) -> usize {
+        self.output_cap.saturating_sub(state.output.len()).min(state.output.budget().room())
+    }
+
+    /// How many bytes `write` would take now (0 once it cannot write).
+    pub fn write_room(&self) -> usize {
+        let state = self.state();
+        let writable = state.closing.is_none() && state.phase != Phase::Failed && state.write_side == WriteSide::Open;
+        if writable { self.room(&state) } else { 0 }
+    }
+
+    /// Bytes written that the socket has not taken yet.
+    pub fn queued(&self) -> usize {
+        self.state().output.len()
+    }
+
+    /// Asks for `Ready::Drained` each time queued output falls to `low` or
+    /// less after being above it (`None`: never, unless a write is refused).
+    /// If the output is above `low` now, or no write would find room, the
+    /// first comes once it drains.
+    pub fn set_drain_watermark(&self, low: Option<usize>) {
+        let mut state = self.state();
+        state.drain_watermark = low;
+        if low.is_some_and(|low| state.output.len() > low || self.room(&state) == 0) {
+            state.drain = Drain::Owed;
+        }
+        self.wake.wake();
     }
 
     /// Sends end-of-stream once the queued output is sent.
@@ -266,7 +336,7 @@ impl Connection {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             // The reader reports the error to the guest.
-            Err(_) => self.state().advance(Phase::Failed),
+            Err(_) => self.state().fail(),
         }
         result
     }
@@ -294,9 +364,8 @@ impl Connection {
     fn flush(&self) {
         let mut state = self.state();
         while !state.output.is_empty() && state.phase != Phase::Failed {
-            match self.stream.try_write(&state.output) {
+            match state.output.send_to(&self.stream) {
                 Ok(n) => {
-                    state.output.advance(n);
                     self.activity.mark();
                     self.traffic.sent.inc_by(n as u64);
                 }
@@ -321,8 +390,8 @@ impl Connection {
     /// connection, or it is over, sending queued output meanwhile.
     pub async fn ready(&self) -> Ready {
         loop {
-            let (want_read, want_write) = {
-                let state = self.state();
+            let (want_read, want_write, want_room) = {
+                let mut state = self.state();
                 let output_pending = !state.output.is_empty();
                 if state.phase == Phase::Failed || (state.closing.is_some() && !output_pending) {
                     return Ready::Finished;
@@ -332,10 +401,30 @@ impl Connection {
                 if self.activity.take_expired() && state.closing.is_none() {
                     return Ready::IdleTimeout;
                 }
+                // Drained to the guest's watermark: it may write again once
+                // the host has output memory to spare.
+                let drained =
+                    state.drain == Drain::Owed && state.closing.is_none() && state.output.len() <= state.drain_low();
+                if drained && state.output.budget().room() > 0 {
+                    state.drain = Drain::Idle;
+                    return Ready::Drained;
+                }
                 let shutdown_pending = state.write_side == WriteSide::ShutdownRequested;
-                (state.wants_input(), output_pending || shutdown_pending)
+                (state.wants_input(), output_pending || shutdown_pending, drained)
             };
-            match std::future::poll_fn(|cx| self.poll_wait(cx, want_read, want_write)).await {
+            let wait = std::future::poll_fn(|cx| self.poll_wait(cx, want_read, want_write));
+            let wait = if want_room {
+                // Only while the host's output memory is full, which no
+                // connection reaches in ordinary work.
+                let budget = self.state().output.budget_handle();
+                tokio::select! {
+                    wait = wait => wait,
+                    () = budget.until_room() => Wait::StateChanged,
+                }
+            } else {
+                wait.await
+            };
+            match wait {
                 Wait::StateChanged => {}
                 Wait::Writable => self.flush(),
                 Wait::Readable => return Ready::Readable,
@@ -415,7 +504,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, address) = listener.accept().await.unwrap();
-        (Connection::new(1, stream, address, 1 << 16, Traffic::default()).unwrap(), peer)
+        (Connection::new(1, stream, address, &limits(1 << 16, 1 << 20, 1 << 30), Traffic::default()).unwrap(), peer)
+    }
+
+    fn limits(pause_reading_at: usize, cap: usize, budget: usize) -> OutputLimits {
+        OutputLimits { pause_reading_at, cap, budget: Arc::new(OutputBudget::new(budget)) }
     }
 
     async fn readable(conn: &Connection) -> Ready {

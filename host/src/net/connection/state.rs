@@ -1,17 +1,16 @@
 //! A connection's state, changed by the guest's calls and by its task under
 //! the connection's lock: where it is in its life, the output it queued,
-//! and what stops reading.
+//! what stops reading, and whether the guest is owed an `on-drain`.
 use std::io;
 
-use bytes::BytesMut;
-
+use super::output::Output;
 use crate::telemetry::CloseReason;
 
 /// What the guest's calls and the connection's task share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct State {
     /// Bytes the guest wrote that the socket has not taken yet.
-    pub(super) output: BytesMut,
+    pub(super) output: Output,
     /// Where the connection is in its life.
     pub(super) phase: Phase,
     /// Set by the first close, with its reason: no callback follows, and the
@@ -28,6 +27,22 @@ pub(super) struct State {
     /// an error event when the connection ends (a failed read is reported
     /// at once by the reader).
     pub(super) unreported_failure: Option<io::Error>,
+    /// The queued output at which the guest wants `on-drain`
+    /// (`set-drain-watermark`); `None` if it asked for nothing.
+    pub(super) drain_watermark: Option<usize>,
+    pub(super) drain: Drain,
+}
+
+/// Whether the guest is owed an `on-drain`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Drain {
+    /// Nothing is owed. Next: `Owed`, when queued output rises above the
+    /// watermark or a write is refused.
+    #[default]
+    Idle,
+    /// The guest hears once queued output is at most the watermark (0 if
+    /// none is set) and the host has output memory to spare. Next: `Idle`.
+    Owed,
 }
 
 /// Where a connection is in its life, as the guest hears of it. It only
@@ -75,6 +90,26 @@ pub(super) enum WriteSide {
 }
 
 impl State {
+    /// A new connection's state, its output counted in `output`'s budget.
+    pub(super) fn new(output: Output) -> Self {
+        State {
+            output,
+            phase: Phase::default(),
+            closing: None,
+            write_side: WriteSide::default(),
+            reading_paused: false,
+            backpressure: false,
+            unreported_failure: None,
+            drain_watermark: None,
+            drain: Drain::default(),
+        }
+    }
+
+    /// The queued output at or under which a drain owed is told.
+    pub(super) fn drain_low(&self) -> usize {
+        self.drain_watermark.unwrap_or(0)
+    }
+
     /// Moves to `next` unless the connection is there or past it already.
     pub(super) fn advance(&mut self, next: Phase) {
         self.phase = self.phase.max(next);
@@ -86,7 +121,14 @@ impl State {
         if self.phase == Phase::Open {
             self.unreported_failure = Some(error);
         }
+        self.fail();
+    }
+
+    /// The socket failed: nothing queued can be sent any more, so it is
+    /// dropped at once, giving its memory back.
+    pub(super) fn fail(&mut self) {
         self.advance(Phase::Failed);
+        self.output.clear();
     }
 
     /// Whether the connection wants input now: it is open, not closing,
@@ -100,11 +142,15 @@ impl State {
 mod tests {
     use super::*;
 
+    fn state() -> State {
+        State::new(Output::new(std::sync::Arc::new(crate::net::budget::OutputBudget::new(1 << 20))))
+    }
+
     /// The phase never moves back, and a close by the guest is put down to
     /// the latest news it had.
     #[test]
     fn the_phase_only_moves_forward() {
-        let mut state = State::default();
+        let mut state = state();
         assert_eq!(state.phase.close_reason(), CloseReason::GuestClosed);
         state.advance(Phase::TimedOut);
         state.advance(Phase::PeerEnded);
@@ -118,8 +164,10 @@ mod tests {
     /// A write that fails on an open connection is kept for the guest.
     #[test]
     fn a_write_failure_on_an_open_connection_is_kept_for_the_guest() {
-        let mut state = State::default();
+        let mut state = state();
+        state.output.push(b"never sent");
         state.write_failed(io::ErrorKind::ConnectionReset.into());
+        assert!(state.output.is_empty(), "output that cannot be sent is dropped");
         assert_eq!(state.phase, Phase::Failed);
         assert!(state.unreported_failure.is_some());
         assert!(!state.wants_input());

@@ -21,7 +21,7 @@ impl ConnectionHandle {
 }
 
 /// Where the guest imports `write` from: the interface, then the method.
-const WRITE_IMPORT: (&str, &str) = ("evconn:listener/connection@0.1.0", "[method]connection.write");
+const WRITE_IMPORT: (&str, &str) = ("evconn:listener/connection@0.2.0", "[method]connection.write");
 
 /// Defines `write` again over the generated binding, which copies the list
 /// out of the guest's memory into a `Vec` before the call: this one hands
@@ -80,6 +80,21 @@ impl HostConnection for HostState {
 
     fn resume_reading(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
         self.conn(&this)?.set_reading_paused(false);
+        Ok(())
+    }
+
+    fn queued(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<u64> {
+        Ok(self.conn(&this)?.queued() as u64)
+    }
+
+    fn write_room(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<u64> {
+        Ok(self.conn(&this)?.write_room() as u64)
+    }
+
+    fn set_drain_watermark(&mut self, this: Resource<ConnectionHandle>, low: Option<u64>) -> wasmtime::Result<()> {
+        // A watermark beyond what the host can hold is the same as none lower.
+        let low = low.map(|low| usize::try_from(low).unwrap_or(usize::MAX));
+        self.conn(&this)?.set_drain_watermark(low);
         Ok(())
     }
 

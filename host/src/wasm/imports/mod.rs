@@ -2,6 +2,7 @@
 mod connection;
 mod listener;
 mod reactor;
+mod timers;
 mod types;
 
 pub use connection::{ConnectionHandle, add_write_from_guest_memory};

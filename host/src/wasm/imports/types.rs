@@ -19,6 +19,8 @@ impl From<ConnectionError> for ErrorCode {
             ConnectionError::Closed => ErrorCode::Closed,
             ConnectionError::Failed => ErrorCode::ConnectionReset,
             ConnectionError::WriteShut => ErrorCode::InvalidState,
+            ConnectionError::WouldBlock => ErrorCode::WouldBlock,
+            ConnectionError::TooLarge => ErrorCode::InvalidArgument,
         }
     }
 }

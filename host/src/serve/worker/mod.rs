@@ -3,16 +3,21 @@
 //! per-connection model each connection gets an instance of its own. Either
 //! way a trapped instance is dropped and its connections closed; the shared
 //! one is replaced after a pause that grows while traps keep coming.
+//!
+//! `timers` fires the instances' timers.
+mod timers;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use self::timers::{Step, TimerSlot};
 use super::Services;
 use super::slot::{OwnSlot, Slot, SlotGuard, TrapBackoff};
 use crate::base::sync::{AsyncLock, lock};
-use crate::net::{Admission, Connection, Lifecycle, Listener, Ready};
+use crate::net::{Admission, Connection, Lifecycle, Listener, OutputLimits, Ready};
 use crate::telemetry::{Callback, CloseReason, Stats};
 use crate::wasm::{Compiled, Event, Instance, InstanceContext, Isolation, Outcome};
 
@@ -52,6 +57,11 @@ pub struct Worker {
     read_buffers: Mutex<Vec<Box<[u8]>>>,
     /// Slows down replacing the shared instance while traps keep coming.
     trap_backoff: Mutex<TrapBackoff>,
+    /// How much output each connection may hold, and the host's output
+    /// memory it counts in.
+    output: OutputLimits,
+    /// The shared instance's timers, for the task that fires them.
+    shared_timers: TimerSlot,
 }
 
 impl Worker {
@@ -66,7 +76,12 @@ impl Worker {
         isolation: Isolation,
         listeners: Vec<Arc<Listener>>,
     ) -> wasmtime::Result<Arc<Self>> {
-        let worker = Arc::new_cyclic(|me: &std::sync::Weak<Worker>| Worker {
+        let output = OutputLimits {
+            pause_reading_at: services.policy.limits.write_buffer,
+            cap: services.policy.limits.output_cap,
+            budget: services.output.clone(),
+        };
+        let worker = Arc::new_cyclic(|me: &Weak<Worker>| Worker {
             compiled,
             context: InstanceContext {
                 stats: services.metrics.component(&component),
@@ -80,11 +95,14 @@ impl Worker {
             shared: AsyncLock::default(),
             read_buffers: Mutex::default(),
             trap_backoff: Mutex::default(),
+            output,
+            shared_timers: TimerSlot::default(),
         });
         let mut first = Slot::default();
         worker.instantiate(&mut first).await?;
         if isolation == Isolation::Shared {
             *worker.shared.lock().await = first;
+            tokio::spawn(timers::fire_shared(Arc::downgrade(&worker), worker.shared_timers.changed()));
         }
         Ok(worker)
     }
@@ -111,6 +129,10 @@ impl Worker {
         let generation = slot.generation + 1;
         let instance = Instance::new(&self.compiled, &self.context, generation).await?;
         self.stats().counts.instances.inc();
+        if self.isolation == Isolation::Shared {
+            // Every instance of the shared model lives in the shared slot.
+            self.shared_timers.set(Some((generation, instance.timers().clone())));
+        }
         slot.generation = generation;
         slot.instance = Some(instance);
         Ok(())
@@ -166,10 +188,9 @@ impl Worker {
         admission: Admission,
     ) {
         let id = self.lifecycle().next_connection_id();
-        let write_buffer = self.context.policy.limits.write_buffer;
         // Made before the task, so that the task does not carry the stream
         // and address it was made from for the connection's whole life.
-        let conn = match Connection::new(id, stream, peer, write_buffer, self.stats().traffic()) {
+        let conn = match Connection::new(id, stream, peer, &self.output, self.stats().traffic()) {
             Ok(conn) => Arc::new(conn),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "connection lost before it was served");
@@ -198,10 +219,24 @@ impl Worker {
         // connection (docs/performance.md).
         let generation = Box::pin(self.accept(&mut own, listener, conn)).await;
         loop {
-            match conn.ready().await {
+            // A connection's own instance's timers fire in its task; only
+            // one that has some pays for waiting on them.
+            let ready = match timers::pending(&own) {
+                None => conn.ready().await,
+                Some(pending) => match Box::pin(timers::ready_or_due(conn, pending)).await {
+                    Step::Ready(ready) => ready,
+                    Step::Due(timer) => {
+                        Box::pin(self.fire_own_timer(&mut own, generation, timer)).await;
+                        continue;
+                    }
+                },
+            };
+            match ready {
                 Ready::Readable => Box::pin(self.read(&mut own, conn, generation)).await,
                 // No bytes moved for --idle-timeout (`net::idle::sweep`).
                 Ready::IdleTimeout => Box::pin(self.idle(&mut own, conn, generation)).await,
+                // Output fell to the guest's watermark, or room came back.
+                Ready::Drained => Box::pin(self.drained(&mut own, conn, generation)).await,
                 Ready::Finished => break,
             }
         }
@@ -292,6 +327,18 @@ impl Worker {
         }
     }
 
+    /// Tells the guest that `conn`'s output drained (`on-drain`).
+    async fn drained(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
+        let mut slot = self.slot(own).await;
+        if conn.is_closing() {
+            return;
+        }
+        if let Some(instance) = slot.current(generation) {
+            let outcome = instance.drain(conn).await;
+            self.settle(&mut slot, conn, outcome, Callback::Drain);
+        }
+    }
+
     /// Tells the guest `conn` timed out, then closes it.
     async fn idle(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
         tracing::debug!(conn = conn.id(), "idle timeout");
@@ -340,6 +387,9 @@ impl Worker {
     /// Drops a trapped instance and closes every connection it served.
     fn discard(&self, slot: &mut Slot) {
         let Some(instance) = slot.instance.take() else { return };
+        if self.isolation == Isolation::Shared {
+            self.shared_timers.set(None);
+        }
         lock(&self.trap_backoff).record_trap();
         let closed = instance.close_connections();
         let traps = self.stats().counts.traps.get();

@@ -103,6 +103,13 @@ typedef uint8_t evconn_listener_types_error_code_t;
 #define EVCONN_LISTENER_TYPES_ERROR_CODE_TIMEOUT 12
 // The connection is closed: `close` was called, or the host closed it.
 #define EVCONN_LISTENER_TYPES_ERROR_CODE_CLOSED 13
+// The host holds as much of this connection's output as it may (the
+// connection's output cap, or the host's output memory): nothing was
+// taken. Retry after `callbacks.on-drain`. (EWOULDBLOCK)
+#define EVCONN_LISTENER_TYPES_ERROR_CODE_WOULD_BLOCK 14
+// An operator's limit is reached, such as the number of timers one
+// instance may have.
+#define EVCONN_LISTENER_TYPES_ERROR_CODE_LIMIT_REACHED 15
 
 // Options for a listening socket: libevent's `LEV_OPT_*` flags.
 // 
@@ -244,11 +251,39 @@ typedef struct {
   } val;
 } evconn_listener_connection_result_void_error_code_t;
 
+typedef struct {
+  bool is_some;
+  uint64_t val;
+} handler_option_u64_t;
+
+typedef evconn_listener_types_error_code_t evconn_listener_timers_error_code_t;
+
+// Names a timer of this instance; never reused while the instance lives.
+typedef uint64_t evconn_listener_timers_timer_id_t;
+
+// A span of time in nanoseconds, as `wasi:clocks` counts it.
+typedef uint64_t evconn_listener_timers_duration_t;
+
+typedef struct {
+  bool is_some;
+  evconn_listener_timers_duration_t val;
+} evconn_listener_timers_option_duration_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    evconn_listener_timers_timer_id_t ok;
+    evconn_listener_timers_error_code_t err;
+  } val;
+} evconn_listener_timers_result_timer_id_error_code_t;
+
 typedef evconn_listener_types_ip_socket_address_t exports_evconn_listener_callbacks_ip_socket_address_t;
 
 typedef evconn_listener_types_accept_error_t exports_evconn_listener_callbacks_accept_error_t;
 
 typedef evconn_listener_types_connection_event_t exports_evconn_listener_callbacks_connection_event_t;
+
+typedef evconn_listener_timers_timer_id_t exports_evconn_listener_callbacks_timer_id_t;
 
 typedef evconn_listener_listener_borrow_listener_t exports_evconn_listener_callbacks_borrow_listener_t;
 
@@ -263,7 +298,7 @@ typedef struct {
 
 typedef evconn_listener_connection_borrow_connection_t exports_evconn_listener_callbacks_borrow_connection_t;
 
-// Imported Functions from `evconn:listener/listener@0.1.0`
+// Imported Functions from `evconn:listener/listener@0.2.0`
 // Create a listening socket bound to `address`:
 // `evconnlistener_new_bind`.
 // 
@@ -334,19 +369,48 @@ extern uint64_t evconn_listener_listener_method_listener_id(evconn_listener_list
 // handle never closes or disables them.
 extern void evconn_listener_listener_operator_listeners(evconn_listener_listener_list_own_listener_t *ret);
 
-// Imported Functions from `evconn:listener/connection@0.1.0`
+// Imported Functions from `evconn:listener/connection@0.2.0`
 // A number that names this connection for as long as the host runs,
 // the same in every handle to it and in the host's logs.
 extern uint64_t evconn_listener_connection_method_connection_id(evconn_listener_connection_borrow_connection_t self);
 // Queue `data` to be sent to the peer: `bufferevent_write`.
 // 
 // Never blocks: what the socket cannot take at once is kept and sent
-// when the peer reads.
+// when the peer reads. The host keeps at most the operator's output
+// cap per connection, and at most its output memory across all
+// connections: `data` is taken whole, or, if it does not fit under
+// both, not at all. `write-room` says how much fits now.
 // 
 // # Typical errors
+// - `would-block`: `data` does not fit under the caps now; nothing
+//   was taken. `callbacks.on-drain` says when to try again.
+// - `invalid-argument`: `data` is larger than the output cap: it
+//   could never fit. Write it in parts.
 // - `invalid-state`: `shutdown-write` was called.
 // - `closed`: `close` was called, or the host closed the connection.
 extern bool evconn_listener_connection_method_connection_write(evconn_listener_connection_borrow_connection_t self, handler_list_u8_t *data, evconn_listener_connection_error_code_t *err);
+// How many bytes of what was written the host still holds, waiting
+// for the peer to take them:
+// `evbuffer_get_length(bufferevent_get_output(bev))`.
+extern uint64_t evconn_listener_connection_method_connection_queued(evconn_listener_connection_borrow_connection_t self);
+// How many bytes a `write` would take now: the room left under the
+// connection's output cap and under the host's output memory. 0
+// means `write` returns `would-block`.
+extern uint64_t evconn_listener_connection_method_connection_write_room(evconn_listener_connection_borrow_connection_t self);
+// Ask to be called back (`callbacks.on-drain`) when the output the
+// host holds for this connection falls to `low` bytes or fewer, as
+// libevent's write callback does under `bufferevent_setwatermark(bev,
+// EV_WRITE, low, 0)`; `none` stops it. It stays set until changed.
+// 
+// `on-drain` comes once each time the queued output falls to `low`
+// after having been above it; if it is above `low` when this is
+// called, or `write-room` is 0, the first comes once it drains. A
+// write refused with `would-block`
+// also asks for one, set or not (with `low` 0 if none is set): it
+// comes once the queued output is at most `low` and the host has
+// output memory to spare again. A guest that never sets a watermark
+// and is never refused gets no `on-drain`.
+extern void evconn_listener_connection_method_connection_set_drain_watermark(evconn_listener_connection_borrow_connection_t self, uint64_t *maybe_low);
 // Send end-of-stream to the peer once everything written so far has
 // been sent (`shutdown(SHUT_WR)`). Reading goes on.
 // 
@@ -369,7 +433,7 @@ extern void evconn_listener_connection_method_connection_peer_address(evconn_lis
 // The local end's address.
 extern void evconn_listener_connection_method_connection_local_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_ip_socket_address_t *ret);
 
-// Imported Functions from `evconn:listener/reactor@0.1.0`
+// Imported Functions from `evconn:listener/reactor@0.2.0`
 // Ask the host to stop: `event_base_loopexit(base, NULL)`.
 // 
 // The host stops accepting on every listener and lets open connections
@@ -379,11 +443,28 @@ extern void evconn_listener_connection_method_connection_local_address(evconn_li
 // once; the callback that made it runs to its end.
 extern void evconn_listener_reactor_loop_exit(void);
 
-// Exported Functions from `evconn:listener/callbacks@0.1.0`
+// Imported Functions from `evconn:listener/timers@0.2.0`
+// Start a timer that fires `after` from now, then, with `every`, again
+// each `every` after it was due, until cancelled: `evtimer_add`, with
+// `EV_PERSIST` for `every`. Returns its id.
+// 
+// # Typical errors
+// - `limit-reached`: the instance has as many timers as the operator
+//   allows; cancel one first.
+// - `invalid-argument`: `every` is shorter than one millisecond.
+extern bool evconn_listener_timers_start(evconn_listener_timers_duration_t after, evconn_listener_timers_duration_t *maybe_every, evconn_listener_timers_timer_id_t *ret, evconn_listener_timers_error_code_t *err);
+// Stop a timer: `evtimer_del`. Returns whether it was pending (false
+// for a one-shot timer that has fired, a cancelled one, or an id this
+// instance never had).
+extern bool evconn_listener_timers_cancel(evconn_listener_timers_timer_id_t timer);
+
+// Exported Functions from `evconn:listener/callbacks@0.2.0`
 bool exports_evconn_listener_callbacks_on_accept(exports_evconn_listener_callbacks_borrow_listener_t listener, exports_evconn_listener_callbacks_own_connection_t conn, exports_evconn_listener_callbacks_ip_socket_address_t *peer, handler_string_t *err);
 bool exports_evconn_listener_callbacks_on_data(exports_evconn_listener_callbacks_borrow_connection_t conn, handler_list_u8_t *data, handler_string_t *err);
 bool exports_evconn_listener_callbacks_on_event(exports_evconn_listener_callbacks_borrow_connection_t conn, exports_evconn_listener_callbacks_connection_event_t *event, handler_string_t *err);
 void exports_evconn_listener_callbacks_on_accept_error(exports_evconn_listener_callbacks_borrow_listener_t listener, exports_evconn_listener_callbacks_accept_error_t *error);
+bool exports_evconn_listener_callbacks_on_timer(exports_evconn_listener_callbacks_timer_id_t timer, handler_string_t *err);
+bool exports_evconn_listener_callbacks_on_drain(exports_evconn_listener_callbacks_borrow_connection_t conn, handler_string_t *err);
 
 // Helper Functions
 
@@ -420,6 +501,12 @@ extern evconn_listener_connection_borrow_connection_t evconn_listener_connection
 void handler_list_u8_free(handler_list_u8_t *ptr);
 
 void evconn_listener_connection_result_void_error_code_free(evconn_listener_connection_result_void_error_code_t *ptr);
+
+void handler_option_u64_free(handler_option_u64_t *ptr);
+
+void evconn_listener_timers_option_duration_free(evconn_listener_timers_option_duration_t *ptr);
+
+void evconn_listener_timers_result_timer_id_error_code_free(evconn_listener_timers_result_timer_id_error_code_t *ptr);
 
 void exports_evconn_listener_callbacks_ip_socket_address_free(exports_evconn_listener_callbacks_ip_socket_address_t *ptr);
 

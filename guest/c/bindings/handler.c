@@ -3,66 +3,83 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `evconn:listener/listener@0.1.0`
+// Imported Functions from `evconn:listener/listener@0.2.0`
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("[static]listener.bind")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[static]listener.bind")))
 extern void __wasm_import_evconn_listener_listener_static_listener_bind(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("[method]listener.enable")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[method]listener.enable")))
 extern void __wasm_import_evconn_listener_listener_method_listener_enable(int32_t, uint8_t *);
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("[method]listener.disable")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[method]listener.disable")))
 extern void __wasm_import_evconn_listener_listener_method_listener_disable(int32_t, uint8_t *);
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("[method]listener.set-accept-callback")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[method]listener.set-accept-callback")))
 extern void __wasm_import_evconn_listener_listener_method_listener_set_accept_callback(int32_t, int32_t);
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("[method]listener.fd")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[method]listener.fd")))
 extern int32_t __wasm_import_evconn_listener_listener_method_listener_fd(int32_t);
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("[method]listener.local-address")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[method]listener.local-address")))
 extern void __wasm_import_evconn_listener_listener_method_listener_local_address(int32_t, uint8_t *);
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("[method]listener.id")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[method]listener.id")))
 extern int64_t __wasm_import_evconn_listener_listener_method_listener_id(int32_t);
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("operator-listeners")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("operator-listeners")))
 extern void __wasm_import_evconn_listener_listener_operator_listeners(uint8_t *);
 
-// Imported Functions from `evconn:listener/connection@0.1.0`
+// Imported Functions from `evconn:listener/connection@0.2.0`
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[method]connection.id")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.id")))
 extern int64_t __wasm_import_evconn_listener_connection_method_connection_id(int32_t);
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[method]connection.write")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.write")))
 extern void __wasm_import_evconn_listener_connection_method_connection_write(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[method]connection.shutdown-write")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.queued")))
+extern int64_t __wasm_import_evconn_listener_connection_method_connection_queued(int32_t);
+
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.write-room")))
+extern int64_t __wasm_import_evconn_listener_connection_method_connection_write_room(int32_t);
+
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.set-drain-watermark")))
+extern void __wasm_import_evconn_listener_connection_method_connection_set_drain_watermark(int32_t, int32_t, int64_t);
+
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.shutdown-write")))
 extern void __wasm_import_evconn_listener_connection_method_connection_shutdown_write(int32_t, uint8_t *);
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[method]connection.close")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.close")))
 extern void __wasm_import_evconn_listener_connection_method_connection_close(int32_t);
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[method]connection.pause-reading")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.pause-reading")))
 extern void __wasm_import_evconn_listener_connection_method_connection_pause_reading(int32_t);
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[method]connection.resume-reading")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.resume-reading")))
 extern void __wasm_import_evconn_listener_connection_method_connection_resume_reading(int32_t);
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[method]connection.peer-address")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.peer-address")))
 extern void __wasm_import_evconn_listener_connection_method_connection_peer_address(int32_t, uint8_t *);
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[method]connection.local-address")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.local-address")))
 extern void __wasm_import_evconn_listener_connection_method_connection_local_address(int32_t, uint8_t *);
 
-// Imported Functions from `evconn:listener/reactor@0.1.0`
+// Imported Functions from `evconn:listener/reactor@0.2.0`
 
-__attribute__((__import_module__("evconn:listener/reactor@0.1.0"), __import_name__("loop-exit")))
+__attribute__((__import_module__("evconn:listener/reactor@0.2.0"), __import_name__("loop-exit")))
 extern void __wasm_import_evconn_listener_reactor_loop_exit(void);
 
-// Exported Functions from `evconn:listener/callbacks@0.1.0`
+// Imported Functions from `evconn:listener/timers@0.2.0`
 
-__attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.1.0#on-accept")))
+__attribute__((__import_module__("evconn:listener/timers@0.2.0"), __import_name__("start")))
+extern void __wasm_import_evconn_listener_timers_start(int64_t, int32_t, int64_t, uint8_t *);
+
+__attribute__((__import_module__("evconn:listener/timers@0.2.0"), __import_name__("cancel")))
+extern int32_t __wasm_import_evconn_listener_timers_cancel(int64_t);
+
+// Exported Functions from `evconn:listener/callbacks@0.2.0`
+
+__attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.2.0#on-accept")))
 void __wasm_export_exports_evconn_listener_callbacks_on_accept_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -77,7 +94,7 @@ void __wasm_export_exports_evconn_listener_callbacks_on_accept_post_return(uint8
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.1.0#on-data")))
+__attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.2.0#on-data")))
 void __wasm_export_exports_evconn_listener_callbacks_on_data_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -92,7 +109,7 @@ void __wasm_export_exports_evconn_listener_callbacks_on_data_post_return(uint8_t
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.1.0#on-event")))
+__attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.2.0#on-event")))
 void __wasm_export_exports_evconn_listener_callbacks_on_event_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -107,6 +124,36 @@ void __wasm_export_exports_evconn_listener_callbacks_on_event_post_return(uint8_
   }
 }
 
+
+__attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.2.0#on-timer")))
+void __wasm_export_exports_evconn_listener_callbacks_on_timer_post_return(uint8_t * arg0) {
+  switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
+    case 0: {
+      break;
+    }
+    case 1: {
+      if ((*((size_t*) (arg0 + (2*sizeof(void*))))) > 0) {
+        free(*((uint8_t **) (arg0 + sizeof(void*))));
+      }
+      break;
+    }
+  }
+}
+
+__attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.2.0#on-drain")))
+void __wasm_export_exports_evconn_listener_callbacks_on_drain_post_return(uint8_t * arg0) {
+  switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
+    case 0: {
+      break;
+    }
+    case 1: {
+      if ((*((size_t*) (arg0 + (2*sizeof(void*))))) > 0) {
+        free(*((uint8_t **) (arg0 + sizeof(void*))));
+      }
+      break;
+    }
+  }
+}
 
 // Canonical ABI intrinsics
 
@@ -151,7 +198,7 @@ void evconn_listener_listener_ip_socket_address_free(evconn_listener_listener_ip
   evconn_listener_types_ip_socket_address_free(ptr);
 }
 
-__attribute__((__import_module__("evconn:listener/listener@0.1.0"), __import_name__("[resource-drop]listener")))
+__attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[resource-drop]listener")))
 extern void __wasm_import_evconn_listener_listener_listener_drop(int32_t handle);
 
 void evconn_listener_listener_listener_drop_own(evconn_listener_listener_own_listener_t handle) {
@@ -199,7 +246,7 @@ void evconn_listener_connection_ip_socket_address_free(evconn_listener_connectio
   evconn_listener_types_ip_socket_address_free(ptr);
 }
 
-__attribute__((__import_module__("evconn:listener/connection@0.1.0"), __import_name__("[resource-drop]connection")))
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[resource-drop]connection")))
 extern void __wasm_import_evconn_listener_connection_connection_drop(int32_t handle);
 
 void evconn_listener_connection_connection_drop_own(evconn_listener_connection_own_connection_t handle) {
@@ -225,6 +272,22 @@ void handler_list_u8_free(handler_list_u8_t *ptr) {
 }
 
 void evconn_listener_connection_result_void_error_code_free(evconn_listener_connection_result_void_error_code_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+  }
+}
+
+void handler_option_u64_free(handler_option_u64_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void evconn_listener_timers_option_duration_free(evconn_listener_timers_option_duration_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void evconn_listener_timers_result_timer_id_error_code_free(evconn_listener_timers_result_timer_id_error_code_t *ptr) {
   if (!ptr->is_err) {
   } else {
   }
@@ -513,6 +576,34 @@ bool evconn_listener_connection_method_connection_write(evconn_listener_connecti
   }
 }
 
+uint64_t evconn_listener_connection_method_connection_queued(evconn_listener_connection_borrow_connection_t self) {
+  int64_t ret = __wasm_import_evconn_listener_connection_method_connection_queued((self).__handle);
+  return (uint64_t) (ret);
+}
+
+uint64_t evconn_listener_connection_method_connection_write_room(evconn_listener_connection_borrow_connection_t self) {
+  int64_t ret = __wasm_import_evconn_listener_connection_method_connection_write_room((self).__handle);
+  return (uint64_t) (ret);
+}
+
+void evconn_listener_connection_method_connection_set_drain_watermark(evconn_listener_connection_borrow_connection_t self, uint64_t *maybe_low) {
+  handler_option_u64_t low;
+  low.is_some = maybe_low != NULL;if (maybe_low) {
+    low.val = *maybe_low;
+  }
+  int32_t option;
+  int64_t option1;
+  if ((low).is_some) {
+    const uint64_t *payload0 = &(low).val;
+    option = 1;
+    option1 = (int64_t) (*payload0);
+  } else {
+    option = 0;
+    option1 = 0;
+  }
+  __wasm_import_evconn_listener_connection_method_connection_set_drain_watermark((self).__handle, option, option1);
+}
+
 bool evconn_listener_connection_method_connection_shutdown_write(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_error_code_t *err) {
   __attribute__((__aligned__(1)))
   uint8_t ret_area[2];
@@ -638,7 +729,53 @@ void evconn_listener_reactor_loop_exit(void) {
   __wasm_import_evconn_listener_reactor_loop_exit();
 }
 
-__attribute__((__export_name__("evconn:listener/callbacks@0.1.0#on-accept")))
+bool evconn_listener_timers_start(evconn_listener_timers_duration_t after, evconn_listener_timers_duration_t *maybe_every, evconn_listener_timers_timer_id_t *ret, evconn_listener_timers_error_code_t *err) {
+  __attribute__((__aligned__(8)))
+  uint8_t ret_area[16];
+  evconn_listener_timers_option_duration_t every;
+  every.is_some = maybe_every != NULL;if (maybe_every) {
+    every.val = *maybe_every;
+  }
+  int32_t option;
+  int64_t option1;
+  if ((every).is_some) {
+    const evconn_listener_timers_duration_t *payload0 = &(every).val;
+    option = 1;
+    option1 = (int64_t) (*payload0);
+  } else {
+    option = 0;
+    option1 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_evconn_listener_timers_start((int64_t) (after), option, option1, ptr);
+  evconn_listener_timers_result_timer_id_error_code_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (uint64_t) (*((int64_t*) (ptr + 8)));
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (int32_t) *((uint8_t*) (ptr + 8));
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool evconn_listener_timers_cancel(evconn_listener_timers_timer_id_t timer) {
+  int32_t ret = __wasm_import_evconn_listener_timers_cancel((int64_t) (timer));
+  return ret;
+}
+
+__attribute__((__export_name__("evconn:listener/callbacks@0.2.0#on-accept")))
 uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_accept(int32_t arg, int32_t arg0, int32_t arg1, int32_t arg2, int32_t arg3, int32_t arg4, int32_t arg5, int32_t arg6, int32_t arg7, int32_t arg8, int32_t arg9, int32_t arg10, int32_t arg11, int32_t arg12) {
   evconn_listener_types_ip_socket_address_t variant;
   variant.tag = arg1;
@@ -692,7 +829,7 @@ uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_accept(int32_t arg,
   return ptr;
 }
 
-__attribute__((__export_name__("evconn:listener/callbacks@0.1.0#on-data")))
+__attribute__((__export_name__("evconn:listener/callbacks@0.2.0#on-data")))
 uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_data(int32_t arg, uint8_t * arg0, size_t arg1) {
   handler_list_u8_t arg2 = (handler_list_u8_t) { (uint8_t*)(arg0), (arg1) };
   exports_evconn_listener_callbacks_result_void_string_t ret;
@@ -712,7 +849,7 @@ uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_data(int32_t arg, u
   return ptr;
 }
 
-__attribute__((__export_name__("evconn:listener/callbacks@0.1.0#on-event")))
+__attribute__((__export_name__("evconn:listener/callbacks@0.2.0#on-event")))
 uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_event(int32_t arg, int32_t arg0, int32_t arg1) {
   evconn_listener_types_connection_event_t variant;
   variant.tag = arg0;
@@ -746,7 +883,7 @@ uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_event(int32_t arg, 
   return ptr;
 }
 
-__attribute__((__export_name__("evconn:listener/callbacks@0.1.0#on-accept-error")))
+__attribute__((__export_name__("evconn:listener/callbacks@0.2.0#on-accept-error")))
 void __wasm_export_exports_evconn_listener_callbacks_on_accept_error(int32_t arg, int32_t arg0, int32_t arg1, uint8_t * arg2, size_t arg3) {
   exports_evconn_listener_callbacks_accept_error_t arg4 = (evconn_listener_types_accept_error_t) {
     (evconn_listener_types_error_code_t) arg0,
@@ -754,6 +891,44 @@ void __wasm_export_exports_evconn_listener_callbacks_on_accept_error(int32_t arg
     (handler_string_t) (handler_string_t) { (uint8_t*)(arg2), (arg3) },
   };
   exports_evconn_listener_callbacks_on_accept_error((exports_evconn_listener_callbacks_borrow_listener_t) { arg }, &arg4);
+}
+
+__attribute__((__export_name__("evconn:listener/callbacks@0.2.0#on-timer")))
+uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_timer(int64_t arg) {
+  exports_evconn_listener_callbacks_result_void_string_t ret;
+  handler_string_t err;
+  ret.is_err = !exports_evconn_listener_callbacks_on_timer((uint64_t) (arg), &err);
+  if (ret.is_err) {
+    ret.val.err = err;
+  }
+  uint8_t *ptr = (uint8_t *) &RET_AREA;
+  if ((ret).is_err) {
+    const handler_string_t *payload0 = &(ret).val.err;*((int8_t*)(ptr + 0)) = 1;
+    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload0).len;
+    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload0).ptr;
+  } else {
+    *((int8_t*)(ptr + 0)) = 0;
+  }
+  return ptr;
+}
+
+__attribute__((__export_name__("evconn:listener/callbacks@0.2.0#on-drain")))
+uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_drain(int32_t arg) {
+  exports_evconn_listener_callbacks_result_void_string_t ret;
+  handler_string_t err;
+  ret.is_err = !exports_evconn_listener_callbacks_on_drain((exports_evconn_listener_callbacks_borrow_connection_t) { arg }, &err);
+  if (ret.is_err) {
+    ret.val.err = err;
+  }
+  uint8_t *ptr = (uint8_t *) &RET_AREA;
+  if ((ret).is_err) {
+    const handler_string_t *payload0 = &(ret).val.err;*((int8_t*)(ptr + 0)) = 1;
+    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload0).len;
+    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload0).ptr;
+  } else {
+    *((int8_t*)(ptr + 0)) = 0;
+  }
+  return ptr;
 }
 
 // Ensure that the *_component_type.o object is linked in

@@ -1,0 +1,184 @@
+//! A connection's output queue: the bytes the guest wrote that the socket
+//! has not taken yet. They are kept in chunks no larger than what they hold
+//! (small writes share a chunk), so the memory a queue holds is its length
+//! plus at most one partly filled chunk, and the host's output memory
+//! ([`OutputBudget`]) counts every byte of it from the write to the send.
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use crate::net::budget::OutputBudget;
+
+/// Writes up to this size go into a shared chunk; larger ones get their own.
+const SMALL_WRITE: usize = 4 * 1024;
+
+/// The size of a chunk that small writes share.
+const SHARED_CHUNK: usize = 16 * 1024;
+
+/// Slices handed to one `writev`.
+const SLICES_PER_SEND: usize = 16;
+
+/// Output waiting for the socket.
+#[derive(Debug)]
+pub(super) struct Output {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the first chunk already sent.
+    sent: usize,
+    /// Bytes queued, in all chunks.
+    len: usize,
+    budget: Arc<OutputBudget>,
+}
+
+impl Output {
+    /// An empty queue counted in `budget`.
+    pub(super) fn new(budget: Arc<OutputBudget>) -> Self {
+        Output { chunks: VecDeque::new(), sent: 0, len: 0, budget }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The host's output memory, which this queue counts in.
+    pub(super) fn budget(&self) -> &OutputBudget {
+        &self.budget
+    }
+
+    /// The same, to wait on without holding the queue.
+    pub(super) fn budget_handle(&self) -> Arc<OutputBudget> {
+        self.budget.clone()
+    }
+
+    /// Appends `data`. The caller checked that it fits.
+    pub(super) fn push(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.budget.take(data.len());
+        self.len += data.len();
+        if data.len() <= SMALL_WRITE {
+            if let Some(last) = self.chunks.back_mut()
+                && last.capacity() - last.len() >= data.len()
+            {
+                last.extend_from_slice(data);
+                return;
+            }
+            let mut chunk = Vec::with_capacity(SHARED_CHUNK);
+            chunk.extend_from_slice(data);
+            self.chunks.push_back(chunk);
+        } else {
+            // Exactly as large as the write.
+            self.chunks.push_back(data.to_vec());
+        }
+    }
+
+    /// Sends what the socket takes without blocking; returns how many
+    /// bytes went. `WouldBlock` once the socket is full.
+    pub(super) fn send_to(&mut self, stream: &TcpStream) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); SLICES_PER_SEND];
+        let mut count = 0;
+        for (index, chunk) in self.chunks.iter().take(SLICES_PER_SEND).enumerate() {
+            let start = if index == 0 { self.sent } else { 0 };
+            slices[index] = IoSlice::new(&chunk[start..]);
+            count += 1;
+        }
+        let sent = stream.try_write_vectored(&slices[..count])?;
+        self.advance(sent);
+        Ok(sent)
+    }
+
+    /// Forgets the first `bytes`, sent.
+    fn advance(&mut self, mut bytes: usize) {
+        self.len -= bytes;
+        self.budget.give_back(bytes);
+        while bytes > 0 {
+            let first = self.chunks.front().expect("bytes sent were queued");
+            let left = first.len() - self.sent;
+            if bytes < left {
+                self.sent += bytes;
+                return;
+            }
+            bytes -= left;
+            self.chunks.pop_front();
+            self.sent = 0;
+        }
+    }
+
+    /// Drops everything queued: the socket failed, so none of it can be
+    /// sent.
+    pub(super) fn clear(&mut self) {
+        self.budget.give_back(self.len);
+        self.chunks = VecDeque::new();
+        self.sent = 0;
+        self.len = 0;
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        self.budget.give_back(self.len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Small writes share chunks, large ones get their own; what is sent
+    /// arrives in order, and the budget counts exactly what is queued.
+    #[tokio::test]
+    async fn sends_in_order_and_counts_what_it_holds() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let budget = Arc::new(OutputBudget::new(1 << 30));
+        let mut output = Output::new(budget.clone());
+        let mut expected = Vec::new();
+        for n in 0..100u32 {
+            let piece = vec![(n % 251) as u8; if n % 10 == 0 { 20_000 } else { 100 }];
+            output.push(&piece);
+            expected.extend_from_slice(&piece);
+        }
+        assert_eq!(output.len(), expected.len());
+        assert_eq!(budget.used(), expected.len());
+        assert!(output.chunks.len() < 30, "{} chunks for 100 writes", output.chunks.len());
+        let mut received = Vec::new();
+        while !output.is_empty() {
+            match output.send_to(&stream) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut buffer = vec![0u8; 1 << 16];
+                    let n = peer.read(&mut buffer).await.unwrap();
+                    received.extend_from_slice(&buffer[..n]);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(budget.used(), 0);
+        drop(stream);
+        peer.read_to_end(&mut received).await.unwrap();
+        assert!(received == expected, "the bytes arrive as written");
+    }
+
+    /// Dropping or clearing a queue gives its bytes back.
+    #[test]
+    fn clearing_and_dropping_give_the_budget_back() {
+        let budget = Arc::new(OutputBudget::new(1 << 20));
+        let mut output = Output::new(budget.clone());
+        output.push(&[1; 5000]);
+        output.clear();
+        assert_eq!(budget.used(), 0);
+        output.push(&[1; 300]);
+        drop(output);
+        assert_eq!(budget.used(), 0);
+    }
+}
