@@ -19,12 +19,17 @@ struct Mistake {
 /// Runs every script of the example `name` against its component: exit 0,
 /// every step reported passed, none failed or skipped.
 fn scripts_pass(name: &str) {
+    scripts_pass_against(name, &support::guest(name));
+}
+
+/// Runs every script of the example `name` against `component` (the same
+/// handler in another language).
+fn scripts_pass_against(name: &str, component: &std::path::Path) {
     let scripts = scripts_in(&support::workspace().join("examples").join(name).join("tests"));
     assert!(scripts.len() >= 2, "{name}'s scripts: {scripts:?}");
     let steps: usize = scripts.iter().map(|s| Script::load(s).unwrap().steps.len()).sum();
 
-    let component = support::guest(name);
-    let mut args = vec![path_str(&component)];
+    let mut args = vec![path_str(component)];
     args.extend(scripts.iter().map(|s| path_str(s)));
     let run = host_test(&args);
     assert!(run.success(), "{name}'s scripts pass");
@@ -110,4 +115,47 @@ fn kv_scripts() {
             shows: &["expected \":2\\r\\n\"\n", "received \":3\\r\\n\", which differs at byte 1\n"],
         },
     );
+}
+
+/// heartbeat, in Rust: pings on time, answers that keep a client, a missed
+/// deadline that closes one, each connection's timers its own. The
+/// scripts' `nothing within` steps prove a ping or a timeout never comes
+/// early.
+#[test]
+fn heartbeat_scripts() {
+    scripts_pass("heartbeat");
+    mistake_fails(
+        "heartbeat",
+        &Mistake {
+            script: "dead.evt",
+            right: r#"expect a nothing within 150ms"#,
+            wrong: r#"expect a nothing within 400ms"#,
+            shows: &["received \"TIMEOUT\\n\""],
+        },
+    );
+}
+
+/// The same heartbeat written in C: the same scripts pass.
+#[test]
+fn heartbeat_scripts_in_c() {
+    scripts_pass_against("heartbeat", &support::example("heartbeat-c"));
+}
+
+/// The same heartbeat written in Python: the same scripts pass.
+#[test]
+fn heartbeat_scripts_in_python() {
+    scripts_pass_against("heartbeat", &support::example("heartbeat-python"));
+}
+
+/// The same heartbeat written in JavaScript: the same scripts pass.
+#[test]
+fn heartbeat_scripts_in_javascript() {
+    scripts_pass_against("heartbeat", &support::example("heartbeat-js"));
+}
+
+/// source: N bytes of the pattern, then the end; a stream larger than the
+/// output cap arrives whole.
+#[test]
+fn source_scripts() {
+    scripts_pass("source");
 }

@@ -1,8 +1,10 @@
-//! The example handlers in `examples/` over real TCP on loopback, each
-//! served by an in-process host: rot13, chat and kv.
+//! The example handlers in `examples/` over real TCP on loopback: rot13,
+//! chat and kv, each served by an in-process host, and source, served by
+//! the `host` binary so that its memory can be watched.
 mod chat;
 mod kv;
 mod rot13;
+mod source;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
