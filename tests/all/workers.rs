@@ -53,3 +53,28 @@ fn two_workers_split_connections_and_keep_state_apart() {
     assert_eq!(highest.values().sum::<u64>(), 40, "per-worker counts {highest:?}");
     assert!(highest.values().all(|&count| count < 40), "one instance saw every connection: {highest:?}");
 }
+
+/// With two workers, each worker's instance has timers of its own: after
+/// every one of 40 connections starts a timer, each connection's instance
+/// reports as many timers as that worker has connections, and the two add
+/// up to 40.
+#[test]
+fn each_worker_has_timers_of_its_own() {
+    let (_host, addr) = support::spawn_listening(&support::guest("probe"), &["--workers", "2"]);
+    let mut probes: Vec<Probe> = (0..40).map(|_| Probe::connect(addr)).collect();
+    for probe in &mut probes {
+        assert!(probe.ask("timer 60000").starts_with("timer "));
+    }
+    let mut by_listener: BTreeMap<u64, (u64, String)> = BTreeMap::new();
+    for probe in &mut probes {
+        let (listener, _) = listener_and_count(probe);
+        let timers = probe.ask("timers");
+        let entry = by_listener.entry(listener).or_insert((0, timers.clone()));
+        entry.0 += 1;
+        assert_eq!(entry.1, timers, "connections of one worker see one instance's timers");
+    }
+    assert_eq!(by_listener.len(), 2, "{by_listener:?}");
+    for (connections, timers) in by_listener.values() {
+        assert_eq!(*timers, format!("timers {connections} fired 0"), "{by_listener:?}");
+    }
+}
