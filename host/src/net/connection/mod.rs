@@ -173,13 +173,7 @@ impl Connection {
             return Err(ConnectionError::WriteShut);
         }
         if data.len() > self.room(&state) {
-            if data.len() > self.output_cap.min(state.output.budget().limit()) {
-                return Err(ConnectionError::TooLarge);
-            }
-            // Nothing taken; the guest hears when to try again.
-            state.drain = Drain::Owed;
-            self.traffic.refused.inc();
-            return Err(ConnectionError::WouldBlock);
+            return Err(self.refuse(&mut state, data.len()));
         }
         let mut rest = data;
         if state.output.is_empty() {
@@ -212,6 +206,18 @@ impl Connection {
             self.wake.wake();
         }
         Ok(())
+    }
+
+    /// Refuses a write of `len` bytes that does not fit: nothing is taken,
+    /// and the guest will hear when to try again.
+    #[cold]
+    fn refuse(&self, state: &mut State, len: usize) -> ConnectionError {
+        if len > self.output_cap.min(state.output.budget().limit()) {
+            return ConnectionError::TooLarge;
+        }
+        state.drain = Drain::Owed;
+        self.traffic.refused.inc();
+        ConnectionError::WouldBlock
     }
 
     /// How many bytes `write` would take now: the room under the
@@ -412,23 +418,28 @@ impl Connection {
                 let shutdown_pending = state.write_side == WriteSide::ShutdownRequested;
                 (state.wants_input(), output_pending || shutdown_pending, drained)
             };
-            let wait = std::future::poll_fn(|cx| self.poll_wait(cx, want_read, want_write));
             let wait = if want_room {
                 // Only while the host's output memory is full, which no
-                // connection reaches in ordinary work.
-                let budget = self.state().output.budget_handle();
-                tokio::select! {
-                    wait = wait => wait,
-                    () = budget.until_room() => Wait::StateChanged,
-                }
+                // connection reaches in ordinary work: boxed, so that the
+                // wait every round trip makes stays small.
+                Box::pin(self.wait_or_room(want_read, want_write)).await
             } else {
-                wait.await
+                std::future::poll_fn(|cx| self.poll_wait(cx, want_read, want_write)).await
             };
             match wait {
                 Wait::StateChanged => {}
                 Wait::Writable => self.flush(),
                 Wait::Readable => return Ready::Readable,
             }
+        }
+    }
+
+    /// Waits as `ready` does, or until the host's output memory has room.
+    async fn wait_or_room(&self, want_read: bool, want_write: bool) -> Wait {
+        let budget = self.state().output.budget_handle();
+        tokio::select! {
+            wait = std::future::poll_fn(|cx| self.poll_wait(cx, want_read, want_write)) => wait,
+            () = budget.until_room() => Wait::StateChanged,
         }
     }
 
