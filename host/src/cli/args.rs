@@ -413,3 +413,28 @@ fn most_pooled_instances() -> usize {
         .unwrap_or(65_530);
     max_map_count.saturating_sub(MAPPINGS_FOR_THE_REST) / MAPPINGS_PER_POOLED_INSTANCE
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(flags: &[&str]) -> anyhow::Result<Limits> {
+        let args = Args::try_parse_from(["host", "--component", "x.wasm"].iter().chain(flags))?;
+        args.host.limits.limits()
+    }
+
+    /// The output caps and the timer limit have their documented defaults;
+    /// the cap follows --write-buffer unless given; caps that contradict
+    /// each other are refused with what to change.
+    #[test]
+    fn output_limits_default_and_are_checked() {
+        let defaults = limits(&[]).unwrap();
+        assert_eq!((defaults.output_cap, defaults.output_memory, defaults.max_timers), (4 << 20, 1 << 30, 1024));
+        assert_eq!(limits(&["--write-buffer", "2M"]).unwrap().output_cap, 8 << 20);
+        assert_eq!(limits(&["--output-cap", "1M"]).unwrap().output_cap, 1 << 20);
+        let error = limits(&["--output-cap", "512K"]).unwrap_err().to_string();
+        assert!(error.contains("less than --write-buffer"), "{error}");
+        let error = limits(&["--output-memory", "2M"]).unwrap_err().to_string();
+        assert!(error.contains("no connection could reach its cap"), "{error}");
+    }
+}

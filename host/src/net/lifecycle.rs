@@ -169,12 +169,12 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let limits = crate::net::OutputLimits {
+        let limits = Arc::new(crate::net::OutputLimits {
             pause_reading_at: 1 << 20,
             cap: 1 << 22,
             budget: Arc::new(crate::net::OutputBudget::new(1 << 30)),
-        };
-        let conn = Connection::new(id, stream, peer, &limits, Default::default()).unwrap();
+        });
+        let conn = Connection::new(id, stream, peer, limits, Default::default()).unwrap();
         (Arc::new(conn), client)
     }
 

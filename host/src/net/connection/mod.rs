@@ -20,7 +20,6 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 pub use self::activity::Activity;
-use self::output::Output;
 use self::state::{Drain, Phase, State, WriteSide};
 use self::wake::Wake;
 use super::budget::OutputBudget;
@@ -48,10 +47,9 @@ pub struct Connection {
     activity: Activity,
     /// Bytes the last read took (`last_read`).
     last_read: AtomicUsize,
-    /// Queued output at which reading stops until half of it is sent.
-    write_high_watermark: usize,
-    /// The most output it may queue.
-    output_cap: usize,
+    /// How much output it may queue, shared with the other connections of
+    /// its worker.
+    limits: Arc<OutputLimits>,
     /// The component's byte counts.
     traffic: Traffic,
 }
@@ -118,7 +116,7 @@ impl Connection {
         id: u64,
         stream: TcpStream,
         peer: SocketAddr,
-        limits: &OutputLimits,
+        limits: Arc<OutputLimits>,
         traffic: Traffic,
     ) -> io::Result<Self> {
         let local = stream.local_addr()?;
@@ -129,12 +127,11 @@ impl Connection {
             stream,
             peer,
             local,
-            state: Mutex::new(State::new(Output::new(limits.budget.clone()))),
+            state: Mutex::new(State::new()),
             wake: Wake::default(),
             activity: Activity::default(),
             last_read: AtomicUsize::new(0),
-            write_high_watermark: limits.pause_reading_at.max(1),
-            output_cap: limits.cap,
+            limits,
             traffic,
         })
     }
@@ -195,11 +192,11 @@ impl Connection {
             }
         }
         if !rest.is_empty() {
-            state.output.push(rest);
-            if state.drain_watermark.is_some_and(|low| state.output.len() > low) {
+            state.output.push(rest, &self.limits.budget);
+            if state.output.len() > state.drain_low() && state.drain_watermark.is_some() {
                 state.drain = Drain::Owed;
             }
-            if state.output.len() >= self.write_high_watermark && !state.backpressure {
+            if state.output.len() >= self.limits.pause_reading_at && !state.backpressure {
                 tracing::debug!(conn = self.id, queued = state.output.len(), "peer not reading: reading paused");
                 state.backpressure = true;
             }
@@ -212,7 +209,7 @@ impl Connection {
     /// and the guest will hear when to try again.
     #[cold]
     fn refuse(&self, state: &mut State, len: usize) -> ConnectionError {
-        if len > self.output_cap.min(state.output.budget().limit()) {
+        if len > self.limits.cap.min(self.limits.budget.limit()) {
             return ConnectionError::TooLarge;
         }
         state.drain = Drain::Owed;
@@ -223,7 +220,7 @@ impl Connection {
     /// How many bytes `write` would take now: the room under the
     /// connection's cap and under the host's output memory.
     fn room(&self, state: &State) -> usize {
-        self.output_cap.saturating_sub(state.output.len()).min(state.output.budget().room())
+        self.limits.cap.saturating_sub(state.output.len()).min(self.limits.budget.room())
     }
 
     /// How many bytes `write` would take now (0 once it cannot write).
@@ -244,7 +241,8 @@ impl Connection {
     /// first comes once it drains.
     pub fn set_drain_watermark(&self, low: Option<usize>) {
         let mut state = self.state();
-        state.drain_watermark = low;
+        // Above what any connection may hold, a watermark means any amount.
+        state.drain_watermark = low.map(|low| u32::try_from(low).unwrap_or(u32::MAX));
         if low.is_some_and(|low| state.output.len() > low || self.room(&state) == 0) {
             state.drain = Drain::Owed;
         }
@@ -382,7 +380,7 @@ impl Connection {
                 }
             }
         }
-        if state.backpressure && state.output.len() <= self.write_high_watermark / 2 {
+        if state.backpressure && state.output.len() <= self.limits.pause_reading_at / 2 {
             tracing::debug!(conn = self.id, "output drained: reading resumed");
             state.backpressure = false;
         }
@@ -411,7 +409,7 @@ impl Connection {
                 // the host has output memory to spare.
                 let drained =
                     state.drain == Drain::Owed && state.closing.is_none() && state.output.len() <= state.drain_low();
-                if drained && state.output.budget().room() > 0 {
+                if drained && self.limits.budget.room() > 0 {
                     state.drain = Drain::Idle;
                     return Ready::Drained;
                 }
@@ -436,10 +434,9 @@ impl Connection {
 
     /// Waits as `ready` does, or until the host's output memory has room.
     async fn wait_or_room(&self, want_read: bool, want_write: bool) -> Wait {
-        let budget = self.state().output.budget_handle();
         tokio::select! {
             wait = std::future::poll_fn(|cx| self.poll_wait(cx, want_read, want_write)) => wait,
-            () = budget.until_room() => Wait::StateChanged,
+            () = self.limits.budget.until_room() => Wait::StateChanged,
         }
     }
 
@@ -515,11 +512,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, address) = listener.accept().await.unwrap();
-        (Connection::new(1, stream, address, &limits(1 << 16, 1 << 20, 1 << 30), Traffic::default()).unwrap(), peer)
+        (Connection::new(1, stream, address, limits(1 << 16, 1 << 20, 1 << 30), Traffic::default()).unwrap(), peer)
     }
 
-    fn limits(pause_reading_at: usize, cap: usize, budget: usize) -> OutputLimits {
-        OutputLimits { pause_reading_at, cap, budget: Arc::new(OutputBudget::new(budget)) }
+    fn limits(pause_reading_at: usize, cap: usize, budget: usize) -> Arc<OutputLimits> {
+        Arc::new(OutputLimits { pause_reading_at, cap, budget: Arc::new(OutputBudget::new(budget)) })
     }
 
     async fn readable(conn: &Connection) -> Ready {

@@ -3,6 +3,8 @@
 //! (small writes share a chunk), so the memory a queue holds is its length
 //! plus at most one partly filled chunk, and the host's output memory
 //! ([`OutputBudget`]) counts every byte of it from the write to the send.
+//! An empty queue is nothing but a null pointer: most connections, most of
+//! the time, have nothing queued.
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
@@ -21,49 +23,44 @@ const SHARED_CHUNK: usize = 16 * 1024;
 const SLICES_PER_SEND: usize = 16;
 
 /// Output waiting for the socket.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Output {
+    /// `None` while nothing is queued.
+    queue: Option<Box<Queue>>,
+}
+
+#[derive(Debug)]
+struct Queue {
     chunks: VecDeque<Vec<u8>>,
     /// Bytes of the first chunk already sent.
     sent: usize,
     /// Bytes queued, in all chunks.
     len: usize,
+    /// Where they count.
     budget: Arc<OutputBudget>,
 }
 
 impl Output {
-    /// An empty queue counted in `budget`.
-    pub(super) fn new(budget: Arc<OutputBudget>) -> Self {
-        Output { chunks: VecDeque::new(), sent: 0, len: 0, budget }
-    }
-
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.queue.as_ref().map_or(0, |queue| queue.len)
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.queue.is_none()
     }
 
-    /// The host's output memory, which this queue counts in.
-    pub(super) fn budget(&self) -> &OutputBudget {
-        &self.budget
-    }
-
-    /// The same, to wait on without holding the queue.
-    pub(super) fn budget_handle(&self) -> Arc<OutputBudget> {
-        self.budget.clone()
-    }
-
-    /// Appends `data`. The caller checked that it fits.
-    pub(super) fn push(&mut self, data: &[u8]) {
+    /// Appends `data`, counted in `budget`. The caller checked that it fits.
+    pub(super) fn push(&mut self, data: &[u8], budget: &Arc<OutputBudget>) {
         if data.is_empty() {
             return;
         }
-        self.budget.take(data.len());
-        self.len += data.len();
+        let queue = self.queue.get_or_insert_with(|| {
+            Box::new(Queue { chunks: VecDeque::new(), sent: 0, len: 0, budget: budget.clone() })
+        });
+        queue.budget.take(data.len());
+        queue.len += data.len();
         if data.len() <= SMALL_WRITE {
-            if let Some(last) = self.chunks.back_mut()
+            if let Some(last) = queue.chunks.back_mut()
                 && last.capacity() - last.len() >= data.len()
             {
                 last.extend_from_slice(data);
@@ -71,28 +68,40 @@ impl Output {
             }
             let mut chunk = Vec::with_capacity(SHARED_CHUNK);
             chunk.extend_from_slice(data);
-            self.chunks.push_back(chunk);
+            queue.chunks.push_back(chunk);
         } else {
             // Exactly as large as the write.
-            self.chunks.push_back(data.to_vec());
+            queue.chunks.push_back(data.to_vec());
         }
     }
 
     /// Sends what the socket takes without blocking; returns how many
     /// bytes went. `WouldBlock` once the socket is full.
     pub(super) fn send_to(&mut self, stream: &TcpStream) -> io::Result<usize> {
+        let Some(queue) = self.queue.as_mut() else { return Ok(0) };
         let mut slices = [IoSlice::new(&[]); SLICES_PER_SEND];
         let mut count = 0;
-        for (index, chunk) in self.chunks.iter().take(SLICES_PER_SEND).enumerate() {
-            let start = if index == 0 { self.sent } else { 0 };
+        for (index, chunk) in queue.chunks.iter().take(SLICES_PER_SEND).enumerate() {
+            let start = if index == 0 { queue.sent } else { 0 };
             slices[index] = IoSlice::new(&chunk[start..]);
             count += 1;
         }
         let sent = stream.try_write_vectored(&slices[..count])?;
-        self.advance(sent);
+        queue.advance(sent);
+        if queue.len == 0 {
+            self.queue = None;
+        }
         Ok(sent)
     }
 
+    /// Drops everything queued: the socket failed, so none of it can be
+    /// sent.
+    pub(super) fn clear(&mut self) {
+        self.queue = None;
+    }
+}
+
+impl Queue {
     /// Forgets the first `bytes`, sent.
     fn advance(&mut self, mut bytes: usize) {
         self.len -= bytes;
@@ -109,18 +118,9 @@ impl Output {
             self.sent = 0;
         }
     }
-
-    /// Drops everything queued: the socket failed, so none of it can be
-    /// sent.
-    pub(super) fn clear(&mut self) {
-        self.budget.give_back(self.len);
-        self.chunks = VecDeque::new();
-        self.sent = 0;
-        self.len = 0;
-    }
 }
 
-impl Drop for Output {
+impl Drop for Queue {
     fn drop(&mut self) {
         self.budget.give_back(self.len);
     }
@@ -141,16 +141,17 @@ mod tests {
         let mut peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let budget = Arc::new(OutputBudget::new(1 << 30));
-        let mut output = Output::new(budget.clone());
+        let mut output = Output::default();
         let mut expected = Vec::new();
         for n in 0..100u32 {
             let piece = vec![(n % 251) as u8; if n % 10 == 0 { 20_000 } else { 100 }];
-            output.push(&piece);
+            output.push(&piece, &budget);
             expected.extend_from_slice(&piece);
         }
         assert_eq!(output.len(), expected.len());
         assert_eq!(budget.used(), expected.len());
-        assert!(output.chunks.len() < 30, "{} chunks for 100 writes", output.chunks.len());
+        let chunks = output.queue.as_ref().unwrap().chunks.len();
+        assert!(chunks < 30, "{chunks} chunks for 100 writes");
         let mut received = Vec::new();
         while !output.is_empty() {
             match output.send_to(&stream) {
@@ -164,6 +165,7 @@ mod tests {
             }
         }
         assert_eq!(budget.used(), 0);
+        assert!(output.queue.is_none(), "an emptied queue holds nothing");
         drop(stream);
         peer.read_to_end(&mut received).await.unwrap();
         assert!(received == expected, "the bytes arrive as written");
@@ -173,11 +175,11 @@ mod tests {
     #[test]
     fn clearing_and_dropping_give_the_budget_back() {
         let budget = Arc::new(OutputBudget::new(1 << 20));
-        let mut output = Output::new(budget.clone());
-        output.push(&[1; 5000]);
+        let mut output = Output::default();
+        output.push(&[1; 5000], &budget);
         output.clear();
         assert_eq!(budget.used(), 0);
-        output.push(&[1; 300]);
+        output.push(&[1; 300], &budget);
         drop(output);
         assert_eq!(budget.used(), 0);
     }

@@ -28,8 +28,9 @@ pub(super) struct State {
     /// at once by the reader).
     pub(super) unreported_failure: Option<io::Error>,
     /// The queued output at which the guest wants `on-drain`
-    /// (`set-drain-watermark`); `None` if it asked for nothing.
-    pub(super) drain_watermark: Option<usize>,
+    /// (`set-drain-watermark`); `None` if it asked for nothing. 32 bits,
+    /// for the size of every connection: no cap comes near them.
+    pub(super) drain_watermark: Option<u32>,
     pub(super) drain: Drain,
 }
 
@@ -90,10 +91,10 @@ pub(super) enum WriteSide {
 }
 
 impl State {
-    /// A new connection's state, its output counted in `output`'s budget.
-    pub(super) fn new(output: Output) -> Self {
+    /// A new connection's state.
+    pub(super) fn new() -> Self {
         State {
-            output,
+            output: Output::default(),
             phase: Phase::default(),
             closing: None,
             write_side: WriteSide::default(),
@@ -107,7 +108,7 @@ impl State {
 
     /// The queued output at or under which a drain owed is told.
     pub(super) fn drain_low(&self) -> usize {
-        self.drain_watermark.unwrap_or(0)
+        self.drain_watermark.map_or(0, |low| low as usize)
     }
 
     /// Moves to `next` unless the connection is there or past it already.
@@ -143,7 +144,7 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        State::new(Output::new(std::sync::Arc::new(crate::net::budget::OutputBudget::new(1 << 20))))
+        State::new()
     }
 
     /// The phase never moves back, and a close by the guest is put down to
@@ -165,7 +166,8 @@ mod tests {
     #[test]
     fn a_write_failure_on_an_open_connection_is_kept_for_the_guest() {
         let mut state = state();
-        state.output.push(b"never sent");
+        let budget = std::sync::Arc::new(crate::net::budget::OutputBudget::new(1 << 20));
+        state.output.push(b"never sent", &budget);
         state.write_failed(io::ErrorKind::ConnectionReset.into());
         assert!(state.output.is_empty(), "output that cannot be sent is dropped");
         assert_eq!(state.phase, Phase::Failed);

@@ -58,8 +58,8 @@ pub struct Worker {
     /// Slows down replacing the shared instance while traps keep coming.
     trap_backoff: Mutex<TrapBackoff>,
     /// How much output each connection may hold, and the host's output
-    /// memory it counts in.
-    output: OutputLimits,
+    /// memory it counts in: one for every connection of the worker.
+    output: Arc<OutputLimits>,
     /// The shared instance's timers, for the task that fires them.
     shared_timers: TimerSlot,
 }
@@ -76,11 +76,11 @@ impl Worker {
         isolation: Isolation,
         listeners: Vec<Arc<Listener>>,
     ) -> wasmtime::Result<Arc<Self>> {
-        let output = OutputLimits {
-            pause_reading_at: services.policy.limits.write_buffer,
+        let output = Arc::new(OutputLimits {
+            pause_reading_at: services.policy.limits.write_buffer.max(1),
             cap: services.policy.limits.output_cap,
             budget: services.output.clone(),
-        };
+        });
         let worker = Arc::new_cyclic(|me: &Weak<Worker>| Worker {
             compiled,
             context: InstanceContext {
@@ -190,7 +190,7 @@ impl Worker {
         let id = self.lifecycle().next_connection_id();
         // Made before the task, so that the task does not carry the stream
         // and address it was made from for the connection's whole life.
-        let conn = match Connection::new(id, stream, peer, &self.output, self.stats().traffic()) {
+        let conn = match Connection::new(id, stream, peer, self.output.clone(), self.stats().traffic()) {
             Ok(conn) => Arc::new(conn),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "connection lost before it was served");
