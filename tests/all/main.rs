@@ -25,6 +25,7 @@ mod limits_and_shutdown;
 mod listener_control;
 mod listener_options;
 mod metrics;
+mod outbound;
 mod output;
 mod reload;
 mod sandbox;

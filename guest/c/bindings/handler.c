@@ -77,6 +77,14 @@ extern void __wasm_import_evconn_listener_timers_start(int64_t, int32_t, int64_t
 __attribute__((__import_module__("evconn:listener/timers@0.2.0"), __import_name__("cancel")))
 extern int32_t __wasm_import_evconn_listener_timers_cancel(int64_t);
 
+// Imported Functions from `evconn:listener/outbound@0.2.0`
+
+__attribute__((__import_module__("evconn:listener/outbound@0.2.0"), __import_name__("connect")))
+extern void __wasm_import_evconn_listener_outbound_connect(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("evconn:listener/outbound@0.2.0"), __import_name__("connect-name")))
+extern void __wasm_import_evconn_listener_outbound_connect_name(uint8_t *, size_t, int32_t, uint8_t *);
+
 // Exported Functions from `evconn:listener/callbacks@0.2.0`
 
 __attribute__((__weak__, __export_name__("cabi_post_evconn:listener/callbacks@0.2.0#on-accept")))
@@ -188,7 +196,7 @@ void evconn_listener_types_accept_error_free(evconn_listener_types_accept_error_
 
 void evconn_listener_types_connection_event_free(evconn_listener_types_connection_event_t *ptr) {
   switch ((int32_t) ptr->tag) {
-    case 1: {
+    case 2: {
       break;
     }
   }
@@ -288,6 +296,16 @@ void evconn_listener_timers_option_duration_free(evconn_listener_timers_option_d
 }
 
 void evconn_listener_timers_result_timer_id_error_code_free(evconn_listener_timers_result_timer_id_error_code_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+  }
+}
+
+void evconn_listener_outbound_ip_socket_address_free(evconn_listener_outbound_ip_socket_address_t *ptr) {
+  evconn_listener_types_ip_socket_address_free(ptr);
+}
+
+void evconn_listener_outbound_result_own_connection_error_code_free(evconn_listener_outbound_result_own_connection_error_code_t *ptr) {
   if (!ptr->is_err) {
   } else {
   }
@@ -775,6 +793,106 @@ bool evconn_listener_timers_cancel(evconn_listener_timers_timer_id_t timer) {
   return ret;
 }
 
+bool evconn_listener_outbound_connect(evconn_listener_outbound_ip_socket_address_t *address, evconn_listener_outbound_own_connection_t *ret, evconn_listener_outbound_error_code_t *err) {
+  __attribute__((__aligned__(4)))
+  uint8_t ret_area[8];
+  int32_t variant;
+  int32_t variant1;
+  int32_t variant2;
+  int32_t variant3;
+  int32_t variant4;
+  int32_t variant5;
+  int32_t variant6;
+  int32_t variant7;
+  int32_t variant8;
+  int32_t variant9;
+  int32_t variant10;
+  int32_t variant11;
+  switch ((int32_t) (*address).tag) {
+    case 0: {
+      const evconn_listener_types_ipv4_socket_address_t *payload = &(*address).val.ipv4;
+      variant = 0;
+      variant1 = (int32_t) ((*payload).port);
+      variant2 = (int32_t) (((*payload).address).f0);
+      variant3 = (int32_t) (((*payload).address).f1);
+      variant4 = (int32_t) (((*payload).address).f2);
+      variant5 = (int32_t) (((*payload).address).f3);
+      variant6 = 0;
+      variant7 = 0;
+      variant8 = 0;
+      variant9 = 0;
+      variant10 = 0;
+      variant11 = 0;
+      break;
+    }
+    case 1: {
+      const evconn_listener_types_ipv6_socket_address_t *payload0 = &(*address).val.ipv6;
+      variant = 1;
+      variant1 = (int32_t) ((*payload0).port);
+      variant2 = (int32_t) ((*payload0).flow_info);
+      variant3 = (int32_t) (((*payload0).address).f0);
+      variant4 = (int32_t) (((*payload0).address).f1);
+      variant5 = (int32_t) (((*payload0).address).f2);
+      variant6 = (int32_t) (((*payload0).address).f3);
+      variant7 = (int32_t) (((*payload0).address).f4);
+      variant8 = (int32_t) (((*payload0).address).f5);
+      variant9 = (int32_t) (((*payload0).address).f6);
+      variant10 = (int32_t) (((*payload0).address).f7);
+      variant11 = (int32_t) ((*payload0).scope_id);
+      break;
+    }
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_evconn_listener_outbound_connect(variant, variant1, variant2, variant3, variant4, variant5, variant6, variant7, variant8, variant9, variant10, variant11, ptr);
+  evconn_listener_outbound_result_own_connection_error_code_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (evconn_listener_outbound_own_connection_t) { *((int32_t*) (ptr + 4)) };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (int32_t) *((uint8_t*) (ptr + 4));
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool evconn_listener_outbound_connect_name(handler_string_t *name, uint16_t port, evconn_listener_outbound_own_connection_t *ret, evconn_listener_outbound_error_code_t *err) {
+  __attribute__((__aligned__(4)))
+  uint8_t ret_area[8];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_evconn_listener_outbound_connect_name((uint8_t *) (*name).ptr, (*name).len, (int32_t) (port), ptr);
+  evconn_listener_outbound_result_own_connection_error_code_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (evconn_listener_outbound_own_connection_t) { *((int32_t*) (ptr + 4)) };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (int32_t) *((uint8_t*) (ptr + 4));
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
 __attribute__((__export_name__("evconn:listener/callbacks@0.2.0#on-accept")))
 uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_accept(int32_t arg, int32_t arg0, int32_t arg1, int32_t arg2, int32_t arg3, int32_t arg4, int32_t arg5, int32_t arg6, int32_t arg7, int32_t arg8, int32_t arg9, int32_t arg10, int32_t arg11, int32_t arg12) {
   evconn_listener_types_ip_socket_address_t variant;
@@ -858,10 +976,13 @@ uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_event(int32_t arg, 
       break;
     }
     case 1: {
-      variant.val.error = arg1;
       break;
     }
     case 2: {
+      variant.val.error = arg1;
+      break;
+    }
+    case 3: {
       break;
     }
   }

@@ -110,6 +110,12 @@ typedef uint8_t evconn_listener_types_error_code_t;
 // An operator's limit is reached, such as the number of timers one
 // instance may have.
 #define EVCONN_LISTENER_TYPES_ERROR_CODE_LIMIT_REACHED 15
+// Nothing listens at the address connected to. (ECONNREFUSED)
+#define EVCONN_LISTENER_TYPES_ERROR_CODE_CONNECTION_REFUSED 16
+// The address connected to cannot be reached. (EHOSTUNREACH, ENETUNREACH)
+#define EVCONN_LISTENER_TYPES_ERROR_CODE_HOST_UNREACHABLE 17
+// The name connected to does not resolve to any address.
+#define EVCONN_LISTENER_TYPES_ERROR_CODE_NAME_UNRESOLVABLE 18
 
 // Options for a listening socket: libevent's `LEV_OPT_*` flags.
 // 
@@ -174,16 +180,21 @@ typedef struct evconn_listener_types_connection_event_t {
   } val;
 } evconn_listener_types_connection_event_t;
 
+// An outbound connection (`outbound.connect`) is established
+// (`BEV_EVENT_CONNECTED`). Reading starts; what was written while
+// connecting is on its way. Never comes for an accepted connection.
+#define EVCONN_LISTENER_TYPES_CONNECTION_EVENT_CONNECTED 0
 // The peer shut down its side of the connection (`BEV_EVENT_EOF`).
 // The connection can still be written to until `close`.
-#define EVCONN_LISTENER_TYPES_CONNECTION_EVENT_END_OF_STREAM 0
-// Reading or writing failed (`BEV_EVENT_ERROR`); the connection is
-// unusable and the guest should `close` it.
-#define EVCONN_LISTENER_TYPES_CONNECTION_EVENT_ERROR 1
+#define EVCONN_LISTENER_TYPES_CONNECTION_EVENT_END_OF_STREAM 1
+// Reading or writing failed, or an outbound connection could not be
+// established (`BEV_EVENT_ERROR`); the connection is unusable and
+// the guest should `close` it.
+#define EVCONN_LISTENER_TYPES_CONNECTION_EVENT_ERROR 2
 // No bytes moved either way for the operator's idle timeout
 // (`BEV_EVENT_TIMEOUT`); the host closes the connection after this
 // callback, once what was written has been sent.
-#define EVCONN_LISTENER_TYPES_CONNECTION_EVENT_TIMEOUT 2
+#define EVCONN_LISTENER_TYPES_CONNECTION_EVENT_TIMEOUT 3
 
 typedef evconn_listener_types_ip_socket_address_t evconn_listener_listener_ip_socket_address_t;
 
@@ -276,6 +287,20 @@ typedef struct {
     evconn_listener_timers_error_code_t err;
   } val;
 } evconn_listener_timers_result_timer_id_error_code_t;
+
+typedef evconn_listener_types_ip_socket_address_t evconn_listener_outbound_ip_socket_address_t;
+
+typedef evconn_listener_types_error_code_t evconn_listener_outbound_error_code_t;
+
+typedef evconn_listener_connection_own_connection_t evconn_listener_outbound_own_connection_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    evconn_listener_outbound_own_connection_t ok;
+    evconn_listener_outbound_error_code_t err;
+  } val;
+} evconn_listener_outbound_result_own_connection_error_code_t;
 
 typedef evconn_listener_types_ip_socket_address_t exports_evconn_listener_callbacks_ip_socket_address_t;
 
@@ -458,6 +483,30 @@ extern bool evconn_listener_timers_start(evconn_listener_timers_duration_t after
 // instance never had).
 extern bool evconn_listener_timers_cancel(evconn_listener_timers_timer_id_t timer);
 
+// Imported Functions from `evconn:listener/outbound@0.2.0`
+// Connect to `address`: `bufferevent_socket_connect`.
+// 
+// # Typical errors
+// - `access-denied`: `--allow-connect` does not allow this address and
+//   port.
+// - `invalid-argument`: port 0, or an unspecified address (0.0.0.0, ::).
+// - `limit-reached`: the instance, or the host, has as many outbound
+//   connections as the operator allows.
+// - `closed`: the host is stopping.
+extern bool evconn_listener_outbound_connect(evconn_listener_outbound_ip_socket_address_t *address, evconn_listener_outbound_own_connection_t *ret, evconn_listener_outbound_error_code_t *err);
+// Resolve `name` (by the host), then connect to the first address it
+// resolves to that `--allow-connect` allows, trying the next on failure:
+// `bufferevent_socket_connect_hostname`. A name written as an IP
+// address is taken as that address.
+// 
+// # Typical errors
+// - `access-denied`: `--allow-connect` has no entry for this name and
+//   port (the addresses it resolves to are checked later; see above).
+// - `invalid-argument`: port 0, or a name that is empty or longer than
+//   253 bytes.
+// - `limit-reached`, `closed`: as for `connect`.
+extern bool evconn_listener_outbound_connect_name(handler_string_t *name, uint16_t port, evconn_listener_outbound_own_connection_t *ret, evconn_listener_outbound_error_code_t *err);
+
 // Exported Functions from `evconn:listener/callbacks@0.2.0`
 bool exports_evconn_listener_callbacks_on_accept(exports_evconn_listener_callbacks_borrow_listener_t listener, exports_evconn_listener_callbacks_own_connection_t conn, exports_evconn_listener_callbacks_ip_socket_address_t *peer, handler_string_t *err);
 bool exports_evconn_listener_callbacks_on_data(exports_evconn_listener_callbacks_borrow_connection_t conn, handler_list_u8_t *data, handler_string_t *err);
@@ -507,6 +556,10 @@ void handler_option_u64_free(handler_option_u64_t *ptr);
 void evconn_listener_timers_option_duration_free(evconn_listener_timers_option_duration_t *ptr);
 
 void evconn_listener_timers_result_timer_id_error_code_free(evconn_listener_timers_result_timer_id_error_code_t *ptr);
+
+void evconn_listener_outbound_ip_socket_address_free(evconn_listener_outbound_ip_socket_address_t *ptr);
+
+void evconn_listener_outbound_result_own_connection_error_code_free(evconn_listener_outbound_result_own_connection_error_code_t *ptr);
 
 void exports_evconn_listener_callbacks_ip_socket_address_free(exports_evconn_listener_callbacks_ip_socket_address_t *ptr);
 

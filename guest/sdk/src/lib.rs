@@ -43,9 +43,16 @@
 //! says how much fits, and [`Handler::on_drain`] says when to write again
 //! (set a watermark with [`Connection::set_drain_watermark`]).
 //!
+//! # Outbound connections
+//! [`outbound::connect`] and [`outbound::connect_name`] open a connection
+//! where the operator allows (`host --allow-connect`); it is connecting when
+//! they return, and [`Handler::on_event`] says `Connected` or `Error`. After
+//! that it is a connection like an accepted one.
+//!
 //! # Modules
 //! - [`lines`]: whole lines out of bytes as they arrive, with a length limit.
 //! - [`timers`]: timers that call [`Handler::on_timer`].
+//! - [`outbound`]: connections the handler opens.
 //! - [`reactor`]: `loop_exit`, to stop the host.
 //! - [`bindings`]: everything the WIT package declares, for what the crate
 //!   root does not re-export.
@@ -95,6 +102,29 @@ pub mod timers {
     }
 }
 
+/// Outbound connections: libevent's `bufferevent_socket_connect` and
+/// `bufferevent_socket_connect_hostname`.
+pub mod outbound {
+    use std::net::SocketAddr;
+
+    use crate::{Connection, ErrorCode};
+
+    /// Starts connecting to `address`; [`crate::Handler::on_event`] says
+    /// `Connected` or `Error`. What is written meanwhile is sent once
+    /// connected. Fails at once with `AccessDenied` outside the operator's
+    /// `--allow-connect`, and with `LimitReached` past the outbound limits.
+    pub fn connect(address: SocketAddr) -> Result<Connection, ErrorCode> {
+        crate::bindings::evconn::listener::outbound::connect(address.into())
+    }
+
+    /// Starts connecting to `port` of `name`, which the host resolves; as
+    /// [`connect`] otherwise. An address the name resolves to that is not
+    /// allowed is skipped; if none is, the event is `Error(AccessDenied)`.
+    pub fn connect_name(name: &str, port: u16) -> Result<Connection, ErrorCode> {
+        crate::bindings::evconn::listener::outbound::connect_name(name, port)
+    }
+}
+
 /// The event loop: libevent's `event_base`.
 pub mod reactor {
     /// Ask the host to stop accepting, flush and close every connection, and
@@ -130,13 +160,15 @@ pub trait Handler: Default + 'static {
     fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String>;
 
     /// The peer closed its side (`EndOfStream`), reading or writing failed
-    /// (`Error`), or the connection was idle too long (`Timeout`). At most one
-    /// event arrives per connection, and none after the handler closed it.
-    /// The default closes the connection, as libevent's example frees its
-    /// bufferevent.
+    /// (`Error`), or the connection was idle too long (`Timeout`): at most
+    /// one of these arrives per connection, and none after the handler
+    /// closed it. An outbound connection first gets `Connected`, or `Error`
+    /// if it could not connect. The default closes the connection on every
+    /// event but `Connected`, as libevent's example frees its bufferevent.
     fn on_event(&mut self, conn: &Connection, event: ConnectionEvent) -> Result<(), String> {
-        let _ = event;
-        conn.close();
+        if !matches!(event, ConnectionEvent::Connected) {
+            conn.close();
+        }
         Ok(())
     }
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use wasmtime::Engine;
 
-use super::parse::{parse_connections, parse_listen_address, parse_listen_option, parse_workers};
+use super::parse::{parse_connections, parse_env, parse_listen_address, parse_listen_option, parse_workers};
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::ListenOptions;
-use crate::policy::Limits;
+use crate::policy::{ConnectRule, Limits};
 use crate::wasm::{CacheError, CodeCache, Isolation, Loader};
 
 /// Runs TCP connection handlers written as WebAssembly components.
@@ -18,8 +18,8 @@ use crate::wasm::{CacheError, CodeCache, Isolation, Loader};
 /// The host accepts connections on the --listen addresses and calls the
 /// component's callbacks (world evconn:listener/handler) for each one, as
 /// libevent's evconnlistener calls C callbacks. The guest gets WASI preview 2
-/// with nothing granted: no files, no environment, no sockets of its own
-/// beyond the addresses --allow-bind permits.
+/// with nothing granted: no files, no environment beyond --env, no sockets
+/// of its own beyond the addresses --allow-bind and --allow-connect permit.
 #[derive(Debug, Parser)]
 #[command(name = "host", version, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 pub struct Args {
@@ -59,6 +59,13 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     pub backlog: i32,
 
+    /// An environment variable the guest sees (std::env::var, os.environ,
+    /// process.env, getenv), as KEY=VALUE; repeat for several. The guest
+    /// sees these and no others: the host's own environment never reaches
+    /// it. Default: none.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
     /// Settings of the whole host.
     #[command(flatten)]
     pub host: HostFlags,
@@ -74,11 +81,16 @@ pub struct Args {
 }
 
 /// Every flag a config file replaces (clap's ids: the fields' names).
-const SERVING_FLAGS: [&str; 21] = [
+const SERVING_FLAGS: [&str; 26] = [
     "component",
     "listen",
     "listen_options",
     "backlog",
+    "env",
+    "allow_connect",
+    "connect_timeout",
+    "max_outbound",
+    "max_outbound_per_instance",
     "cache_dir",
     "no_cache",
     "allow_precompiled",
@@ -109,6 +121,15 @@ pub struct HostFlags {
     /// Port 0 allows every port of that IP. Default: none.
     #[arg(long = "allow-bind", value_name = "ADDR")]
     pub allow_bind: Vec<SocketAddr>,
+
+    /// Where the guest may connect (outbound.connect), as HOST:PORTS; repeat
+    /// for several. HOST is an IP address, a CIDR block or a host name (IPv6
+    /// in brackets); PORTS a port, a range N-M, or * for any:
+    /// 127.0.0.1:6379, 10.0.0.0/8:8000-8099, [::1]:*, db.internal:5432. A
+    /// name allows asking for that name; every address it resolves to must
+    /// be allowed too. Default: none, so a guest connects nowhere.
+    #[arg(long = "allow-connect", value_name = "HOST:PORTS")]
+    pub allow_connect: Vec<ConnectRule>,
 
     /// Isolation and what a guest or a peer may use.
     #[command(flatten)]
@@ -211,6 +232,21 @@ pub struct LimitArgs {
     /// fails with limit-reached.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_timers: usize,
+
+    /// The most outbound connections open at once across the host; past
+    /// it, connecting fails with limit-reached.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_outbound: usize,
+
+    /// The most outbound connections one instance may have open at once;
+    /// past it, connecting fails with limit-reached.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_outbound_per_instance: usize,
+
+    /// How long an outbound connection may take to resolve its name and
+    /// connect before it fails with timeout.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
 
     /// Close a connection that passed no bytes either way for this long,
     /// after telling the guest (a timeout event); 0 for never. Checked by a
@@ -344,6 +380,9 @@ impl LimitArgs {
         if self.guest_timeout.is_zero() {
             anyhow::bail!("--guest-timeout must be longer than 0");
         }
+        if self.connect_timeout.is_zero() {
+            anyhow::bail!("--connect-timeout must be longer than 0");
+        }
         if self.guest_memory < MIN_GUEST_MEMORY {
             anyhow::bail!("--guest-memory must be at least {}K: one WebAssembly page", MIN_GUEST_MEMORY >> 10);
         }
@@ -366,6 +405,9 @@ impl LimitArgs {
             guest_memory: self.guest_memory,
             max_timers: self.max_timers,
             max_connections,
+            max_outbound: self.max_outbound,
+            max_outbound_per_instance: self.max_outbound_per_instance,
+            connect_timeout: self.connect_timeout,
             write_buffer,
             output_cap,
             output_memory: self.output_memory,

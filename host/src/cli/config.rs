@@ -2,6 +2,7 @@
 //! with its own component and options, and the host's settings. Keys are the
 //! flags' names; an unknown key or a bad value is an error that quotes the
 //! line it is on.
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,10 +11,11 @@ use anyhow::Context;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::HostFlags;
-use super::parse::{check_connections, check_workers, parse_listen_address, parse_listen_option};
+use super::parse::{check_connections, check_env_key, check_workers, parse_listen_address, parse_listen_option};
 use super::plan::{InheritedSockets, ListenerPlan, Plan};
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::{ListenOptions, ZeroBacklog};
+use crate::policy::ConnectRule;
 use crate::wasm::Isolation;
 
 /// The file's top level: settings of the whole host, then `[[listener]]`s.
@@ -25,6 +27,8 @@ struct File {
     allow_precompiled: Option<bool>,
     #[serde(default, deserialize_with = "socket_addresses")]
     allow_bind: Option<Vec<SocketAddr>>,
+    #[serde(default, deserialize_with = "connect_rules")]
+    allow_connect: Option<Vec<ConnectRule>>,
     isolation: Option<Isolation>,
     #[serde(default, deserialize_with = "duration")]
     guest_timeout: Option<Duration>,
@@ -39,6 +43,10 @@ struct File {
     #[serde(default, deserialize_with = "size")]
     output_memory: Option<usize>,
     max_timers: Option<usize>,
+    max_outbound: Option<usize>,
+    max_outbound_per_instance: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    connect_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
     idle_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "worker_count")]
@@ -66,6 +74,9 @@ struct Entry {
     options: Option<ListenOptions>,
     #[serde(default, deserialize_with = "backlog")]
     backlog: Option<i32>,
+    /// The environment its component's instances get.
+    #[serde(default, deserialize_with = "environment")]
+    env: BTreeMap<String, String>,
 }
 
 /// Reads the config file at `path` into a plan.
@@ -86,6 +97,7 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
     set(&mut host.cache.no_cache, file.no_cache);
     set(&mut host.cache.allow_precompiled, file.allow_precompiled);
     set(&mut host.allow_bind, file.allow_bind);
+    set(&mut host.allow_connect, file.allow_connect);
     set(&mut host.limits.isolation, file.isolation);
     set(&mut host.limits.guest_timeout, file.guest_timeout);
     set(&mut host.limits.guest_memory, file.guest_memory);
@@ -94,6 +106,9 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
     host.limits.output_cap = file.output_cap.or(host.limits.output_cap);
     set(&mut host.limits.output_memory, file.output_memory);
     set(&mut host.limits.max_timers, file.max_timers);
+    set(&mut host.limits.max_outbound, file.max_outbound);
+    set(&mut host.limits.max_outbound_per_instance, file.max_outbound_per_instance);
+    set(&mut host.limits.connect_timeout, file.connect_timeout);
     set(&mut host.limits.idle_timeout, file.idle_timeout);
     set(&mut host.workers, file.workers);
     set(&mut host.watch, file.watch);
@@ -116,6 +131,7 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
             fallback: None,
             options: entry.options.unwrap_or(ListenOptions::DEFAULT),
             backlog: entry.backlog.unwrap_or(-1),
+            env: entry.env.into_iter().collect(),
         })
         .collect();
     Ok(Plan { host, listeners })
@@ -175,6 +191,22 @@ fn socket_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Socket
     addresses.iter().map(parse).collect::<Result<_, _>>().map(Some)
 }
 
+fn connect_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ConnectRule>>, D::Error> {
+    let rules = Vec::<String>::deserialize(d)?;
+    rules.iter().map(|rule| rule.parse().map_err(D::Error::custom)).collect::<Result<_, _>>().map(Some)
+}
+
+fn environment<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let env = BTreeMap::<String, String>::deserialize(d)?;
+    for (key, value) in &env {
+        check_env_key(key).map_err(D::Error::custom)?;
+        if value.contains('\0') {
+            return Err(D::Error::custom(format!("the value of {key} holds a NUL byte")));
+        }
+    }
+    Ok(env)
+}
+
 fn listen_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ListenOptions>, D::Error> {
     let names = Vec::<String>::deserialize(d)?;
     names
@@ -194,6 +226,10 @@ guest-timeout = "500ms"
 guest-memory = "16M"
 write-buffer = 65536
 allow-bind = ["127.0.0.1:0"]
+allow-connect = ["127.0.0.1:6379", "db.internal:5432-5433"]
+connect-timeout = "2s"
+max-outbound = 100
+max-outbound-per-instance = 10
 allow-precompiled = true
 
 [[listener]]
@@ -205,6 +241,7 @@ backlog = 64
 [[listener]]
 component = "/srv/kv.wasm"
 inherited = ["kv"]
+env = { BACKEND = "127.0.0.1:6379", MODE = "a=b" }
 "#;
 
     /// Every key lands where the flags would put it; paths are relative to
@@ -230,6 +267,13 @@ inherited = ["kv"]
         assert_eq!(echo.inherited, InheritedSockets::Named(vec![]));
         assert_eq!(kv.component, Path::new("/srv/kv.wasm"));
         assert_eq!(kv.inherited, InheritedSockets::Named(vec!["kv".into()]));
+        let rules: Vec<String> = plan.host.allow_connect.iter().map(ToString::to_string).collect();
+        assert_eq!(rules, ["127.0.0.1:6379", "db.internal:5432-5433"]);
+        assert_eq!(plan.host.limits.connect_timeout, Duration::from_secs(2));
+        assert_eq!((plan.host.limits.max_outbound, plan.host.limits.max_outbound_per_instance), (100, 10));
+        assert!(echo.env.is_empty());
+        let env = [("BACKEND".to_string(), "127.0.0.1:6379".to_string()), ("MODE".into(), "a=b".into())];
+        assert_eq!(kv.env, env);
     }
 
     /// Unknown keys and bad values are refused with the line they are on.
@@ -243,6 +287,8 @@ inherited = ["kv"]
             ("workers = 0\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "give 1 to 256"),
             ("[[listener]]\ncomponent = \"a.wasm\"\nport = 80\n", 3, "unknown field `port`"),
             ("[[listener]]\ncomponent = \"a.wasm\"\nbacklog = 0\n", 3, "backlog 0"),
+            ("allow-connect = [\"10.0.0.1\"]\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "expected HOST:PORTS"),
+            ("[[listener]]\ncomponent = \"a.wasm\"\nenv = { \"\" = \"x\" }\n", 3, "not an environment variable name"),
         ];
         for (text, line, reason) in cases {
             let error = parse(text, Path::new(".")).unwrap_err().to_string();

@@ -1,5 +1,6 @@
-//! Parsers for flag and config values: listen addresses and listener
-//! options (durations and sizes are [`crate::base::units`]'s).
+//! Parsers for flag and config values: listen addresses, listener options
+//! and environment variables (durations and sizes are
+//! [`crate::base::units`]'s).
 use std::net::{IpAddr, SocketAddr};
 
 use crate::net::ListenOptions;
@@ -18,6 +19,25 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     let ip: IpAddr =
         host.parse().map_err(|_| format!("{host:?} is not an IP address (IPv6 goes in brackets: [::1]:9876)"))?;
     Ok(SocketAddr::new(ip, port as u16))
+}
+
+/// Parses `KEY=VALUE` (the value may hold `=`); the key must be a name a
+/// guest can look up: not empty, no `=`, no NUL.
+pub fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, not {text:?}"))?;
+    check_env_key(key)?;
+    if value.contains('\0') {
+        return Err(format!("the value of {key} holds a NUL byte"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Checks an environment variable's name: not empty, no `=`, no NUL.
+pub fn check_env_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.contains(['=', '\0']) {
+        return Err(format!("{key:?} is not an environment variable name"));
+    }
+    Ok(())
 }
 
 /// The most reactor threads (`--workers`) a host runs.

@@ -45,6 +45,8 @@ pub struct ListenerPlan {
     pub options: ListenOptions,
     /// The kernel backlog of sockets it binds.
     pub backlog: i32,
+    /// The environment its component's instances get.
+    pub env: Vec<(String, String)>,
 }
 
 /// Which inherited sockets a listener entry serves.
@@ -76,6 +78,7 @@ impl Plan {
                 fallback: Some(DEFAULT_LISTEN),
                 options: args.listen_options(),
                 backlog: args.backlog,
+                env: args.env.clone(),
             }],
         })
     }
@@ -94,7 +97,14 @@ impl Plan {
         let loader = self.host.cache.loader(engine)?;
         let mut apps: Vec<App> = Vec::new();
         for plan in &self.listeners {
-            if apps.iter().any(|app| app.path == plan.component) {
+            if let Some(app) = apps.iter().find(|app| app.path == plan.component) {
+                // One component runs one set of instances, with one environment.
+                if app.env != plan.env {
+                    anyhow::bail!(
+                        "two listeners serve {} with different `env` tables: give them the same one",
+                        plan.component.display()
+                    );
+                }
                 continue;
             }
             let component = loader.load(&plan.component)?;
@@ -104,7 +114,13 @@ impl Plan {
                     "two components are named {name}: logs and metrics could not tell them apart; rename one file"
                 );
             }
-            apps.push(App { name, path: plan.component.clone(), component, listeners: Vec::new() });
+            apps.push(App {
+                name,
+                path: plan.component.clone(),
+                component,
+                listeners: Vec::new(),
+                env: plan.env.clone(),
+            });
         }
 
         for (entry, plan) in self.listeners.into_iter().enumerate() {
@@ -156,7 +172,7 @@ impl Plan {
             workers,
             shutdown_timeout: self.host.shutdown_timeout,
             isolation: self.host.limits.isolation,
-            policy: Policy { limits, allow_bind: self.host.allow_bind },
+            policy: Policy { limits, allow_bind: self.host.allow_bind, allow_connect: self.host.allow_connect },
             loader,
             reload: Triggers { requests: Some(reload_requests), watch: self.host.watch.then_some(WATCH_INTERVAL) },
         })

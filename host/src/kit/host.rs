@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::client::Client;
 use super::compiled::compiled;
 use crate::net::{ListenOptions, bind_listener};
-use crate::policy::{Limits, Policy};
+use crate::policy::{ConnectRule, Limits, Policy};
 use crate::serve::{App, BoundListener, Server};
 use crate::wasm::{self, CodeCache, Isolation};
 
@@ -35,6 +35,8 @@ pub struct HostBuilder {
     component: PathBuf,
     listeners: Vec<(SocketAddr, ListenOptions)>,
     allow_bind: Vec<SocketAddr>,
+    allow_connect: Vec<ConnectRule>,
+    env: Vec<(String, String)>,
     isolation: Isolation,
     limits: Limits,
     shutdown_timeout: Duration,
@@ -53,6 +55,18 @@ impl HostBuilder {
     /// Lets the guest bind `address` (port 0: any port of that IP).
     pub fn allow_bind(mut self, address: SocketAddr) -> Self {
         self.allow_bind.push(address);
+        self
+    }
+
+    /// Lets the guest connect where `rule` allows (`--allow-connect`).
+    pub fn allow_connect(mut self, rule: ConnectRule) -> Self {
+        self.allow_connect.push(rule);
+        self
+    }
+
+    /// Gives the guest the environment variable `key` (`--env`).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -113,11 +127,12 @@ impl HostBuilder {
                 path: self.component.clone(),
                 component: compiled,
                 listeners,
+                env: self.env,
             }],
             workers: 1,
             shutdown_timeout: self.shutdown_timeout,
             isolation: self.isolation,
-            policy: Policy { limits: self.limits, allow_bind: self.allow_bind },
+            policy: Policy { limits: self.limits, allow_bind: self.allow_bind, allow_connect: self.allow_connect },
             loader,
             reload: Default::default(),
             metrics: None,
@@ -140,6 +155,8 @@ impl Host {
             component: path.into(),
             listeners: Vec::new(),
             allow_bind: Vec::new(),
+            allow_connect: Vec::new(),
+            env: Vec::new(),
             isolation: Isolation::Shared,
             limits: Limits { max_connections: DEFAULT_MAX_CONNECTIONS, ..Limits::default() },
             shutdown_timeout: Duration::from_secs(5),

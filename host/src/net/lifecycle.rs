@@ -1,6 +1,6 @@
 //! How a host starts and stops serving: the stop signal, the tokens that
-//! tell when every connection task has ended, the `--max-connections`
-//! permits, the open connections (so that all can be closed at once), ids,
+//! tell when every connection task has ended, the `--max-connections` and
+//! `--max-outbound` permits, the open connections (so that all can be closed at once), ids,
 //! and the listeners kept open until exit. Shared by every worker, accept
 //! loop and instance of one host.
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +19,8 @@ use crate::telemetry::CloseReason;
 pub struct Lifecycle {
     /// One permit per connection served (`--max-connections`).
     connection_permits: Arc<Semaphore>,
+    /// One permit per outbound connection open (`--max-outbound`).
+    outbound_permits: Arc<Semaphore>,
     /// Guest listeners freed without `close-on-free`: their sockets stay open
     /// until the host exits, as libevent leaves them to their owner.
     kept_open: Mutex<Vec<Arc<Listener>>>,
@@ -36,19 +38,32 @@ pub struct Lifecycle {
 }
 
 /// What a connection's task holds while it runs: its `--max-connections`
-/// permit, and the token a stopping host waits for.
+/// (or `--max-outbound`) permit, and the token a stopping host waits for.
 #[derive(Debug)]
 pub struct Admission {
     _permit: OwnedSemaphorePermit,
     _token: mpsc::Sender<()>,
 }
 
+/// Why an outbound connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundRefused {
+    /// The host is stopping.
+    #[error("the host is stopping")]
+    Stopping,
+    /// `--max-outbound` connections are open.
+    #[error("the host has as many outbound connections as it may")]
+    LimitReached,
+}
+
 impl Lifecycle {
-    /// A host that serves at most `max_connections` at once.
-    pub fn new(max_connections: usize) -> Arc<Self> {
+    /// A host that serves at most `max_connections` accepted connections
+    /// and `max_outbound` outbound ones at once.
+    pub fn new(max_connections: usize, max_outbound: usize) -> Arc<Self> {
         let (tokens, done) = mpsc::channel(1);
         Arc::new(Lifecycle {
             connection_permits: Arc::new(Semaphore::new(max_connections)),
+            outbound_permits: Arc::new(Semaphore::new(max_outbound)),
             kept_open: Mutex::default(),
             stopping: watch::Sender::new(false),
             open: Arc::default(),
@@ -69,6 +84,14 @@ impl Lifecycle {
         // The semaphore is never closed.
         let permit = self.connection_permits.clone().acquire_owned().await.expect("the semaphore stays open");
         Some(Admission { _permit: permit, _token: token })
+    }
+
+    /// Admits an outbound connection's task at once, or says why not: it
+    /// never waits, since the guest asking cannot.
+    pub fn admit_outbound(&self) -> Result<Admission, OutboundRefused> {
+        let token = lock(&self.task_tokens).clone().ok_or(OutboundRefused::Stopping)?;
+        let permit = self.outbound_permits.clone().try_acquire_owned().map_err(|_| OutboundRefused::LimitReached)?;
+        Ok(Admission { _permit: permit, _token: token })
     }
 
     /// The connections served, for the idle sweep and the shutdown timeout.
@@ -205,11 +228,15 @@ mod tests {
     /// tasks admitted before.
     #[tokio::test]
     async fn a_stopping_host_admits_nothing_and_waits_for_what_it_admitted() {
-        let lifecycle = Lifecycle::new(2);
+        let lifecycle = Lifecycle::new(2, 1);
+        let outbound = lifecycle.admit_outbound().expect("one outbound connection may open");
+        assert_eq!(lifecycle.admit_outbound().unwrap_err(), OutboundRefused::LimitReached);
+        drop(outbound);
         let admitted = lifecycle.admit().await.expect("admitted before stopping");
         lifecycle.stop();
         assert!(lifecycle.is_stopping());
         assert!(lifecycle.admit().await.is_none(), "nothing admitted once stopping");
+        assert_eq!(lifecycle.admit_outbound().unwrap_err(), OutboundRefused::Stopping);
         let waiting = tokio::spawn({
             let lifecycle = lifecycle.clone();
             async move { lifecycle.wait_for_connections().await }

@@ -1,6 +1,6 @@
 //! Sockets and connections, natively: binding listening sockets with
 //! libevent's options, sockets inherited from systemd, the descriptor limit,
-//! the accept loop, an accepted connection and its state machine, the
+//! the accept loop, outbound connections, a connection and its state machine, the
 //! output the host holds for connections and its limits, idle timeouts, and
 //! the life of a host (stopping, admitting, closing all).
 //! Knows nothing of WebAssembly or WIT: the layers above drive it and turn
@@ -10,6 +10,7 @@ pub(crate) mod activation;
 mod budget;
 pub mod connection;
 pub mod descriptors;
+pub mod dial;
 pub mod idle;
 pub mod lifecycle;
 pub mod listener;
@@ -19,7 +20,8 @@ pub mod socket;
 pub use accept::{Acceptor, accept_loop};
 pub use budget::OutputBudget;
 pub use connection::{Connection, ConnectionError, OutputLimits, Ready};
-pub use lifecycle::{Admission, Lifecycle, OpenConnections};
+pub use dial::{DialError, DialTarget};
+pub use lifecycle::{Admission, Lifecycle, OpenConnections, OutboundRefused};
 pub use listener::{AcceptState, Listener};
 pub use options::ListenOptions;
 pub use socket::{BindError, DEFAULT_BACKLOG, ZeroBacklog, bind_listener, listen_backlog};

@@ -1,5 +1,6 @@
 //! What one guest and one peer may use: callback time, instance memory,
-//! timers, connections, output the host holds, and idle time.
+//! timers, connections (accepted and outbound), output the host holds, and
+//! idle time.
 use std::time::Duration;
 
 /// The limits a host enforces, all checked before the first accept.
@@ -14,6 +15,12 @@ pub struct Limits {
     pub max_timers: usize,
     /// The most connections served at once; more wait in the backlog.
     pub max_connections: usize,
+    /// The most outbound connections open at once across the host.
+    pub max_outbound: usize,
+    /// The most outbound connections one instance may have open at once.
+    pub max_outbound_per_instance: usize,
+    /// How long an outbound connection may take to resolve and connect.
+    pub connect_timeout: Duration,
     /// Output queued for one connection at which the host stops reading
     /// from it, until the peer has taken half of it (bufferevent's
     /// high and low watermarks).
@@ -36,6 +43,9 @@ impl Default for Limits {
             guest_memory: 64 << 20,
             max_timers: 1024,
             max_connections: 10_000,
+            max_outbound: 10_000,
+            max_outbound_per_instance: 1024,
+            connect_timeout: Duration::from_secs(10),
             write_buffer: 1 << 20,
             output_cap: 4 << 20,
             output_memory: 1 << 30,

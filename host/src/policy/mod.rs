@@ -1,10 +1,12 @@
 //! What the operator grants and how far it goes: the limits on guests and
 //! peers, and the allow-lists a guest's requests are checked against on
 //! every use. Plain data and checks; nothing here acts.
+mod connect;
 mod limits;
 
 use std::net::SocketAddr;
 
+pub use connect::{ConnectRule, ConnectTarget, valid_name};
 pub use limits::Limits;
 
 /// The operator's limits and grants for one host.
@@ -15,6 +17,8 @@ pub struct Policy {
     /// Addresses a guest may bind; port 0 allows every port of that IP.
     /// Empty (the default): nothing.
     pub allow_bind: Vec<SocketAddr>,
+    /// Where a guest may connect. Empty (the default): nowhere.
+    pub allow_connect: Vec<ConnectRule>,
 }
 
 impl Policy {
@@ -23,6 +27,17 @@ impl Policy {
         self.allow_bind
             .iter()
             .any(|allowed| allowed.ip() == address.ip() && (allowed.port() == 0 || allowed.port() == address.port()))
+    }
+
+    /// Whether a guest may connect to `address`.
+    pub fn may_connect(&self, address: SocketAddr) -> bool {
+        self.allow_connect.iter().any(|rule| rule.allows_address(address))
+    }
+
+    /// Whether a guest may ask the host to resolve `name` and connect to
+    /// `port` of it (each address it resolves to is checked again).
+    pub fn may_connect_name(&self, name: &str, port: u16) -> bool {
+        self.allow_connect.iter().any(|rule| rule.allows_name(name, port))
     }
 }
 

@@ -25,6 +25,8 @@ pub struct App {
     pub component: Compiled,
     /// Its listening sockets, bound, with their options.
     pub listeners: Vec<BoundListener>,
+    /// The environment its instances get (`--env`, a listener's `env`).
+    pub env: Vec<(String, String)>,
 }
 
 /// One operator listener: a socket per reactor, or one that all share.
@@ -37,10 +39,12 @@ pub struct BoundListener {
     pub options: ListenOptions,
 }
 
-/// A component as it runs: its file, and where it is mounted.
+/// A component as it runs: its file, its environment, and where it is
+/// mounted.
 pub(super) struct Mounted {
     pub(super) name: Arc<str>,
     pub(super) path: PathBuf,
+    pub(super) env: Arc<[(String, String)]>,
     pub(super) mounts: Vec<Mount>,
 }
 
@@ -73,13 +77,14 @@ pub(super) async fn mount(
         let services = services.clone();
         let compiled = app.component.clone();
         let name: Arc<str> = app.name.as_str().into();
+        let env: Arc<[(String, String)]> = app.env.as_slice().into();
         let mount = reactor.handle.spawn(async move {
             let lifecycle = &services.lifecycle;
             let listeners = sockets
                 .into_iter()
                 .map(|(socket, options)| Listener::new(lifecycle.next_listener_id(), socket, options))
                 .collect::<std::io::Result<Vec<_>>>()?;
-            let worker = Worker::new(compiled, name, services.clone(), isolation, listeners.clone())
+            let worker = Worker::new(compiled, name, env, services.clone(), isolation, listeners.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("the guest failed to start: {e:#}"))?;
             let route = watch::Sender::new(worker);

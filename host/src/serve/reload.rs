@@ -103,7 +103,14 @@ async fn start(
     let compiled = tokio::task::spawn_blocking(move || loader.load(&path)).await??;
     let mut workers = Vec::with_capacity(app.mounts.len());
     for Mount { reactor, listeners, .. } in &app.mounts {
-        let worker = Worker::new(compiled.clone(), app.name.clone(), services.clone(), isolation, listeners.clone());
+        let worker = Worker::new(
+            compiled.clone(),
+            app.name.clone(),
+            app.env.clone(),
+            services.clone(),
+            isolation,
+            listeners.clone(),
+        );
         let worker = reactor.spawn(worker).await?;
         workers.push(worker.map_err(|e| anyhow::anyhow!("the new version failed to start: {e:#}"))?);
     }

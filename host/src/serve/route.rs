@@ -2,7 +2,7 @@
 //! its component on its reactor. Hot reload replaces the worker; a
 //! connection already accepted stays with the one that accepted it. A
 //! listener a guest binds gets a route of its own to the guest's worker,
-//! which is how a worker serves as its instances' [`Owner`].
+//! which is how an instance's home serves as its [`Owner`].
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -11,9 +11,10 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use super::slot::Home;
 use super::worker::Worker;
-use crate::net::{Acceptor, Admission, Listener, accept_loop};
-use crate::wasm::Owner;
+use crate::net::{Acceptor, Admission, Connection, Listener, accept_loop};
+use crate::wasm::{Dial, Owner};
 
 /// The worker an accept loop serves, as hot reload last set it.
 #[derive(Clone)]
@@ -48,13 +49,21 @@ impl Acceptor for Route {
     }
 }
 
-impl Owner for Worker {
+impl Owner for Home {
     fn operator_listeners(&self) -> Vec<Arc<Listener>> {
-        self.listeners().to_vec()
+        self.worker.upgrade().map(|worker| worker.listeners().to_vec()).unwrap_or_default()
     }
 
     fn serve_bound_listener(self: Arc<Self>, listener: Arc<Listener>) {
-        let lifecycle = self.lifecycle().clone();
-        tokio::spawn(accept_loop(listener, lifecycle, Route::fixed(self)));
+        // Without its worker the listener is dropped: nothing would serve it.
+        let Some(worker) = self.worker.upgrade() else { return };
+        let lifecycle = worker.lifecycle().clone();
+        tokio::spawn(accept_loop(listener, lifecycle, Route::fixed(worker)));
+    }
+
+    fn serve_outbound(self: Arc<Self>, conn: Arc<Connection>, dial: Dial) {
+        if let Some(worker) = self.worker.upgrade() {
+            worker.spawn_outbound(self, conn, dial);
+        }
     }
 }

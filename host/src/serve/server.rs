@@ -54,7 +54,7 @@ impl Server {
         anyhow::ensure!(self.workers >= 1, "at least one worker is needed");
         let metrics_listener = self.metrics.map(metrics_listener).transpose()?;
         let services = Services {
-            lifecycle: Lifecycle::new(self.policy.limits.max_connections),
+            lifecycle: Lifecycle::new(self.policy.limits.max_connections, self.policy.limits.max_outbound),
             output: Arc::new(OutputBudget::new(self.policy.limits.output_memory)),
             policy: Arc::new(self.policy),
             metrics: Arc::new(Metrics::default()),
@@ -65,7 +65,7 @@ impl Server {
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps {
             let mounts = mount(&app, &reactors, &services, self.isolation).await?;
-            let App { name, path, component: _, listeners } = app;
+            let App { name, path, component: _, listeners, env } = app;
             // Each reactor serves duplicates: close the originals before
             // saying the host listens, so that its descriptor table holds
             // still from then on (tests count on it to provoke EMFILE).
@@ -76,7 +76,7 @@ impl Server {
                     tracing::info!(%address, listener = listener.id(), component = %name, worker, "listening");
                 }
             }
-            apps.push(Mounted { name: name.into(), path, mounts });
+            apps.push(Mounted { name: name.into(), path, env: env.into(), mounts });
         }
 
         // Answers until the host has stopped, so a scrape can watch it drain.

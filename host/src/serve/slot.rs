@@ -1,11 +1,22 @@
 //! Where a worker's instance lives, the shared one or a connection's own,
 //! and the pause before making a new one after traps.
-use std::ops::{Deref, DerefMut};
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
+use super::worker::Worker;
 use crate::base::backoff::Backoff;
-use crate::base::sync::AsyncLockGuard;
+use crate::base::sync::AsyncLock;
 use crate::wasm::Instance;
+
+/// Where one instance lives, and the lock its callbacks take: the worker's
+/// shared one, or, under the per-connection model, one per accepted
+/// connection, which the outbound connections its instance opens share.
+/// An instance reaches its home (as its `Owner`) for what it asks of the
+/// worker.
+pub(super) struct Home {
+    pub(super) worker: Weak<Worker>,
+    pub(super) slot: AsyncLock<Slot>,
+}
 
 /// Where an instance lives: the worker's shared one, or a connection's own.
 #[derive(Default)]
@@ -20,36 +31,6 @@ impl Slot {
     /// The current instance, if it is the one of `generation`.
     pub(super) fn current(&mut self, generation: u64) -> Option<&mut Instance> {
         self.instance.as_mut().filter(|i| i.generation() == generation)
-    }
-}
-
-/// A connection's own slot under the per-connection model, `None` under the
-/// shared one. Boxed: it lives in the connection's task for the connection's
-/// whole life, and under the shared model would only take room there.
-pub(super) type OwnSlot = Option<Box<Slot>>;
-
-/// A slot borrowed for one step: locked (shared) or owned by the task.
-pub(super) enum SlotGuard<'a> {
-    Shared(AsyncLockGuard<'a, Slot>),
-    Own(&'a mut Slot),
-}
-
-impl Deref for SlotGuard<'_> {
-    type Target = Slot;
-    fn deref(&self) -> &Slot {
-        match self {
-            SlotGuard::Shared(guard) => guard,
-            SlotGuard::Own(slot) => slot,
-        }
-    }
-}
-
-impl DerefMut for SlotGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Slot {
-        match self {
-            SlotGuard::Shared(guard) => guard,
-            SlotGuard::Own(slot) => slot,
-        }
     }
 }
 

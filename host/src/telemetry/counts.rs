@@ -77,4 +77,9 @@ component_counters! {
     reloads_refused: "evconn_reloads_refused", "Reloads refused: the file did not load or the guest did not start";
     writes_refused: "evconn_writes_refused",
         "Writes refused (would-block) because the connection's output cap or the host's output memory was reached";
+    outbound_connected: "evconn_outbound_connected", "Outbound connections the guest opened that connected";
+    outbound_failed: "evconn_outbound_failed",
+        "Outbound connections that did not connect: refused, unreachable, unresolvable, timed out, or resolved only to addresses --allow-connect does not allow";
+    outbound_denied: "evconn_outbound_denied",
+        "Outbound connections refused at once: outside --allow-connect, or past --max-outbound or --max-outbound-per-instance";
 }

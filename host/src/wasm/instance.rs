@@ -11,11 +11,12 @@ use super::bindings::{ConnectionEvent, Handler};
 use super::call_clock::YIELD_AFTER;
 use super::component::Compiled;
 use super::context::InstanceContext;
+use super::imports::dial_error_code;
 use super::imports::{accept_error, error_code};
 use super::socket_input::{OnData, SocketInput};
 use super::state::HostState;
 use super::timers::{TimerId, Timers};
-use crate::net::{Connection, Listener};
+use crate::net::{Connection, DialError, Listener};
 use crate::telemetry::{Callback, CloseReason};
 
 /// A live instance of the guest.
@@ -30,6 +31,10 @@ pub struct Instance {
 /// What `on-event` tells the guest of a connection.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
+    /// An outbound connection connected.
+    Connected,
+    /// An outbound connection could not connect.
+    NotConnected(&'a DialError),
     /// The peer sent end-of-stream.
     EndOfStream,
     /// Reading or writing failed.
@@ -42,6 +47,8 @@ pub enum Event<'a> {
 impl From<Event<'_>> for ConnectionEvent {
     fn from(event: Event<'_>) -> Self {
         match event {
+            Event::Connected => ConnectionEvent::Connected,
+            Event::NotConnected(error) => ConnectionEvent::Error(dial_error_code(error)),
             Event::EndOfStream => ConnectionEvent::EndOfStream,
             Event::Failed(error) => ConnectionEvent::Error(error_code(error)),
             Event::Timeout => ConnectionEvent::Timeout,
@@ -71,7 +78,7 @@ impl Instance {
     pub async fn new(compiled: &Compiled, context: &InstanceContext, generation: u64) -> wasmtime::Result<Self> {
         let timeout = context.policy.limits.guest_timeout;
         let pre = &compiled.0;
-        let mut store = Store::new(pre.engine(), HostState::new(context));
+        let mut store = Store::new(pre.engine(), HostState::new(context, generation));
         store.limiter(|state| &mut state.store_limits);
         // At an epoch tick a long callback yields to the reactor, so other
         // connections and the accept loop run meanwhile; once it has run for
@@ -230,11 +237,12 @@ impl Instance {
         self.store.data_mut().release_connection(conn);
     }
 
-    /// Closes every connection this instance serves; returns how many.
-    pub fn close_connections(&self) -> usize {
+    /// Closes every connection this instance serves, for `reason`, each
+    /// once its output is sent; returns how many.
+    pub fn close_connections(&self, reason: CloseReason) -> usize {
         let mut closed = 0;
         for conn in self.store.data().connections() {
-            conn.close(CloseReason::Trap);
+            conn.close(reason);
             closed += 1;
         }
         closed

@@ -20,7 +20,7 @@ mod timers;
 pub use bindings::ErrorCode;
 pub use code_cache::{CacheError, CodeCache};
 pub use component::{Compiled, LoadError, Loader, name, precompile};
-pub use context::{InstanceContext, Owner};
+pub use context::{Dial, InstanceContext, Owner};
 pub use engine::{Isolation, compiling_engine, engine, linker};
 pub use instance::{Event, Instance, Outcome};
 pub use ticker::EPOCH_TICK;

@@ -1,8 +1,10 @@
 //! The data of one guest instance's store: its WASI context, its resource
-//! table and the handles it holds to connections and listeners.
+//! table, the handles it holds to connections and listeners, and what its
+//! outbound connections count against.
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 
+use tokio::sync::Semaphore;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -13,7 +15,7 @@ use super::guest_log::GuestLog;
 use super::imports::{ConnectionHandle, ListenerHandle};
 use super::timers::Timers;
 use crate::base::ids::IdMap;
-use crate::net::{Connection, Lifecycle, Listener};
+use crate::net::{Connection, Lifecycle, Listener, OutputLimits};
 use crate::policy::Policy;
 use crate::telemetry::Stats;
 
@@ -28,8 +30,14 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     /// The host's life (`loop-exit`, guest listeners' ids).
     pub(crate) lifecycle: Arc<Lifecycle>,
-    /// What the guest may bind.
+    /// What the guest may bind and where it may connect.
     pub(crate) policy: Arc<Policy>,
+    /// Which of its worker's instances this is.
+    pub(crate) generation: u64,
+    /// Its outbound connections' permits (`--max-outbound-per-instance`).
+    pub(crate) outbound_permits: Arc<Semaphore>,
+    /// How much output each of its connections may hold.
+    pub(crate) output: Arc<OutputLimits>,
     /// The worker whose instance this is: its listeners, and accept loops
     /// for listeners the guest binds. Weak: the worker owns the store.
     pub(crate) owner: Weak<dyn Owner>,
@@ -61,13 +69,16 @@ impl Drop for HostState {
 }
 
 impl HostState {
-    /// State for a fresh instance: WASI with nothing granted, output to the log.
-    pub fn new(context: &InstanceContext) -> Self {
+    /// State for instance `generation`: WASI with nothing granted but the
+    /// operator's environment variables, output to the log.
+    pub fn new(context: &InstanceContext, generation: u64) -> Self {
         let component = context.component.clone();
         // The builder grants nothing by default: no arguments, environment,
-        // preopened directories or socket addresses.
+        // preopened directories or socket addresses. The environment is the
+        // operator's list alone, never the host's own.
         let current_connection = Arc::new(AtomicU64::new(0));
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .envs(&context.env)
             .stdout(GuestLog::stdout(component.clone(), current_connection.clone()))
             .stderr(GuestLog::stderr(component.clone(), current_connection.clone()))
             .build();
@@ -80,6 +91,9 @@ impl HostState {
             table: ResourceTable::new(),
             lifecycle: context.lifecycle.clone(),
             policy: context.policy.clone(),
+            generation,
+            outbound_permits: Arc::new(Semaphore::new(context.policy.limits.max_outbound_per_instance)),
+            output: context.output.clone(),
             owner: context.owner.clone(),
             component,
             stats: context.stats.clone(),
@@ -92,8 +106,8 @@ impl HostState {
         }
     }
 
-    /// Registers an accepted connection: returns the owned handle for
-    /// `on-accept`; the host keeps a second entry for later borrows.
+    /// Registers a connection, accepted or outbound: returns the owned handle
+    /// for the guest; the host keeps a second entry for later borrows.
     pub fn adopt_connection(&mut self, conn: &Arc<Connection>) -> wasmtime::Result<Resource<ConnectionHandle>> {
         let host_entry = self.table.push(ConnectionHandle::new(conn.clone()))?;
         self.connections.insert(conn.id(), (conn.clone(), host_entry));

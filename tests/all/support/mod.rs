@@ -232,6 +232,16 @@ impl TestHostBuilder {
         Self(self.0.allow_bind(address.parse().expect("a socket address")))
     }
 
+    /// Lets the guest connect where `rule` (`--allow-connect`'s form) allows.
+    pub fn allow_connect(self, rule: &str) -> Self {
+        Self(self.0.allow_connect(rule.parse().expect("an --allow-connect entry")))
+    }
+
+    /// Gives the guest the environment variable `key`.
+    pub fn env(self, key: &str, value: &str) -> Self {
+        Self(self.0.env(key, value))
+    }
+
     /// Serves under `isolation`.
     pub fn isolation(self, isolation: Isolation) -> Self {
         Self(self.0.isolation(isolation))

@@ -26,7 +26,16 @@
 //! | `exit` | `ok`, then the host exits |
 //! | `env` | `env N`: how many environment variables and arguments the guest sees |
 //! | `read PATH` | `read N` bytes, or `denied TEXT` |
-//! | `connect ADDR` | `connected`, or `denied TEXT`: an outbound TCP connection |
+//! | `connect ADDR` | `connected`, or `denied TEXT`: a TCP connection through WASI sockets, which the host grants none |
+//! | `getenv KEY` | `env KEY=VALUE`, or `env KEY unset` |
+//! | `dial ADDR` | `dialing CONN` or `error CODE`: an outbound connection (`outbound.connect`) |
+//! | `dial-name NAME PORT` | `dialing CONN` or `error CODE`: the same by name (`outbound.connect-name`) |
+//! | `dials` | `dials N`: outbound connections this instance holds |
+//!
+//! What happens to an outbound connection is told to the connection that
+//! dialed it: `outbound CONN connected PEER`, `outbound CONN error CODE`,
+//! `outbound CONN data TEXT` (each line it sends), `outbound CONN end`. Write
+//! to it with `send CONN TEXT`.
 //! | `say TEXT` | `said`, after printing TEXT to standard output |
 //! | `timer MS [EVERY_MS]` | `timer ID` or `error CODE`; each time it fires, `fired ID` to this connection |
 //! | `timer-spin MS` | `timer ID`: a timer whose callback never returns |
@@ -50,7 +59,8 @@ use std::time::Duration;
 
 use evconn_guest::timers::{self, TimerId};
 use evconn_guest::{
-    AcceptError, Connection, ConnectionEvent, ErrorCode, Handler, ListenOptions, Listener, operator_listeners, reactor,
+    AcceptError, Connection, ConnectionEvent, ErrorCode, Handler, ListenOptions, Listener, operator_listeners,
+    outbound, reactor,
 };
 
 #[derive(Default)]
@@ -72,6 +82,8 @@ struct Probe {
     timers: HashMap<TimerId, TimerJob>,
     /// Timers fired so far.
     fired: u64,
+    /// Outbound connections, by id: the connection that dialed each.
+    dialed_by: HashMap<u64, u64>,
 }
 
 /// What a timer does when it fires.
@@ -94,6 +106,13 @@ impl Handler for Probe {
     }
 
     fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String> {
+        if self.dialed_by.contains_key(&conn.id()) {
+            let text = String::from_utf8_lossy(&data).into_owned();
+            for line in text.lines() {
+                self.tell_dialer(conn.id(), &format!("data {line}"));
+            }
+            return Ok(());
+        }
         self.largest_read = self.largest_read.max(data.len());
         let mut buffer = self.partial.remove(&conn.id()).unwrap_or_default();
         buffer.extend_from_slice(&data);
@@ -109,6 +128,23 @@ impl Handler for Probe {
     }
 
     fn on_event(&mut self, conn: &Connection, event: ConnectionEvent) -> Result<(), String> {
+        if self.dialed_by.contains_key(&conn.id()) {
+            let news = match event {
+                ConnectionEvent::Connected => {
+                    let peer = SocketAddr::from(conn.peer_address());
+                    self.tell_dialer(conn.id(), &format!("connected {peer}"));
+                    return Ok(());
+                }
+                ConnectionEvent::Error(code) => format!("error {}", code.name()),
+                ConnectionEvent::EndOfStream => "end".to_string(),
+                ConnectionEvent::Timeout => "timeout".to_string(),
+            };
+            self.tell_dialer(conn.id(), &news);
+            self.dialed_by.remove(&conn.id());
+            self.forget(conn.id());
+            conn.close();
+            return Ok(());
+        }
         if let ConnectionEvent::Error(code) = event {
             eprintln!("connection {} failed: {code}", conn.id());
         }
@@ -335,6 +371,19 @@ impl Probe {
                     Err(e) => format!("denied {e}"),
                 }
             }
+            ["getenv", key] => match std::env::var(key) {
+                Ok(value) => format!("env {key}={value}"),
+                Err(_) => format!("env {key} unset"),
+            },
+            ["dial", address] => {
+                let address: SocketAddr = address.parse().map_err(|e| format!("bad address: {e}"))?;
+                self.dialed(conn, outbound::connect(address))
+            }
+            ["dial-name", name, port] => {
+                let port: u16 = port.parse().map_err(|e| format!("bad port: {e}"))?;
+                self.dialed(conn, outbound::connect_name(name, port))
+            }
+            ["dials"] => format!("dials {}", self.dialed_by.len()),
             ["exit"] => {
                 reactor::loop_exit();
                 "ok".to_string()
@@ -407,6 +456,29 @@ impl Probe {
             _ => format!("error unknown-command {line:?}"),
         };
         Ok(Some(answer))
+    }
+}
+
+impl Probe {
+    /// Keeps an outbound connection `conn` asked for; what to answer.
+    fn dialed(&mut self, conn: &Connection, dialed: Result<Connection, ErrorCode>) -> String {
+        match dialed {
+            Ok(outbound) => {
+                let id = outbound.id();
+                self.dialed_by.insert(id, conn.id());
+                self.connections.insert(id, outbound);
+                format!("dialing {id}")
+            }
+            Err(code) => format!("error {}", code.name()),
+        }
+    }
+
+    /// Tells the connection that dialed `outbound` what happened to it.
+    fn tell_dialer(&self, outbound: u64, news: &str) {
+        let dialer = self.dialed_by.get(&outbound).and_then(|dialer| self.connections.get(dialer));
+        if let Some(dialer) = dialer {
+            let _ = dialer.write(format!("outbound {outbound} {news}\n").as_bytes());
+        }
     }
 }
 

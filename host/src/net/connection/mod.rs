@@ -1,18 +1,22 @@
-//! One accepted TCP connection: its socket, the output the guest queued, and
-//! the state machine that flushes and closes it without losing a byte.
+//! One TCP connection, accepted or outbound: its socket, the output the
+//! guest queued, and the state machine that flushes and closes it without
+//! losing a byte.
 //!
 //! Guest calls (`write`, `close`, ...) change the state synchronously and
 //! wake the connection's task; the task (`Connection::ready`) sends queued
-//! output as the peer takes it and reports when there is input to read.
+//! output as the peer takes it and reports when there is input to read. An
+//! outbound connection has no socket until it is connected (`attach`); what
+//! the guest writes meanwhile waits in its output.
 mod activity;
 mod output;
 mod state;
 mod wake;
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,9 +40,9 @@ const LINGER: Duration = Duration::from_secs(2);
 pub struct Connection {
     /// Names the connection in logs and to the guest; never reused.
     id: u64,
-    stream: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
+    /// Set from the start for an accepted connection, once connected for an
+    /// outbound one.
+    socket: OnceLock<Socket>,
     /// Changed by guest calls and by the task; never held across an await.
     state: Mutex<State>,
     /// Wakes the task when `state` changes.
@@ -53,6 +57,27 @@ pub struct Connection {
     /// The component's byte counts.
     traffic: Traffic,
 }
+
+/// A connected socket and its two ends.
+#[derive(Debug)]
+struct Socket {
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+impl Socket {
+    fn new(stream: TcpStream, peer: SocketAddr) -> io::Result<Self> {
+        let local = stream.local_addr()?;
+        // Request/response protocols want each write on the wire at once.
+        stream.set_nodelay(true)?;
+        Ok(Socket { stream, peer, local })
+    }
+}
+
+/// What an outbound connection reports before it has a socket: 0.0.0.0
+/// port 0.
+const NO_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
 /// How much output a connection may hold, and where it counts.
 #[derive(Debug, Clone)]
@@ -119,21 +144,46 @@ impl Connection {
         limits: Arc<OutputLimits>,
         traffic: Traffic,
     ) -> io::Result<Self> {
-        let local = stream.local_addr()?;
-        // Request/response protocols want each write on the wire at once.
-        stream.set_nodelay(true)?;
-        Ok(Connection {
+        let conn = Self::connecting(id, limits, traffic);
+        conn.attach(stream, peer)?;
+        Ok(conn)
+    }
+
+    /// An outbound connection that has no socket yet: what the guest writes
+    /// waits until `attach`.
+    pub fn connecting(id: u64, limits: Arc<OutputLimits>, traffic: Traffic) -> Self {
+        Connection {
             id,
-            stream,
-            peer,
-            local,
+            socket: OnceLock::new(),
             state: Mutex::new(State::new()),
             wake: Wake::default(),
             activity: Activity::default(),
             last_read: AtomicUsize::new(0),
             limits,
             traffic,
-        })
+        }
+    }
+
+    /// Gives the connection its socket, connected to `peer`: reading starts
+    /// and queued output goes out. Only once.
+    pub fn attach(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+        let socket = Socket::new(stream, peer)?;
+        if self.socket.set(socket).is_err() {
+            return Err(io::Error::other("the connection has a socket already"));
+        }
+        self.wake.wake();
+        Ok(())
+    }
+
+    /// An outbound connection that could not connect: it is over.
+    pub fn fail_to_connect(&self) {
+        self.state().fail();
+        self.wake.wake();
+    }
+
+    /// The socket, once there is one.
+    fn stream(&self) -> Option<&TcpStream> {
+        self.socket.get().map(|socket| &socket.stream)
     }
 
     /// The connection's id.
@@ -141,14 +191,14 @@ impl Connection {
         self.id
     }
 
-    /// The peer's address.
+    /// The peer's address (0.0.0.0:0 before an outbound one connects).
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        self.socket.get().map_or(NO_ADDRESS, |socket| socket.peer)
     }
 
-    /// The local end's address.
+    /// The local end's address (0.0.0.0:0 before an outbound one connects).
     pub fn local(&self) -> SocketAddr {
-        self.local
+        self.socket.get().map_or(NO_ADDRESS, |socket| socket.local)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -173,8 +223,10 @@ impl Connection {
             return Err(self.refuse(&mut state, data.len()));
         }
         let mut rest = data;
-        if state.output.is_empty() {
-            match self.stream.try_write(data) {
+        if state.output.is_empty()
+            && let Some(stream) = self.stream()
+        {
+            match stream.try_write(data) {
                 Ok(n) => {
                     rest = &data[n..];
                     self.activity.mark();
@@ -315,7 +367,7 @@ impl Connection {
     /// before it reports an error or the end of the stream. That lets the
     /// host size memory before reading into it: the guest's, for one copy.
     pub fn waiting(&self) -> io::Result<usize> {
-        let waiting = rustix::io::ioctl_fionread(&self.stream)?;
+        let waiting = rustix::io::ioctl_fionread(self.stream().ok_or(io::ErrorKind::NotConnected)?)?;
         Ok(usize::try_from(waiting).unwrap_or(usize::MAX))
     }
 
@@ -327,7 +379,8 @@ impl Connection {
     }
 
     fn read_into(&self, buffer: &mut [u8], all_waiting: bool) -> io::Result<usize> {
-        let result = self.stream.try_read(buffer);
+        let Some(stream) = self.stream() else { return Err(io::ErrorKind::WouldBlock.into()) };
+        let result = stream.try_read(buffer);
         match &result {
             Ok(0) => self.state().advance(Phase::PeerEnded),
             Ok(n) => {
@@ -360,15 +413,18 @@ impl Connection {
     /// which the reactor records after this: its I/O driver runs on this
     /// thread, between tasks, so it cannot record one in between.
     fn forget_readable(&self) {
-        let _ = self.stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+        if let Some(stream) = self.stream() {
+            let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+        }
     }
 
     /// Sends queued output until the socket is full or the queue empty, then
     /// performs a requested write shutdown.
     fn flush(&self) {
+        let Some(stream) = self.stream() else { return };
         let mut state = self.state();
         while !state.output.is_empty() && state.phase != Phase::Failed {
-            match state.output.send_to(&self.stream) {
+            match state.output.send_to(stream) {
                 Ok(n) => {
                     self.activity.mark();
                     self.traffic.sent.inc_by(n as u64);
@@ -386,7 +442,7 @@ impl Connection {
         }
         if state.output.is_empty() && state.write_side == WriteSide::ShutdownRequested {
             state.write_side = WriteSide::Shut;
-            let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Write);
+            let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Write);
         }
     }
 
@@ -448,12 +504,14 @@ impl Connection {
         if self.wake.poll_woken(cx) {
             return Poll::Ready(Wait::StateChanged);
         }
+        // Not connected yet: `attach` wakes the task.
+        let Some(stream) = self.stream() else { return Poll::Pending };
         // An error here means the reactor is going away; the write or read
         // that follows meets it too and marks the connection failed.
-        if want_write && self.stream.poll_write_ready(cx).is_ready() {
+        if want_write && stream.poll_write_ready(cx).is_ready() {
             return Poll::Ready(Wait::Writable);
         }
-        if want_read && self.stream.poll_read_ready(cx).is_ready() {
+        if want_read && stream.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Wait::Readable);
         }
         Poll::Pending
@@ -487,14 +545,12 @@ impl Connection {
     /// the peer receives every byte written before the socket is dropped.
     pub async fn finish(&self) {
         let phase = self.state().phase;
-        if phase == Phase::Failed {
-            return;
-        }
-        let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Write);
+        let Some(stream) = self.stream().filter(|_| phase != Phase::Failed) else { return };
+        let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Write);
         if phase == Phase::PeerEnded {
             return;
         }
-        linger(&self.stream, LINGER).await;
+        linger(stream, LINGER).await;
     }
 }
 

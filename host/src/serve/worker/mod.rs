@@ -4,7 +4,9 @@
 //! way a trapped instance is dropped and its connections closed; the shared
 //! one is replaced after a pause that grows while traps keep coming.
 //!
-//! `timers` fires the instances' timers.
+//! `timers` fires the instances' timers; `outbound` connects and serves the
+//! connections instances open.
+mod outbound;
 mod timers;
 
 use std::net::SocketAddr;
@@ -15,11 +17,11 @@ use tokio::net::TcpStream;
 
 use self::timers::{Step, TimerSlot};
 use super::Services;
-use super::slot::{OwnSlot, Slot, SlotGuard, TrapBackoff};
-use crate::base::sync::{AsyncLock, lock};
+use super::slot::{Home, Slot, TrapBackoff};
+use crate::base::sync::{AsyncLockGuard, lock};
 use crate::net::{Admission, Connection, Lifecycle, Listener, OutputLimits, Ready};
 use crate::telemetry::{Callback, CloseReason, Stats};
-use crate::wasm::{Compiled, Event, Instance, InstanceContext, Isolation, Outcome};
+use crate::wasm::{Compiled, Event, Instance, InstanceContext, Isolation, Outcome, Owner, Timers};
 
 /// The most bytes handed to one `on-data` call, as libevent's
 /// `bufferevent_set_max_single_read` bounds one read. Each call has a fixed
@@ -40,26 +42,24 @@ const SPARE_READ_BUFFERS: usize = 16;
 /// Runs one component's callbacks for the connections of one reactor.
 pub struct Worker {
     compiled: Compiled,
-    /// What its instances may touch: the component's name and counts
-    /// (shared with its other workers and versions), the host's life and
-    /// policy, and this worker.
+    /// What its instances may touch: the component's name, environment and
+    /// counts (shared with its other workers and versions), the host's life
+    /// and policy, and their home (set for each instance).
     context: InstanceContext,
     isolation: Isolation,
     /// The operator's listeners that route to this component on this
     /// reactor: what `operator-listeners` gives the guest.
     listeners: Vec<Arc<Listener>>,
-    /// The instance of the shared model, locked for one read and callback at
-    /// a time (by a lock without hand-over: see `AsyncLock`). Unused under
-    /// the per-connection model.
-    shared: AsyncLock<Slot>,
+    /// The home of the shared model's instance, locked for one read and
+    /// callback at a time (by a lock without hand-over: see `AsyncLock`).
+    /// Unused under the per-connection model, where each accepted
+    /// connection has a home of its own.
+    shared: Arc<Home>,
     /// Buffers lent to one read and the callback that follows it, so that
     /// idle connections hold none.
     read_buffers: Mutex<Vec<Box<[u8]>>>,
     /// Slows down replacing the shared instance while traps keep coming.
     trap_backoff: Mutex<TrapBackoff>,
-    /// How much output each connection may hold, and the host's output
-    /// memory it counts in: one for every connection of the worker.
-    output: Arc<OutputLimits>,
     /// The shared instance's timers, for the task that fires them.
     shared_timers: TimerSlot,
 }
@@ -72,6 +72,7 @@ impl Worker {
     pub(super) async fn new(
         compiled: Compiled,
         component: Arc<str>,
+        env: Arc<[(String, String)]>,
         services: Services,
         isolation: Isolation,
         listeners: Vec<Arc<Listener>>,
@@ -86,22 +87,25 @@ impl Worker {
             context: InstanceContext {
                 stats: services.metrics.component(&component),
                 component,
+                env,
+                output,
                 lifecycle: services.lifecycle.clone(),
                 policy: services.policy.clone(),
-                owner: me.clone(),
+                owner: Weak::<Home>::new(),
             },
             isolation,
             listeners,
-            shared: AsyncLock::default(),
+            shared: Arc::new(Home { worker: me.clone(), slot: Default::default() }),
             read_buffers: Mutex::default(),
             trap_backoff: Mutex::default(),
-            output,
             shared_timers: TimerSlot::default(),
         });
-        let mut first = Slot::default();
-        worker.instantiate(&mut first).await?;
+        // Under the per-connection model, an instance made and dropped.
+        let home = worker.home();
+        let mut slot = home.slot.lock().await;
+        worker.instantiate(&home, &mut slot).await?;
+        drop(slot);
         if isolation == Isolation::Shared {
-            *worker.shared.lock().await = first;
             tokio::spawn(timers::fire_shared(Arc::downgrade(&worker), worker.shared_timers.changed()));
         }
         Ok(worker)
@@ -125,9 +129,11 @@ impl Worker {
         &self.context.component
     }
 
-    async fn instantiate(self: &Arc<Self>, slot: &mut Slot) -> wasmtime::Result<()> {
+    async fn instantiate(self: &Arc<Self>, home: &Arc<Home>, slot: &mut Slot) -> wasmtime::Result<()> {
         let generation = slot.generation + 1;
-        let instance = Instance::new(&self.compiled, &self.context, generation).await?;
+        let owner: Arc<dyn Owner> = home.clone();
+        let context = InstanceContext { owner: Arc::downgrade(&owner), ..self.context.clone() };
+        let instance = Instance::new(&self.compiled, &context, generation).await?;
         self.stats().counts.instances.inc();
         if self.isolation == Isolation::Shared {
             // Every instance of the shared model lives in the shared slot.
@@ -139,7 +145,7 @@ impl Worker {
     }
 
     /// The slot's instance, made afresh (after the trap pause) if needed.
-    async fn instance<'s>(self: &Arc<Self>, slot: &'s mut Slot) -> Option<&'s mut Instance> {
+    async fn instance<'s>(self: &Arc<Self>, home: &Arc<Home>, slot: &'s mut Slot) -> Option<&'s mut Instance> {
         if slot.instance.is_none() {
             // Only the shared instance is replaced after a trap; under the
             // per-connection model a trap ends one connection, and the next
@@ -152,7 +158,7 @@ impl Worker {
                 tracing::debug!(?pause, "traps keep coming: waiting before a new instance");
                 tokio::time::sleep(pause).await;
             }
-            if let Err(e) = self.instantiate(slot).await {
+            if let Err(e) = self.instantiate(home, slot).await {
                 let error = format!("{e:#}");
                 tracing::error!(component = %self.component(), %error, "cannot instantiate the guest");
                 return None;
@@ -164,17 +170,18 @@ impl Worker {
         slot.instance.as_mut()
     }
 
-    /// The slot for one step of a connection (or accept error).
-    async fn slot<'a>(&'a self, own: &'a mut OwnSlot) -> SlotGuard<'a> {
-        match own {
-            Some(slot) => SlotGuard::Own(slot),
-            None => SlotGuard::Shared(self.shared.lock().await),
-        }
+    /// The home's slot, for one step of a connection (or accept error).
+    async fn slot<'a>(&self, home: &'a Home) -> AsyncLockGuard<'a, Slot> {
+        home.slot.lock().await
     }
 
-    /// A slot of its own under the per-connection model.
-    fn own_slot(&self) -> OwnSlot {
-        (self.isolation == Isolation::Connection).then(Box::default)
+    /// Where a new accepted connection's instance lives: the shared home,
+    /// or a home of its own under the per-connection model.
+    fn home(self: &Arc<Self>) -> Arc<Home> {
+        match self.isolation {
+            Isolation::Shared => self.shared.clone(),
+            Isolation::Connection => Arc::new(Home { worker: Arc::downgrade(self), slot: Default::default() }),
+        }
     }
 
     /// Serves a connection accepted on `listener` in a task of its own,
@@ -190,7 +197,7 @@ impl Worker {
         let id = self.lifecycle().next_connection_id();
         // Made before the task, so that the task does not carry the stream
         // and address it was made from for the connection's whole life.
-        let conn = match Connection::new(id, stream, peer, self.output.clone(), self.stats().traffic()) {
+        let conn = match Connection::new(id, stream, peer, self.context.output.clone(), self.stats().traffic()) {
             Ok(conn) => Arc::new(conn),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "connection lost before it was served");
@@ -210,72 +217,94 @@ impl Worker {
 
     /// Delivers `conn`'s callbacks until it ends.
     async fn serve(self: &Arc<Self>, listener: &Arc<Listener>, conn: &Arc<Connection>) {
-        let mut own = self.own_slot();
+        let home = self.home();
         // This future lives as long as the connection, idle or not, and is
         // as large as the largest call it awaits inline. Every call into the
         // guest, and the connection's end, is boxed instead, so that an idle
         // connection's task holds little more than its handles: an
         // allocation per callback, against 0.4 KiB of every idle
         // connection (docs/performance.md).
-        let generation = Box::pin(self.accept(&mut own, listener, conn)).await;
+        let (generation, own_timers) = Box::pin(self.accept(&home, listener, conn)).await;
+        self.run(&home, conn, generation, own_timers).await;
+        Box::pin(self.end(&home, conn, generation)).await;
+        self.stats().closed(conn.close_reason()).inc();
+        self.stats().active.dec();
+        if self.isolation == Isolation::Connection {
+            // The connection's own instance ends with it, and so do the
+            // outbound connections it opened, once their output is sent:
+            // as if the guest had closed them.
+            let instance = self.slot(&home).await.instance.take();
+            if let Some(instance) = instance {
+                instance.close_connections(CloseReason::GuestClosed);
+            }
+        }
+    }
+
+    /// Delivers `conn`'s callbacks until it is over; `own_timers`, the
+    /// timers of the connection's own instance, fire here too.
+    async fn run(&self, home: &Home, conn: &Arc<Connection>, generation: u64, own_timers: Option<Arc<Timers>>) {
         loop {
             // A connection's own instance's timers fire in its task; only
             // one that has some pays for waiting on them.
-            let ready = match timers::pending(&own) {
+            let ready = match own_timers.as_ref().filter(|timers| timers.any_pending()) {
                 None => conn.ready().await,
-                Some(pending) => match Box::pin(timers::ready_or_due(conn, pending)).await {
+                Some(pending) => match Box::pin(timers::ready_or_due(conn, pending.clone())).await {
                     Step::Ready(ready) => ready,
                     Step::Due(timer) => {
-                        Box::pin(self.fire_own_timer(&mut own, generation, timer)).await;
+                        Box::pin(self.fire_own_timer(home, generation, timer)).await;
                         continue;
                     }
                 },
             };
             match ready {
-                Ready::Readable => Box::pin(self.read(&mut own, conn, generation)).await,
+                Ready::Readable => Box::pin(self.read(home, conn, generation)).await,
                 // No bytes moved for --idle-timeout (`net::idle::sweep`).
-                Ready::IdleTimeout => Box::pin(self.idle(&mut own, conn, generation)).await,
+                Ready::IdleTimeout => Box::pin(self.idle(home, conn, generation)).await,
                 // Output fell to the guest's watermark, or room came back.
-                Ready::Drained => Box::pin(self.drained(&mut own, conn, generation)).await,
+                Ready::Drained => Box::pin(self.drained(home, conn, generation)).await,
                 Ready::Finished => break,
             }
         }
-        Box::pin(self.end(own, conn, generation)).await;
     }
 
     /// Ends `conn`: tells the guest of a write that failed, sends what is
     /// left and lingers (`Connection::finish`), and lets the instance forget
     /// the connection.
-    async fn end(&self, mut own: OwnSlot, conn: &Arc<Connection>, generation: u64) {
-        self.report_write_failure(&mut own, conn, generation).await;
+    async fn end(&self, home: &Home, conn: &Arc<Connection>, generation: u64) {
+        self.report_write_failure(home, conn, generation).await;
         conn.finish().await;
-        self.stats().closed(conn.close_reason()).inc();
-        self.stats().active.dec();
-        let mut slot = self.slot(&mut own).await;
+        let mut slot = self.slot(home).await;
         if let Some(instance) = slot.current(generation) {
             instance.release_connection(conn);
         }
     }
 
     /// Calls `on-accept`; returns the generation of the instance that
-    /// accepted (0 if none could, in which case the connection is closing).
-    async fn accept(self: &Arc<Self>, own: &mut OwnSlot, listener: &Arc<Listener>, conn: &Arc<Connection>) -> u64 {
+    /// accepted (0 if none could, in which case the connection is closing),
+    /// and under the per-connection model its timers.
+    async fn accept(
+        self: &Arc<Self>,
+        home: &Arc<Home>,
+        listener: &Arc<Listener>,
+        conn: &Arc<Connection>,
+    ) -> (u64, Option<Arc<Timers>>) {
         self.stats().counts.accepted.inc();
         self.stats().active.inc();
-        let mut slot = self.slot(own).await;
-        let Some(instance) = self.instance(&mut slot).await else {
+        let mut slot = self.slot(home).await;
+        let Some(instance) = self.instance(home, &mut slot).await else {
             conn.close(CloseReason::Trap);
-            return 0;
+            return (0, None);
         };
         let generation = instance.generation();
+        let own_timers = (self.isolation == Isolation::Connection).then(|| instance.timers().clone());
         let outcome = instance.accept(listener, conn).await;
         self.settle(&mut slot, conn, outcome, Callback::Accept);
-        generation
+        (generation, own_timers)
     }
 
     /// Reads what `conn` has and hands it to the guest.
-    async fn read(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
-        let mut slot = self.slot(own).await;
+    async fn read(&self, home: &Home, conn: &Arc<Connection>, generation: u64) {
+        let mut slot = self.slot(home).await;
         let Some(instance) = slot.current(generation) else {
             // The instance that accepted this connection trapped and the
             // connection is closing; nothing reaches its replacement.
@@ -318,9 +347,9 @@ impl Worker {
     /// Tells the guest that a write to `conn` failed, as a bufferevent
     /// reports a failed write, so that it can forget the connection: without
     /// this event a guest keeping per-connection state would keep it forever.
-    async fn report_write_failure(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
+    async fn report_write_failure(&self, home: &Home, conn: &Arc<Connection>, generation: u64) {
         let Some(error) = conn.take_unreported_failure() else { return };
-        let mut slot = self.slot(own).await;
+        let mut slot = self.slot(home).await;
         if let Some(instance) = slot.current(generation) {
             let outcome = instance.event(conn, Event::Failed(&error)).await;
             self.settle(&mut slot, conn, outcome, Callback::Event);
@@ -328,8 +357,8 @@ impl Worker {
     }
 
     /// Tells the guest that `conn`'s output drained (`on-drain`).
-    async fn drained(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
-        let mut slot = self.slot(own).await;
+    async fn drained(&self, home: &Home, conn: &Arc<Connection>, generation: u64) {
+        let mut slot = self.slot(home).await;
         if conn.is_closing() {
             return;
         }
@@ -340,11 +369,11 @@ impl Worker {
     }
 
     /// Tells the guest `conn` timed out, then closes it.
-    async fn idle(&self, own: &mut OwnSlot, conn: &Arc<Connection>, generation: u64) {
+    async fn idle(&self, home: &Home, conn: &Arc<Connection>, generation: u64) {
         tracing::debug!(conn = conn.id(), "idle timeout");
         // So that the guest closing it now counts as an idle timeout.
         conn.time_out();
-        let mut slot = self.slot(own).await;
+        let mut slot = self.slot(home).await;
         if let Some(instance) = slot.current(generation) {
             let outcome = instance.event(conn, Event::Timeout).await;
             self.settle(&mut slot, conn, outcome, Callback::Event);
@@ -356,9 +385,9 @@ impl Worker {
     /// the shared instance, or on an instance made for the call.
     pub(super) async fn accept_error(self: &Arc<Self>, listener: &Arc<Listener>, error: &std::io::Error) {
         self.stats().accept_error(error);
-        let mut own = self.own_slot();
-        let mut slot = self.slot(&mut own).await;
-        let Some(instance) = self.instance(&mut slot).await else { return };
+        let home = self.home();
+        let mut slot = self.slot(&home).await;
+        let Some(instance) = self.instance(&home, &mut slot).await else { return };
         if let Outcome::Trapped = instance.accept_error(listener, error).await {
             self.discard(&mut slot);
         }
@@ -391,7 +420,7 @@ impl Worker {
             self.shared_timers.set(None);
         }
         lock(&self.trap_backoff).record_trap();
-        let closed = instance.close_connections();
+        let closed = instance.close_connections(CloseReason::Trap);
         let traps = self.stats().counts.traps.get();
         tracing::warn!(
             component = %self.component(),

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use super::Worker;
 use crate::base::sync::lock;
 use crate::net::{Connection, Ready};
-use crate::serve::slot::{OwnSlot, Slot};
+use crate::serve::slot::{Home, Slot};
 use crate::telemetry::Callback;
 use crate::wasm::{Outcome, TimerId, Timers};
 
@@ -60,19 +60,13 @@ pub(super) async fn fire_shared(worker: Weak<Worker>, changed: Arc<Notify>) {
         // `None`: the instance is gone; look for its successor.
         let Some(timer) = timers.next_due().await else { continue };
         let Some(worker) = worker.upgrade() else { return };
-        let mut slot = worker.shared.lock().await;
+        let mut slot = worker.shared.slot.lock().await;
         // A timer of an instance replaced meanwhile fires no more.
         if let Some(instance) = slot.current(generation) {
             let outcome = instance.timer(timer).await;
             worker.settle_timer(&mut slot, timer, outcome);
         }
     }
-}
-
-/// The timers of a connection's own instance, if it has any pending.
-pub(super) fn pending(own: &OwnSlot) -> Option<Arc<Timers>> {
-    let timers = own.as_ref()?.instance.as_ref()?.timers();
-    timers.any_pending().then(|| timers.clone())
 }
 
 /// What a connection's task does next.
@@ -97,8 +91,8 @@ pub(super) async fn ready_or_due(conn: &Connection, timers: Arc<Timers>) -> Step
 
 impl Worker {
     /// Fires `timer` of the connection's own instance of `generation`.
-    pub(super) async fn fire_own_timer(&self, own: &mut OwnSlot, generation: u64, timer: TimerId) {
-        let mut slot = self.slot(own).await;
+    pub(super) async fn fire_own_timer(&self, home: &Home, generation: u64, timer: TimerId) {
+        let mut slot = self.slot(home).await;
         if let Some(instance) = slot.current(generation) {
             let outcome = instance.timer(timer).await;
             self.settle_timer(&mut slot, timer, outcome);

@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::net::{self, ConnectionError};
+use crate::net::{self, ConnectionError, DialError};
 use crate::wasm::bindings::evconn::listener::types::Host;
 use crate::wasm::bindings::{
     AcceptError, ErrorCode, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, ListenOptions,
@@ -61,11 +61,23 @@ pub fn error_code(error: &io::Error) -> ErrorCode {
         Some(libc::ECONNRESET | libc::EPIPE) => ErrorCode::ConnectionReset,
         Some(libc::ECONNABORTED) => ErrorCode::ConnectionAborted,
         Some(libc::ETIMEDOUT) => ErrorCode::Timeout,
+        Some(libc::ECONNREFUSED) => ErrorCode::ConnectionRefused,
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => ErrorCode::HostUnreachable,
         _ => match error.kind() {
             io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => ErrorCode::ConnectionReset,
             io::ErrorKind::TimedOut => ErrorCode::Timeout,
             _ => ErrorCode::Unknown,
         },
+    }
+}
+
+/// The WIT error code for an outbound connection that did not connect.
+pub fn dial_error_code(error: &DialError) -> ErrorCode {
+    match error {
+        DialError::Denied { .. } => ErrorCode::AccessDenied,
+        DialError::Unresolvable { .. } => ErrorCode::NameUnresolvable,
+        DialError::TimedOut(_) => ErrorCode::Timeout,
+        DialError::Failed { error, .. } => error_code(error),
     }
 }
 
