@@ -1,8 +1,9 @@
 //! The example handlers in `examples/` over real TCP on loopback: rot13,
-//! chat and kv, each served by an in-process host, and source, served by
-//! the `host` binary so that its memory can be watched.
+//! chat and kv, each served by an in-process host; source, served by the
+//! `host` binary so that its memory can be watched; and proxy, both ways.
 mod chat;
 mod kv;
+mod proxy;
 mod rot13;
 mod source;
 

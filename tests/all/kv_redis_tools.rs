@@ -4,52 +4,10 @@
 //! `CONFIG GET`). Missing tools fail these tests; they are never skipped.
 use crate::support;
 
-use std::io::{Read, Write};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::TestHost;
-
-/// What a finished tool printed.
-struct Ran {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `program` with `args`, feeding it `stdin`; kills it and fails the
-/// test if it runs longer than `timeout`.
-fn run(program: &str, args: &[String], stdin: &str, timeout: Duration) -> Ran {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} does not run ({e}): scripts/setup installs it (Debian's redis-tools)"));
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).expect("writes the tool's input");
-    let collect = |mut stream: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            stream.read_to_string(&mut text).map(|_| text).unwrap_or_else(|e| format!("<unreadable: {e}>"))
-        })
-    };
-    let stdout = collect(Box::new(child.stdout.take().unwrap()));
-    let stderr = collect(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} {args:?} ran over {timeout:?}:\n{}", stdout.join().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ran { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
-}
+use support::tools::run;
 
 /// `redis-cli` against `host`, one command given as arguments; returns
 /// what it printed.

@@ -1,0 +1,198 @@
+//! proxy, libevent's le-proxy as a guest: Debian's `redis-server` behind
+//! it, driven by `redis-cli` and `redis-benchmark` through it under both
+//! isolation models; a backend that refuses is skipped; half-close passes
+//! through; and a backend that reads slowly, or not at all, holds the client
+//! back by TCP flow control while the host stays within its caps.
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use evconn_host::wasm::Isolation;
+
+use crate::support::procfs::status_kb;
+use crate::support::tools::{RedisServer, run};
+use crate::support::{self, TestHost};
+
+const MIB: usize = 1 << 20;
+
+/// A proxy host in this process relaying to `backends`, each allowed.
+fn proxy(backends: &[SocketAddr], isolation: Isolation) -> TestHost {
+    let list: Vec<String> = backends.iter().map(ToString::to_string).collect();
+    let mut builder = TestHost::builder(&support::guest("proxy")).isolation(isolation).env("BACKENDS", &list.join(","));
+    for backend in backends {
+        builder = builder.allow_connect(&backend.to_string());
+    }
+    builder.start()
+}
+
+/// `redis-cli` through `host`, one command; what it printed.
+fn redis_cli(host: &TestHost, command: &[&str]) -> String {
+    let mut args = vec!["-h".to_string(), "127.0.0.1".into(), "-p".into(), host.addr.port().to_string()];
+    args.extend(command.iter().map(|word| word.to_string()));
+    let ran = run("redis-cli", &args, "", Duration::from_secs(30));
+    assert!(ran.status.success(), "redis-cli {command:?} failed: {}{}", ran.stdout, ran.stderr);
+    ran.stdout
+}
+
+/// redis-cli's round trips and redis-benchmark's SET, GET and INCR (plain
+/// and pipelined) reach the real server through the proxy, with no error,
+/// and every INCR counts.
+fn redis_through_the_proxy(isolation: Isolation) {
+    let redis = RedisServer::start();
+    let host = proxy(&[redis.addr], isolation);
+    assert_eq!(redis_cli(&host, &["set", "greeting", "hello"]), "OK\n");
+    assert_eq!(redis_cli(&host, &["get", "greeting"]), "hello\n");
+    let port = host.addr.port().to_string();
+    for pipeline in ["1", "16"] {
+        let args: Vec<String> =
+            ["-h", "127.0.0.1", "-p", &port, "-n", "2000", "-c", "20", "-P", pipeline, "-t", "set,get,incr", "-q"]
+                .map(String::from)
+                .to_vec();
+        let ran = run("redis-benchmark", &args, "", Duration::from_secs(120));
+        let output = format!("{}{}", ran.stdout, ran.stderr);
+        assert!(ran.status.success(), "redis-benchmark failed: {output}");
+        for trouble in ["ERR", "Error", "error", "WARNING"] {
+            assert!(!output.contains(trouble), "redis-benchmark reported {trouble:?}: {output}");
+        }
+        for test in ["SET", "GET", "INCR"] {
+            assert!(output.contains(&format!("{test}: ")), "no result for {test}: {output}");
+        }
+    }
+    // Both runs' INCRs reached the one server.
+    assert_eq!(redis_cli(&host, &["get", "counter:__rand_int__"]), "4000\n");
+}
+
+#[test]
+fn redis_through_the_proxy_shared() {
+    redis_through_the_proxy(Isolation::Shared);
+}
+
+#[test]
+fn redis_through_the_proxy_per_connection() {
+    redis_through_the_proxy(Isolation::Connection);
+}
+
+/// With a backend that refuses first in the list, every client is still
+/// served: each is sent on to the next backend.
+#[test]
+fn a_backend_that_refuses_is_skipped() {
+    let redis = RedisServer::start();
+    let refusing = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let host = proxy(&[refusing, redis.addr], Isolation::Shared);
+    for _ in 0..4 {
+        assert_eq!(redis_cli(&host, &["ping"]), "PONG\n");
+    }
+}
+
+/// A client's end-of-stream reaches the backend after its bytes; the
+/// backend's answer and its own end come back.
+#[test]
+fn half_close_passes_through() {
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = proxy(&[backend.local_addr().unwrap()], Isolation::Shared);
+    let mut client = TcpStream::connect(host.addr).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client.write_all(b"the whole request").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let (mut server, _) = backend.accept().unwrap();
+    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut request = String::new();
+    server.read_to_string(&mut request).expect("the request, then end-of-stream");
+    assert_eq!(request, "the whole request");
+    server.write_all(b"the answer").unwrap();
+    drop(server);
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).expect("the answer, then end-of-stream");
+    assert_eq!(answer, "the answer");
+}
+
+/// What a client streaming into a proxy with a stalled or slow backend
+/// managed to write, and the host's memory meanwhile.
+struct Stream {
+    written: usize,
+    written_last_second: usize,
+    growth_kb: u64,
+}
+
+/// Streams to the proxy host `pid` at `addr` for `seconds` (asking to send
+/// 1 GiB), while `backend` reads as it likes.
+fn stream_through(pid: u32, addr: SocketAddr, seconds: u64) -> Stream {
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.set_write_timeout(Some(Duration::from_millis(100))).unwrap();
+    let baseline = status_kb(pid, "VmRSS");
+    let mut peak = baseline;
+    let chunk = vec![b'x'; 64 * 1024];
+    let (mut written, mut at_last_second) = (0usize, None);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) && written < 1 << 30 {
+        match client.write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("the proxy failed the client: {e}"),
+        }
+        if at_last_second.is_none() && started.elapsed() >= Duration::from_secs(seconds - 1) {
+            at_last_second = Some(written);
+        }
+        peak = peak.max(status_kb(pid, "VmRSS"));
+    }
+    let written_last_second = written - at_last_second.unwrap_or(written);
+    Stream { written, written_last_second, growth_kb: peak.saturating_sub(baseline) }
+}
+
+/// A host process serving the proxy in front of `backend`.
+fn proxy_process(backend: SocketAddr) -> (support::HostProcess, SocketAddr) {
+    let env = format!("BACKENDS={backend}");
+    let allow = backend.to_string();
+    support::spawn_listening(&support::guest("proxy"), &["--env", &env, "--allow-connect", &allow])
+}
+
+/// A backend that accepts and never reads: the client is held back once
+/// the sockets' buffers and the proxy's high watermark are full; the host
+/// grows by less than its output cap (4 MiB) and 4 MiB more.
+#[test]
+fn a_backend_that_never_reads_holds_the_client_back() {
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (host, addr) = proxy_process(backend.local_addr().unwrap());
+    let accepting = std::thread::spawn(move || backend.accept().map(|(stream, _)| stream));
+    let stream = stream_through(host.pid(), addr, 4);
+    eprintln!(
+        "wrote {} bytes, {} in the last second; host +{} kB",
+        stream.written, stream.written_last_second, stream.growth_kb
+    );
+    let _held = accepting.join().unwrap().unwrap();
+    assert!(stream.written < 64 * MIB, "the client wrote {} bytes into a stalled backend", stream.written);
+    assert_eq!(stream.written_last_second, 0, "the client is held back");
+    assert!(stream.growth_kb < 8 * 1024, "the host grew by {} kB", stream.growth_kb);
+}
+
+/// A backend reading about 1 MiB/s gets every byte in order while the
+/// client is paced to it; the host stays within its cap.
+#[test]
+fn a_slow_backend_paces_the_client() {
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (host, addr) = proxy_process(backend.local_addr().unwrap());
+    let reading = std::thread::spawn(move || {
+        let (mut server, _) = backend.accept().unwrap();
+        server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buffer = vec![0u8; 16 * 1024];
+        let (mut received, started) = (0usize, Instant::now());
+        while started.elapsed() < Duration::from_secs(5) {
+            match server.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    assert!(buffer[..n].iter().all(|&b| b == b'x'), "the bytes arrive unchanged");
+                    received += n;
+                }
+                Err(e) => panic!("the backend's read failed: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(16));
+        }
+        received
+    });
+    let stream = stream_through(host.pid(), addr, 4);
+    let received = reading.join().unwrap();
+    eprintln!("wrote {} bytes, backend read {received}; host +{} kB", stream.written, stream.growth_kb);
+    assert!(received > 2 * MIB, "the backend read {received} bytes at about 1 MiB/s");
+    assert!(stream.written < received + 64 * MIB, "the client wrote {} bytes, paced by the backend", stream.written);
+    assert!(stream.growth_kb < 8 * 1024, "the host grew by {} kB", stream.growth_kb);
+}
