@@ -176,3 +176,43 @@ fn a_broken_version_is_refused_and_the_old_keeps_serving() {
     let stopped = host.wait_for_line("stopped stats=", Duration::from_secs(1)).expect("a stopped line");
     assert!(stopped.contains("reloads=1 reloads_refused=2"), "{stopped}");
 }
+
+/// Under --config, SIGHUP reads the listeners' `env` tables again: new
+/// instances see the new values; a connection already open keeps its
+/// instance's.
+#[test]
+fn sighup_gives_new_instances_the_config_files_new_environment() {
+    let dir = scratch("env");
+    std::fs::copy(support::guest("probe"), dir.join("probe.wasm")).unwrap();
+    let port = support::free_port();
+    let config = dir.join("evconn.toml");
+    let write_config = |greeting: &str| {
+        let text = format!(
+            "no-cache = true\n[[listener]]\ncomponent = \"probe.wasm\"\nlisten = [\"127.0.0.1:{port}\"]\n\
+             env = {{ GREETING = \"{greeting}\" }}\n"
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config("first");
+    let host = HostProcess::spawn(&["--config", config.to_str().unwrap()]);
+    assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut before = Probe::connect(addr);
+    assert_eq!(before.ask("getenv GREETING"), "env GREETING=first");
+
+    write_config("second");
+    hang_up(&host);
+    wait_for_count(&host, "reloaded", 1, Duration::from_secs(60));
+    assert!(host.output().contains("environment changed"), "{}", host.output());
+    let mut after = Probe::connect(addr);
+    assert_eq!(after.ask("getenv GREETING"), "env GREETING=second");
+    assert_eq!(before.ask("getenv GREETING"), "env GREETING=first", "an open connection keeps its instance");
+
+    // A file that no longer parses changes nothing.
+    std::fs::write(&config, "wokers = 1\n").unwrap();
+    hang_up(&host);
+    wait_for_count(&host, "cannot read the environments again", 1, Duration::from_secs(60));
+    wait_for_count(&host, "reloaded", 2, Duration::from_secs(60));
+    let mut later = Probe::connect(addr);
+    assert_eq!(later.ask("getenv GREETING"), "env GREETING=second");
+}

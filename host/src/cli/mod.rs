@@ -72,7 +72,14 @@ fn serve(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the control reactor")?;
     let reload_requests = Arc::new(Notify::new());
-    let server = plan.prepare(inherited, reload_requests.clone())?;
+    let mut server = plan.prepare(inherited, reload_requests.clone())?;
+    if let Some(path) = args.config.clone() {
+        // SIGHUP reads the listeners' `env` tables again.
+        server.reload.environments = Some(Arc::new(move || {
+            let plan = config::read(&path)?;
+            Ok(plan.listeners.into_iter().map(|listener| (listener.component, listener.env)).collect())
+        }));
+    }
     runtime.block_on(async {
         watch_sighup(reload_requests)?;
         server.run(stop_signal()).await

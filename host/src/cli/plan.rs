@@ -174,7 +174,11 @@ impl Plan {
             isolation: self.host.limits.isolation,
             policy: Policy { limits, allow_bind: self.host.allow_bind, allow_connect: self.host.allow_connect },
             loader,
-            reload: Triggers { requests: Some(reload_requests), watch: self.host.watch.then_some(WATCH_INTERVAL) },
+            reload: Triggers {
+                requests: Some(reload_requests),
+                watch: self.host.watch.then_some(WATCH_INTERVAL),
+                environments: None,
+            },
         })
     }
 }

@@ -44,7 +44,8 @@ pub struct BoundListener {
 pub(super) struct Mounted {
     pub(super) name: Arc<str>,
     pub(super) path: PathBuf,
-    pub(super) env: Arc<[(String, String)]>,
+    /// What its next instances' environment is; a reload may change it.
+    pub(super) env: std::sync::Mutex<Arc<[(String, String)]>>,
     pub(super) mounts: Vec<Mount>,
 }
 

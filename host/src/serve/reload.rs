@@ -3,7 +3,9 @@
 //! it on every reactor, and route new connections to it. Connections already
 //! open finish on the version that accepted them; listening sockets never
 //! close. A file that does not load or a guest that fails to start is
-//! refused, and the running version keeps serving.
+//! refused, and the running version keeps serving. On request, the
+//! components' environments are read again too (from the config file), so
+//! new instances see new values.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,14 +17,21 @@ use super::mount::{Mount, Mounted};
 use super::worker::Worker;
 use crate::wasm::{Isolation, Loader};
 
+/// Reads each component's environment afresh: the component's file and its
+/// variables, as the config file gives them now.
+pub type EnvironmentSource = Arc<dyn Fn() -> anyhow::Result<Vec<(PathBuf, Vec<(String, String)>)>> + Send + Sync>;
+
 /// What makes a host reload its components.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Triggers {
     /// Reload every component when notified (the binary notifies on SIGHUP).
     pub requests: Option<Arc<Notify>>,
     /// Look at the components' files this often, and reload one that changed
     /// (once its size and modification time hold still for one look).
     pub watch: Option<Duration>,
+    /// Where a requested reload reads the components' environments again;
+    /// `None` keeps them (the command line's `--env` cannot change).
+    pub environments: Option<EnvironmentSource>,
 }
 
 /// What the component files look like now: taken before the host says it
@@ -51,6 +60,9 @@ pub(super) async fn serve(
         tokio::select! {
             () = requests.notified() => {
                 tracing::info!("reload requested: loading every component again");
+                if let Some(source) = &triggers.environments {
+                    read_environments(apps, source);
+                }
                 for (app, stamp) in apps.iter().zip(&mut stamps) {
                     *stamp = Watched::new(&app.path);
                     reload(app, loader, services, isolation).await;
@@ -65,6 +77,27 @@ pub(super) async fn serve(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Gives each app the environment `source` reads now, for the instances
+/// made from here on; a source that fails changes nothing.
+fn read_environments(apps: &[Mounted], source: &EnvironmentSource) {
+    let environments = match source() {
+        Ok(environments) => environments,
+        Err(e) => {
+            let error = format!("{e:#}");
+            tracing::error!(%error, "cannot read the environments again; keeping the running ones");
+            return;
+        }
+    };
+    for app in apps {
+        let Some((_, env)) = environments.iter().find(|(path, _)| *path == app.path) else { continue };
+        let mut current = crate::base::sync::lock(&app.env);
+        if **current != env[..] {
+            tracing::info!(component = %app.name, "environment changed: new instances get the new values");
+            *current = env.as_slice().into();
         }
     }
 }
@@ -106,7 +139,7 @@ async fn start(
         let worker = Worker::new(
             compiled.clone(),
             app.name.clone(),
-            app.env.clone(),
+            crate::base::sync::lock(&app.env).clone(),
             services.clone(),
             isolation,
             listeners.clone(),

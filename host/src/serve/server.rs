@@ -76,7 +76,7 @@ impl Server {
                     tracing::info!(%address, listener = listener.id(), component = %name, worker, "listening");
                 }
             }
-            apps.push(Mounted { name: name.into(), path, env: env.into(), mounts });
+            apps.push(Mounted { name: name.into(), path, env: std::sync::Mutex::new(env.into()), mounts });
         }
 
         // Answers until the host has stopped, so a scrape can watch it drain.
