@@ -203,6 +203,30 @@ fn isolation_limits_and_a_host_per_script() {
     assert!(idle.success(), "--idle-timeout closes the silent connection");
 }
 
+/// `--env` and `--allow-connect` reach the guest: a script can read the
+/// operator's environment and connect where allowed (to the host's own
+/// listener here), and only there.
+#[test]
+fn env_and_allow_connect_reach_the_guest() {
+    let dir = scratch("outbound");
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let script = format!(
+        "open a\nsend a \"getenv BACKEND\\n\"\nexpect a \"env BACKEND=127.0.0.1:{port}\\n\"\n\
+         send a \"dial 127.0.0.1:{port}\\n\"\nexpect a /dialing \\d+\\n/\nexpect a /outbound \\d+ connected 127.0.0.1:{port}\\n/\n\
+         send a \"dial 127.0.0.1:1\\n\"\nexpect a \"error access-denied\\n\"\n"
+    );
+    let scripts = write_scripts(&dir, &[("outbound.evt", &script)]);
+    let env = format!("BACKEND=127.0.0.1:{port}");
+    let allow = format!("127.0.0.1:{port}");
+    let probe = support::guest("probe");
+    let run = host_test(&["--env", &env, "--allow-connect", &allow, path_str(&probe), path_str(&scripts[0])]);
+    assert!(run.success(), "{}{}", run.stdout, run.stderr);
+    let denied = host_test(&["--env", &env, path_str(&probe), path_str(&scripts[0])]);
+    assert!(!denied.success(), "without --allow-connect the dial is refused");
+    assert!(denied.stdout.contains("error access-denied"), "{}", denied.stdout);
+}
+
 /// A script that does not parse is an error naming its file and line, and
 /// no script runs.
 #[test]

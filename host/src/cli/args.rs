@@ -274,7 +274,7 @@ pub enum Command {
     /// reported, and the exit status is non-zero if one fails. The limit
     /// flags are those of serving, but --max-connections defaults to 512.
     /// The script format is described in docs/test-kit.md.
-    Test(TestArgs),
+    Test(Box<TestArgs>),
 }
 
 /// The flags of `host test`.
@@ -295,6 +295,14 @@ pub struct TestArgs {
     /// Isolation and what a guest or a peer may use.
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    /// Where the guest may connect, as for serving. Default: nowhere.
+    #[arg(long = "allow-connect", value_name = "HOST:PORTS")]
+    pub allow_connect: Vec<ConnectRule>,
+
+    /// An environment variable the guest sees, as for serving.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
 
     /// Where compiled code is kept.
     #[command(flatten)]

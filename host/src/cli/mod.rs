@@ -42,6 +42,12 @@ fn run_tests(args: &TestArgs) -> anyhow::Result<()> {
         host = host.code_cache(cache);
     }
     host = host.allow_precompiled(args.cache.allow_precompiled);
+    for rule in &args.allow_connect {
+        host = host.allow_connect(rule.clone());
+    }
+    for (key, value) in &args.env {
+        host = host.env(key, value);
+    }
     let tally = crate::kit::run::run_scripts(&host, &args.scripts, args.timeout, &mut std::io::stdout().lock())?;
     if tally.failed > 0 {
         anyhow::bail!("{} of {} steps failed", tally.failed, tally.passed + tally.failed + tally.skipped);
