@@ -2,9 +2,12 @@
 //! it, driven by `redis-cli` and `redis-benchmark` through it under both
 //! isolation models; a backend that refuses is skipped; half-close passes
 //! through; and a backend that reads slowly, or not at all, holds the client
-//! back by TCP flow control while the host stays within its caps.
+//! back by TCP flow control while the host stays within its caps. The same
+//! proxy in C (`examples/proxy-c`) passes the redis, refusing-backend and
+//! half-close tests under the shared model.
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use evconn_host::wasm::Isolation;
@@ -15,10 +18,12 @@ use crate::support::{self, TestHost};
 
 const MIB: usize = 1 << 20;
 
-/// A proxy host in this process relaying to `backends`, each allowed.
-fn proxy(backends: &[SocketAddr], isolation: Isolation) -> TestHost {
+/// A host in this process serving the proxy `component` (the Rust one,
+/// `support::guest("proxy")`, or one of `examples/proxy-*`) relaying to
+/// `backends`, each allowed.
+fn proxy(component: &Path, backends: &[SocketAddr], isolation: Isolation) -> TestHost {
     let list: Vec<String> = backends.iter().map(ToString::to_string).collect();
-    let mut builder = TestHost::builder(&support::guest("proxy")).isolation(isolation).env("BACKENDS", &list.join(","));
+    let mut builder = TestHost::builder(component).isolation(isolation).env("BACKENDS", &list.join(","));
     for backend in backends {
         builder = builder.allow_connect(&backend.to_string());
     }
@@ -37,9 +42,9 @@ fn redis_cli(host: &TestHost, command: &[&str]) -> String {
 /// redis-cli's round trips and redis-benchmark's SET, GET and INCR (plain
 /// and pipelined) reach the real server through the proxy, with no error,
 /// and every INCR counts.
-fn redis_through_the_proxy(isolation: Isolation) {
+fn redis_through_the_proxy(component: &Path, isolation: Isolation) {
     let redis = RedisServer::start();
-    let host = proxy(&[redis.addr], isolation);
+    let host = proxy(component, &[redis.addr], isolation);
     assert_eq!(redis_cli(&host, &["set", "greeting", "hello"]), "OK\n");
     assert_eq!(redis_cli(&host, &["get", "greeting"]), "hello\n");
     let port = host.addr.port().to_string();
@@ -64,32 +69,35 @@ fn redis_through_the_proxy(isolation: Isolation) {
 
 #[test]
 fn redis_through_the_proxy_shared() {
-    redis_through_the_proxy(Isolation::Shared);
+    redis_through_the_proxy(&support::guest("proxy"), Isolation::Shared);
 }
 
 #[test]
 fn redis_through_the_proxy_per_connection() {
-    redis_through_the_proxy(Isolation::Connection);
+    redis_through_the_proxy(&support::guest("proxy"), Isolation::Connection);
 }
 
 /// With a backend that refuses first in the list, every client is still
 /// served: each is sent on to the next backend.
-#[test]
-fn a_backend_that_refuses_is_skipped() {
+fn refusing_backend_skipped_by(component: &Path) {
     let redis = RedisServer::start();
     let refusing = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let host = proxy(&[refusing, redis.addr], Isolation::Shared);
+    let host = proxy(component, &[refusing, redis.addr], Isolation::Shared);
     for _ in 0..4 {
         assert_eq!(redis_cli(&host, &["ping"]), "PONG\n");
     }
 }
 
+#[test]
+fn a_backend_that_refuses_is_skipped() {
+    refusing_backend_skipped_by(&support::guest("proxy"));
+}
+
 /// A client's end-of-stream reaches the backend after its bytes; the
 /// backend's answer and its own end come back.
-#[test]
-fn half_close_passes_through() {
+fn half_close_through(component: &Path) {
     let backend = TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = proxy(&[backend.local_addr().unwrap()], Isolation::Shared);
+    let host = proxy(component, &[backend.local_addr().unwrap()], Isolation::Shared);
     let mut client = TcpStream::connect(host.addr).unwrap();
     client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     client.write_all(b"the whole request").unwrap();
@@ -104,6 +112,42 @@ fn half_close_passes_through() {
     let mut answer = String::new();
     client.read_to_string(&mut answer).expect("the answer, then end-of-stream");
     assert_eq!(answer, "the answer");
+}
+
+#[test]
+fn half_close_passes_through() {
+    half_close_through(&support::guest("proxy"));
+}
+
+/// Declares, for the proxy written in another language, the redis test
+/// under the shared model, the refusing backend and half-close.
+macro_rules! proxy_tests_in {
+    ($($lang:ident => $example:literal;)*) => {
+        $(
+            mod $lang {
+                use super::*;
+
+                #[test]
+                fn redis_through_the_proxy_shared() {
+                    redis_through_the_proxy(&support::example($example), Isolation::Shared);
+                }
+
+                #[test]
+                fn a_backend_that_refuses_is_skipped() {
+                    refusing_backend_skipped_by(&support::example($example));
+                }
+
+                #[test]
+                fn half_close_passes_through() {
+                    half_close_through(&support::example($example));
+                }
+            }
+        )*
+    };
+}
+
+proxy_tests_in! {
+    c => "proxy-c";
 }
 
 /// What a client streaming into a proxy with a stalled or slow backend
