@@ -3,9 +3,8 @@
 //! isolation models; a backend that refuses is skipped; half-close passes
 //! through; and a backend that reads slowly, or not at all, holds the client
 //! back by TCP flow control while the host stays within its caps. The same
-//! proxy in C and Python (`examples/proxy-c`, `examples/proxy-python`)
-//! passes the redis, refusing-backend and half-close tests under the shared
-//! model.
+//! proxy in C, Python and JavaScript (`examples/proxy-*`) passes the redis,
+//! refusing-backend and half-close tests under the shared model.
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -150,6 +149,7 @@ macro_rules! proxy_tests_in {
 proxy_tests_in! {
     c => "proxy-c";
     python => "proxy-python";
+    js => "proxy-js";
 }
 
 /// What a client streaming into a proxy with a stalled or slow backend
