@@ -153,13 +153,14 @@ fn stream_through(pid: u32, addr: SocketAddr, seconds: u64) -> Stream {
 }
 
 /// A host process serving the proxy `component` in front of `backend`,
-/// with the compiled code from the tests' cache.
-fn proxy_process(component: &Path, backend: SocketAddr) -> (support::HostProcess, SocketAddr) {
+/// with the compiled code from the tests' cache, and `extra` flags.
+fn proxy_process(component: &Path, backend: SocketAddr, extra: &[&str]) -> (support::HostProcess, SocketAddr) {
     support::precompile(component);
     let cache = support::code_cache();
     let env = format!("BACKENDS={backend}");
     let allow = backend.to_string();
-    let args = ["--env", &env, "--allow-connect", &allow, "--cache-dir", cache.dir().to_str().unwrap()];
+    let mut args = vec!["--env", &env, "--allow-connect", &allow, "--cache-dir", cache.dir().to_str().unwrap()];
+    args.extend_from_slice(extra);
     support::spawn_listening(component, &args)
 }
 
@@ -175,7 +176,7 @@ fn a_backend_that_never_reads_holds_the_client_back() {
 /// [`RUNTIME_HEAP_KB`]).
 fn never_reading_backend_holds_back(component: &Path, instance_kb: u64) {
     let backend = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (host, addr) = proxy_process(component, backend.local_addr().unwrap());
+    let (host, addr) = proxy_process(component, backend.local_addr().unwrap(), &[]);
     let accepting = std::thread::spawn(move || backend.accept().map(|(stream, _)| stream));
     let stream = stream_through(host.pid(), addr, 4);
     eprintln!(
@@ -198,7 +199,7 @@ fn a_slow_backend_paces_the_client() {
 /// The same, for a guest whose own memory may add `instance_kb`.
 fn slow_backend_paces(component: &Path, instance_kb: u64) {
     let backend = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (host, addr) = proxy_process(component, backend.local_addr().unwrap());
+    let (host, addr) = proxy_process(component, backend.local_addr().unwrap(), &[]);
     let reading = std::thread::spawn(move || {
         let (mut server, _) = backend.accept().unwrap();
         server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -225,6 +226,57 @@ fn slow_backend_paces(component: &Path, instance_kb: u64) {
     assert!(stream.growth_kb < 8 * 1024 + instance_kb, "the host grew by {} kB", stream.growth_kb);
 }
 
+/// With the host's output for a connection capped at 640 KiB, a write the
+/// proxy makes past 512 KiB is refused (`would-block`): the proxy keeps it,
+/// retries it at `on-drain`, and the backend still gets every byte, in
+/// order, then the client's end-of-stream.
+#[test]
+fn refused_writes_are_kept_and_retried() {
+    refused_writes_kept_by(&support::guest("proxy"));
+}
+
+fn refused_writes_kept_by(component: &Path) {
+    const SENT: usize = 8 * MIB;
+    let pattern = |at: usize| (at % 251) as u8;
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let caps = ["--write-buffer", "256K", "--output-cap", "640K", "--output-memory", "640K"];
+    let (mut host, addr) = proxy_process(component, backend.local_addr().unwrap(), &caps);
+    let reading = std::thread::spawn(move || {
+        let (mut server, _) = backend.accept().unwrap();
+        server.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let (mut buffer, mut received) = (vec![0u8; 64 * 1024], 0usize);
+        loop {
+            match server.read(&mut buffer) {
+                Ok(0) => return received,
+                Ok(n) => {
+                    let in_order = buffer[..n].iter().enumerate().all(|(i, &b)| b == pattern(received + i));
+                    assert!(in_order, "the bytes from {received} arrive unchanged and in order");
+                    received += n;
+                }
+                Err(e) => panic!("the backend's read failed after {received} bytes: {e}"),
+            }
+            // A little slower than the client, so the proxy's output piles up.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut client = TcpStream::connect(addr).unwrap();
+    let data: Vec<u8> = (0..SENT).map(pattern).collect();
+    client.write_all(&data).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(reading.join().unwrap(), SENT, "the backend got every byte, then end-of-stream");
+    host.signal(rustix::process::Signal::TERM);
+    assert!(host.wait_exit(Duration::from_secs(20)).is_some_and(|status| status.success()), "{}", host.output());
+    let stats = host.wait_for_line("stopped stats=", Duration::from_secs(5)).expect("the host's stats line");
+    let refused: u64 = stats
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("writes_refused="))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no writes_refused in {stats}"));
+    eprintln!("{refused} writes refused");
+    assert!(refused > 0, "some writes were refused, and kept: {stats}");
+    assert_eq!(host.count_lines("guest trapped"), 0, "{}", host.output());
+}
+
 /// What a Python or JavaScript proxy's instance may add to the host's
 /// memory in the stream tests: up to its `--guest-memory` (64 MiB by
 /// default). Its heap grows with the traffic (componentize-py keeps a copy
@@ -237,7 +289,8 @@ const RUNTIME_HEAP_KB: u64 = 64 * 1024;
 
 /// Declares, for the proxy written in another language, the tests above
 /// but the per-connection redis run: redis under the shared model, the
-/// refusing backend, half-close, and the never-reading and slow backends.
+/// refusing backend, half-close, the never-reading and slow backends, and
+/// refused writes.
 macro_rules! proxy_tests_in {
     ($($lang:ident => $example:literal, instance_kb: $instance_kb:expr;)*) => {
         $(
@@ -262,6 +315,11 @@ macro_rules! proxy_tests_in {
                 #[test]
                 fn a_backend_that_never_reads_holds_the_client_back() {
                     never_reading_backend_holds_back(&support::example($example), $instance_kb);
+                }
+
+                #[test]
+                fn refused_writes_are_kept_and_retried() {
+                    refused_writes_kept_by(&support::example($example));
                 }
 
                 #[test]
