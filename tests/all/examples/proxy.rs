@@ -226,10 +226,11 @@ fn slow_backend_paces(component: &Path, instance_kb: u64) {
     assert!(stream.growth_kb < 8 * 1024 + instance_kb, "the host grew by {} kB", stream.growth_kb);
 }
 
-/// With the host's output for a connection capped at 640 KiB, a write the
-/// proxy makes past 512 KiB is refused (`would-block`): the proxy keeps it,
-/// retries it at `on-drain`, and the backend still gets every byte, in
-/// order, then the client's end-of-stream.
+/// With the host's output for a connection capped at 384 KiB, below the
+/// proxy's high watermark, only refused writes (`would-block`) hold the
+/// client back: the proxy keeps each, retries it at `on-drain`, and the
+/// backend, which waits before it starts reading, still gets every byte,
+/// in order, then the client's end-of-stream.
 #[test]
 fn refused_writes_are_kept_and_retried() {
     refused_writes_kept_by(&support::guest("proxy"));
@@ -239,11 +240,13 @@ fn refused_writes_kept_by(component: &Path) {
     const SENT: usize = 8 * MIB;
     let pattern = |at: usize| (at % 251) as u8;
     let backend = TcpListener::bind("127.0.0.1:0").unwrap();
-    let caps = ["--write-buffer", "256K", "--output-cap", "640K", "--output-memory", "640K"];
+    let caps = ["--write-buffer", "256K", "--output-cap", "384K", "--output-memory", "384K"];
     let (mut host, addr) = proxy_process(component, backend.local_addr().unwrap(), &caps);
     let reading = std::thread::spawn(move || {
         let (mut server, _) = backend.accept().unwrap();
         server.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // Meanwhile the host's output for this backend fills up.
+        std::thread::sleep(Duration::from_millis(300));
         let (mut buffer, mut received) = (vec![0u8; 64 * 1024], 0usize);
         loop {
             match server.read(&mut buffer) {
