@@ -2,9 +2,10 @@
 //! it, driven by `redis-cli` and `redis-benchmark` through it under both
 //! isolation models; a backend that refuses is skipped; half-close passes
 //! through; and a backend that reads slowly, or not at all, holds the client
-//! back by TCP flow control while the host stays within its caps. The same
-//! proxy in C, Python and JavaScript (`examples/proxy-*`) passes the redis,
-//! refusing-backend and half-close tests under the shared model.
+//! back by TCP flow control while the host stays within its caps; writes
+//! the host refuses are kept and sent later. The same proxy in C, Python and
+//! JavaScript (`examples/proxy-*`) passes every one of these tests but the
+//! per-connection redis run.
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
