@@ -200,6 +200,26 @@ fn paused_connection_is_served_after_resume_from_another() {
     assert_eq!(a.read_line().as_deref(), Some("pong"), "served after resume");
 }
 
+/// No `on-data` follows `pause-reading`, even for input that was waiting
+/// while another callback paused the connection: under the shared model,
+/// b's line arrives while a's callback computes, and that callback then
+/// pauses b; b is answered only once resumed.
+#[test]
+fn input_waiting_when_another_callback_pauses_it_is_not_delivered() {
+    let host = TestHost::start(&support::guest("probe"));
+    let mut a = Probe::connect(host.addr);
+    let mut b = Probe::connect(host.addr);
+    let b_id = whoami(&mut b).conn;
+    a.send(&format!("busy 300\npause {b_id}"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    b.send("ping");
+    assert_eq!(a.read_line().as_deref(), Some("done"));
+    assert_eq!(a.read_line().as_deref(), Some("ok"));
+    assert_silent(&mut b, "a connection paused while its input waited");
+    assert_eq!(a.ask(&format!("resume {b_id}")), "ok");
+    assert_eq!(b.read_line().as_deref(), Some("pong"), "served after resume");
+}
+
 /// A write that fails reaches the guest as an error event, as a failed read
 /// does, so a guest can forget what it keeps for that connection: here a
 /// peer pauses reading and resets, another connection writes to it (the

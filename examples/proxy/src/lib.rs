@@ -225,7 +225,15 @@ impl Handler for Proxy {
 
     fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String> {
         let Some(&(client, from)) = self.sides.get(&conn.id()) else { return Ok(()) };
-        self.relay(client, from, data)
+        if let Err(message) = self.relay(client, from, data) {
+            // The pair cannot go on: both ends close, after what they hold.
+            eprintln!("proxy: connection {client}: {message}");
+            if let Some(pair) = self.pairs.get_mut(&client) {
+                pair.close();
+            }
+            self.forget(client);
+        }
+        Ok(())
     }
 
     fn on_event(&mut self, conn: &Connection, event: ConnectionEvent) -> Result<(), String> {
@@ -285,7 +293,12 @@ impl Handler for Proxy {
                 Ok(()) => target.pending.clear(),
                 // Still no room: the next drain comes when there is.
                 Err(ErrorCode::WouldBlock) => return Ok(()),
-                Err(code) => return Err(format!("relaying to the {side:?}: {}", code.name())),
+                Err(code) => {
+                    eprintln!("proxy: connection {client}: relaying to the {side:?}: {}", code.name());
+                    pair.close();
+                    self.forget(client);
+                    return Ok(());
+                }
             }
         }
         if target.shutdown_owed {

@@ -60,7 +60,7 @@ pub struct Args {
     pub backlog: i32,
 
     /// An environment variable the guest sees (std::env::var, os.environ,
-    /// process.env, getenv), as KEY=VALUE; repeat for several. The guest
+    /// getenv, wasi:cli/environment), as KEY=VALUE; repeat for several. The guest
     /// sees these and no others: the host's own environment never reaches
     /// it. Default: none.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]

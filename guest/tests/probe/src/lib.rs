@@ -13,7 +13,7 @@
 //! | `count` | connections this instance accepted |
 //! | `largest-read` | `largest N`: the most bytes one `on-data` call of this instance got |
 //! | `send CONN TEXT` (through the kept owned handle) | `ok` or `error CODE` |
-//! | `pause`, `resume CONN` | `ok` |
+//! | `pause`, `pause CONN`, `resume CONN` | `ok` |
 //! | `shutdown-write` | `ok`, then end of stream |
 //! | `close` | nothing: the connection closes |
 //! | `fail` | nothing: the callback returns an error |
@@ -292,6 +292,16 @@ impl Probe {
             ["pause"] => {
                 conn.pause_reading();
                 "ok".to_string()
+            }
+            ["pause", id] => {
+                let id: u64 = id.parse().map_err(|e| format!("bad id: {e}"))?;
+                match self.connections.get(&id) {
+                    Some(other) => {
+                        other.pause_reading();
+                        "ok".to_string()
+                    }
+                    None => "error no-such-connection".to_string(),
+                }
             }
             ["resume", id] => {
                 let id: u64 = id.parse().map_err(|e| format!("bad id: {e}"))?;

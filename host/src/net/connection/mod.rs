@@ -341,6 +341,12 @@ impl Connection {
         self.state().closing.is_some()
     }
 
+    /// Whether input may be read and handed to the guest now: not closing,
+    /// not ended, and reading neither paused by the guest nor held back.
+    pub fn wants_input(&self) -> bool {
+        self.state().wants_input()
+    }
+
     /// What ended the connection, once `ready` has returned `Finished`.
     pub fn close_reason(&self) -> CloseReason {
         // Not closed, yet finished: the socket failed.

@@ -311,7 +311,10 @@ impl Worker {
             conn.close(CloseReason::Trap);
             return;
         };
-        if conn.is_closing() {
+        // Checked under the lock: another callback may have paused reading
+        // (or closed the connection) since the socket was found readable,
+        // and no `on-data` may follow `pause-reading`.
+        if !conn.wants_input() {
             return;
         }
         // A peer that streams (its last read was large) gets its bytes read
