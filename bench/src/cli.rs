@@ -53,6 +53,11 @@ pub struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub starts: u32,
 
+    /// The numbers of connections the curve test runs ping-pong at.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', default_values_t = [1, 10, 50, 100, 200],
+        value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub curve_connections: Vec<u32>,
+
     /// Idle connections held open for the memory figure. Clamped to what
     /// RLIMIT_NOFILE allows once raised to its hard limit.
     #[arg(long, default_value_t = 10_000)]
@@ -158,7 +163,7 @@ impl Args {
             warmup: (window / 6).min(Duration::from_secs(1)),
             window,
             pingpong_connections: 50,
-            curve_connections: vec![1, 10, 50, 100, 200],
+            curve_connections: self.curve_connections.iter().map(|&n| n as usize).collect(),
             message_bytes: 64,
             bulk_connections: 10,
             bulk_write_bytes: 16 << 10,
@@ -191,5 +196,7 @@ pub mod tests {
     #[test]
     fn the_curve_runs_at_one_to_two_hundred_connections() {
         assert_eq!(plan().curve_connections, vec![1, 10, 50, 100, 200]);
+        let args = Args::parse_from(["bench", "--curve-connections", "120,127"]);
+        assert_eq!(args.plan().unwrap().curve_connections, vec![120, 127]);
     }
 }
