@@ -145,7 +145,8 @@ impl Connection {
         traffic: Traffic,
     ) -> io::Result<Self> {
         let conn = Self::connecting(id, limits, traffic);
-        conn.attach(stream, peer)?;
+        // Set before the task first waits: nothing to wake it for.
+        let _ = conn.socket.set(Socket::new(stream, peer)?);
         Ok(conn)
     }
 
