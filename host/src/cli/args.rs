@@ -239,9 +239,12 @@ pub struct LimitArgs {
     pub max_outbound: usize,
 
     /// The most outbound connections one instance may have open at once;
-    /// past it, connecting fails with limit-reached.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_outbound_per_instance: usize,
+    /// past it, connecting fails with limit-reached. Default: --max-outbound,
+    /// so that a shared instance (a proxy, say) can open as many as the
+    /// host; lower it to bound what one connection's instance may open
+    /// under --isolation connection.
+    #[arg(long, value_name = "N")]
+    pub max_outbound_per_instance: Option<usize>,
 
     /// How long an outbound connection may take to resolve its name and
     /// connect before it fails with timeout.
@@ -414,7 +417,7 @@ impl LimitArgs {
             max_timers: self.max_timers,
             max_connections,
             max_outbound: self.max_outbound,
-            max_outbound_per_instance: self.max_outbound_per_instance,
+            max_outbound_per_instance: self.max_outbound_per_instance.unwrap_or(self.max_outbound),
             connect_timeout: self.connect_timeout,
             write_buffer,
             output_cap,
@@ -486,5 +489,17 @@ mod tests {
         assert!(error.contains("less than --write-buffer"), "{error}");
         let error = limits(&["--output-memory", "2M"]).unwrap_err().to_string();
         assert!(error.contains("no connection could reach its cap"), "{error}");
+    }
+
+    /// An instance may open as many outbound connections as the host
+    /// unless told fewer.
+    #[test]
+    fn outbound_limits_default_to_the_hosts() {
+        let defaults = limits(&[]).unwrap();
+        assert_eq!((defaults.max_outbound, defaults.max_outbound_per_instance), (10_000, 10_000));
+        assert_eq!(limits(&["--max-outbound", "50"]).unwrap().max_outbound_per_instance, 50);
+        let both = limits(&["--max-outbound", "50", "--max-outbound-per-instance", "5"]).unwrap();
+        assert_eq!((both.max_outbound, both.max_outbound_per_instance), (50, 5));
+        assert!(limits(&["--connect-timeout", "0"]).is_err(), "a connect timeout of 0 is refused");
     }
 }

@@ -107,7 +107,7 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
     set(&mut host.limits.output_memory, file.output_memory);
     set(&mut host.limits.max_timers, file.max_timers);
     set(&mut host.limits.max_outbound, file.max_outbound);
-    set(&mut host.limits.max_outbound_per_instance, file.max_outbound_per_instance);
+    host.limits.max_outbound_per_instance = file.max_outbound_per_instance.or(host.limits.max_outbound_per_instance);
     set(&mut host.limits.connect_timeout, file.connect_timeout);
     set(&mut host.limits.idle_timeout, file.idle_timeout);
     set(&mut host.workers, file.workers);
@@ -270,7 +270,7 @@ env = { BACKEND = "127.0.0.1:6379", MODE = "a=b" }
         let rules: Vec<String> = plan.host.allow_connect.iter().map(ToString::to_string).collect();
         assert_eq!(rules, ["127.0.0.1:6379", "db.internal:5432-5433"]);
         assert_eq!(plan.host.limits.connect_timeout, Duration::from_secs(2));
-        assert_eq!((plan.host.limits.max_outbound, plan.host.limits.max_outbound_per_instance), (100, 10));
+        assert_eq!((plan.host.limits.max_outbound, plan.host.limits.max_outbound_per_instance), (100, Some(10)));
         assert!(echo.env.is_empty());
         let env = [("BACKEND".to_string(), "127.0.0.1:6379".to_string()), ("MODE".into(), "a=b".into())];
         assert_eq!(kv.env, env);

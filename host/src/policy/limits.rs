@@ -44,7 +44,7 @@ impl Default for Limits {
             max_timers: 1024,
             max_connections: 10_000,
             max_outbound: 10_000,
-            max_outbound_per_instance: 1024,
+            max_outbound_per_instance: 10_000,
             connect_timeout: Duration::from_secs(10),
             write_buffer: 1 << 20,
             output_cap: 4 << 20,
