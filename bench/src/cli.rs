@@ -10,18 +10,22 @@ use crate::figures::Test;
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// Runs evconn's host (echo guest, both isolation models), a native tokio
-/// echo server and libevent's echo example side by side on loopback, and
-/// writes a markdown table, an SVG chart and JSON to --out.
+/// echo server, libevent's echo example and an echo guest that owns its
+/// socket (run by the wasmtime CLI) side by side on loopback, and writes a
+/// markdown table, an SVG chart and JSON to --out.
 ///
 /// Every measurement starts its server afresh on a free port, pinned to one
 /// CPU with the load on another (when there are two), and stops it after.
 /// The start test times the starts themselves: spawn to first echo, for the
 /// host with an empty code cache, a warm one and a precompiled file. The
 /// floor test runs the echo guest on wasmtime alone (`wasmtime-floor`), to
-/// show what any wasmtime host must pay.
+/// show what any wasmtime host must pay. The curve test runs ping-pong at
+/// 1, 10, 50, 100 and 200 connections on evconn, the guest-socket server
+/// and the native tokio echo.
 /// Rounds rotate the order of the servers. Exits non-zero when a server
 /// fails to start or a figure is missing, except libevent when
-/// --libevent-missing says why it could not be built.
+/// --libevent-missing says why it could not be built, and the guest-socket
+/// server when --guest-socket-missing says why it is not there.
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 pub struct Args {
@@ -48,6 +52,11 @@ pub struct Args {
     /// round's figure is their median.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub starts: u32,
+
+    /// The numbers of connections the curve test runs ping-pong at.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', default_values_t = [1, 10, 50, 100, 200],
+        value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub curve_connections: Vec<u32>,
 
     /// Idle connections held open for the memory figure. Clamped to what
     /// RLIMIT_NOFILE allows once raised to its hard limit.
@@ -83,6 +92,21 @@ pub struct Args {
     /// as missing, with this reason, instead of failing the run.
     #[arg(long, value_name = "REASON")]
     pub libevent_missing: Option<String>,
+
+    /// The wasmtime CLI, at the host's wasmtime version, that runs the echo
+    /// guest owning its socket (`scripts/setup bench` installs it here).
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/wasmtime-cli/bin/wasmtime"))]
+    pub wasmtime: PathBuf,
+
+    /// The echo guest that owns its socket (bench/socket-echo).
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm32-wasip2/guest/socket-echo.wasm"))]
+    pub socket_echo_wasm: PathBuf,
+
+    /// Why the guest-socket server cannot run (the wasmtime CLI is not
+    /// installed, say): it is then reported as missing, with this reason,
+    /// instead of failing the run.
+    #[arg(long, value_name = "REASON")]
+    pub guest_socket_missing: Option<String>,
 }
 
 /// How long and how much each measurement runs.
@@ -101,6 +125,8 @@ pub struct Plan {
     #[serde(serialize_with = "seconds")]
     pub window: Duration,
     pub pingpong_connections: usize,
+    /// The numbers of ping-pong connections the curve test runs at.
+    pub curve_connections: Vec<usize>,
     pub message_bytes: usize,
     pub bulk_connections: usize,
     pub bulk_write_bytes: usize,
@@ -137,6 +163,7 @@ impl Args {
             warmup: (window / 6).min(Duration::from_secs(1)),
             window,
             pingpong_connections: 50,
+            curve_connections: self.curve_connections.iter().map(|&n| n as usize).collect(),
             message_bytes: 64,
             bulk_connections: 10,
             bulk_write_bytes: 16 << 10,
@@ -154,5 +181,22 @@ impl Args {
             let root = std::fs::canonicalize(ROOT).unwrap_or_else(|_| PathBuf::from(ROOT));
             root.join("target/bench-results").join(crate::clock::utc_stamp())
         })
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// The plan of a full run with no flags, for other modules' tests.
+    pub fn plan() -> Plan {
+        Args::parse_from(["bench"]).plan().expect("the default flags make a plan")
+    }
+
+    #[test]
+    fn the_curve_runs_at_one_to_two_hundred_connections() {
+        assert_eq!(plan().curve_connections, vec![1, 10, 50, 100, 200]);
+        let args = Args::parse_from(["bench", "--curve-connections", "120,127"]);
+        assert_eq!(args.plan().unwrap().curve_connections, vec![120, 127]);
     }
 }

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 /// One kind of load; each run of it on a fresh server yields its figures.
-/// `Start` times the starts themselves; `Floor` runs no server, but the
-/// echo guest on wasmtime alone (`floor`).
+/// `Start` times the starts themselves; `Curve` is ping-pong again at
+/// several numbers of connections; `Floor` runs no server, but the echo
+/// guest on wasmtime alone (`floor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Test {
@@ -14,12 +15,13 @@ pub enum Test {
     Bulk,
     Connect,
     Idle,
+    Curve,
     Floor,
 }
 
 impl Test {
-    pub const ALL: [Test; 7] =
-        [Test::Start, Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle, Test::Floor];
+    pub const ALL: [Test; 8] =
+        [Test::Start, Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle, Test::Curve, Test::Floor];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -29,6 +31,7 @@ impl Test {
             Test::Bulk => "bulk",
             Test::Connect => "connect",
             Test::Idle => "idle",
+            Test::Curve => "curve",
             Test::Floor => "floor",
         }
     }

@@ -1,5 +1,6 @@
-//! `bench`: runs evconn's host and native echo servers side by side on
-//! loopback, generates the load, and writes the report.
+//! `bench`: runs evconn's host, native echo servers and an echo guest that
+//! owns its socket side by side on loopback, generates the load, and writes
+//! the report.
 mod cli;
 mod clock;
 mod figures;
@@ -47,6 +48,11 @@ fn run(args: cli::Args) -> Result<bool, String> {
             Some(reason) => Err(reason.clone()),
             None => Ok(args.libevent_echo.clone()),
         },
+        wasmtime_cli: match &args.guest_socket_missing {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(args.wasmtime.clone()),
+        },
+        socket_echo: args.socket_echo_wasm.clone(),
     };
     programs.check()?;
     let out = args.out_dir();

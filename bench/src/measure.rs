@@ -43,9 +43,30 @@ pub fn run(
         }
         Test::Floor => return Err("the floor figures come from wasmtime alone (floor.rs), not from a server".into()),
         Test::PingPong => {
-            let w = runtime.block_on(load::pingpong::run(address, pid, plan))?;
+            let (w, _) = runtime.block_on(load::pingpong::run(address, pid, plan, false))?;
             let cpu = per_op(&w, 1e6)?;
             outcome([(Figure::RoundTrips, w.rate()), (Figure::CpuPerRoundTrip, cpu)], w)
+        }
+        // Ping-pong at the plan's number of connections (the runner sets it
+        // for each point), where a server that stalls has a figure: the
+        // round trips it made, perhaps none, and then no CPU per round trip.
+        Test::Curve => {
+            let (w, stalled) = runtime.block_on(load::pingpong::run(address, pid, plan, true))?;
+            let mut o = match w.cpu_per_op() {
+                Some(cpu) => outcome([(Figure::RoundTrips, w.rate()), (Figure::CpuPerRoundTrip, cpu * 1e6)], w),
+                None => outcome([(Figure::RoundTrips, 0.0)], w),
+            };
+            o.note = match (stalled, w.ops) {
+                (_, 0) => Some(format!(
+                    "no round trip in the {:.1} s window at {} connections, with {:.2} cores of server CPU",
+                    w.usage.wall_seconds,
+                    plan.pingpong_connections,
+                    w.usage.server_seconds / w.usage.wall_seconds
+                )),
+                (Some(stalled), _) => Some(format!("at {} connections, {stalled}", plan.pingpong_connections)),
+                (None, _) => None,
+            };
+            o
         }
         Test::Latency => {
             let l = load::latency::run(address, pid, plan, latency_cpu)?;

@@ -27,6 +27,9 @@ pub struct Sample {
     pub round: u32,
     pub server: ServerKind,
     pub test: Test,
+    /// The number of ping-pong connections, for a point of the curve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
     #[serde(flatten)]
     pub outcome: Outcome,
     /// How the server ended when stopped.
@@ -100,6 +103,10 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
                 }
                 continue;
             }
+            if test == Test::Curve {
+                curve(programs, plan, pins, logs, runtime, round, &order, &mut results);
+                continue;
+            }
             for &kind in &order {
                 let log = logs.join(format!("{}.log", kind.key()));
                 let label = format!("round {}/{} {:<9} {:<17}", round + 1, plan.rounds, test.key(), kind.key());
@@ -116,7 +123,7 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
                 match measured {
                     Ok((outcome, stopped)) => {
                         eprintln!("{label} {}", describe(&outcome));
-                        results.samples.push(Sample { round, server: kind, test, outcome, stopped });
+                        results.samples.push(Sample { round, server: kind, test, connections: None, outcome, stopped });
                     }
                     Err(error) => {
                         eprintln!("{label} FAILED: {error}");
@@ -130,6 +137,48 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
         eprintln!("bench: {e}");
     }
     results
+}
+
+/// One round of the curve: ping-pong at each of the plan's numbers of
+/// connections, on each of its servers in this round's order, each on a
+/// freshly started server.
+#[allow(clippy::too_many_arguments)] // the runner's state, passed down as is
+fn curve(
+    programs: &Programs,
+    plan: &Plan,
+    pins: Pins,
+    logs: &Path,
+    runtime: &Runtime,
+    round: u32,
+    order: &[ServerKind],
+    results: &mut Results,
+) {
+    let test = Test::Curve;
+    for &connections in &plan.curve_connections {
+        let at = Plan { pingpong_connections: connections, ..plan.clone() };
+        for &kind in order.iter().filter(|k| ServerKind::CURVE.contains(k)) {
+            let log = logs.join(format!("{}.log", kind.key()));
+            let label =
+                format!("round {}/{} {:<9} {:<17}", round + 1, plan.rounds, format!("{connections} conns"), kind.key());
+            let measured = servers::start(programs, kind, &Code::Component, pins.server, &log).and_then(|server| {
+                let outcome = measure::run(test, &server, &at, runtime, pins.latency);
+                let stopped = server.stop();
+                outcome.map(|o| (o, stopped))
+            });
+            match measured {
+                Ok((outcome, stopped)) => {
+                    eprintln!("{label} {}", describe(&outcome));
+                    let connections = Some(connections);
+                    results.samples.push(Sample { round, server: kind, test, connections, outcome, stopped });
+                }
+                Err(error) => {
+                    eprintln!("{label} FAILED: {error}");
+                    let error = format!("{connections} connections: {error}");
+                    results.failures.push(Failure { round, server: Some(kind), test, error });
+                }
+            }
+        }
+    }
 }
 
 /// One line of progress.
@@ -151,7 +200,7 @@ mod tests {
     #[test]
     fn every_server_goes_first_once() {
         let all = ServerKind::ALL.to_vec();
-        let firsts: Vec<_> = (0..4).map(|r| order(&all, r)[0]).collect();
+        let firsts: Vec<_> = (0..all.len() as u32).map(|r| order(&all, r)[0]).collect();
         assert_eq!(firsts, all);
     }
 }

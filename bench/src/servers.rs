@@ -1,4 +1,4 @@
-//! The four servers: how each is started on a free loopback port, checked,
+//! The servers: how each is started on a free loopback port, checked,
 //! timed until its first echo, and stopped.
 use std::fs::File;
 use std::io::{Read, Write};
@@ -17,12 +17,29 @@ pub enum ServerKind {
     EvconnConnection,
     Tokio,
     Libevent,
+    /// evconn's alternative: a guest that binds, listens and accepts through
+    /// `wasi:sockets` itself (bench/socket-echo, wstd), run by the wasmtime
+    /// CLI at the host's wasmtime version.
+    GuestSocket,
 }
 
 impl ServerKind {
     /// Every server, in the order of the report.
-    pub const ALL: [ServerKind; 4] =
-        [ServerKind::EvconnShared, ServerKind::EvconnConnection, ServerKind::Tokio, ServerKind::Libevent];
+    pub const ALL: [ServerKind; 5] = [
+        ServerKind::EvconnShared,
+        ServerKind::EvconnConnection,
+        ServerKind::Tokio,
+        ServerKind::Libevent,
+        ServerKind::GuestSocket,
+    ];
+
+    /// The servers of the connection-count curve: evconn, its alternative,
+    /// and the native echo as the anchor.
+    pub const CURVE: [ServerKind; 4] =
+        [ServerKind::EvconnShared, ServerKind::EvconnConnection, ServerKind::GuestSocket, ServerKind::Tokio];
+
+    /// The two ways evconn runs the echo guest.
+    pub const EVCONN: [ServerKind; 2] = [ServerKind::EvconnShared, ServerKind::EvconnConnection];
 
     /// The name in JSON and log files.
     pub fn key(self) -> &'static str {
@@ -31,6 +48,7 @@ impl ServerKind {
             ServerKind::EvconnConnection => "evconn-connection",
             ServerKind::Tokio => "tokio",
             ServerKind::Libevent => "libevent",
+            ServerKind::GuestSocket => "guest-socket",
         }
     }
 
@@ -41,7 +59,13 @@ impl ServerKind {
             ServerKind::EvconnConnection => "evconn connection",
             ServerKind::Tokio => "tokio native",
             ServerKind::Libevent => "libevent",
+            ServerKind::GuestSocket => "guest socket (wstd)",
         }
+    }
+
+    /// Whether this is evconn's host.
+    pub fn is_evconn(self) -> bool {
+        Self::EVCONN.contains(&self)
     }
 
     /// Whether this is a native server the sandbox is compared with.
@@ -60,7 +84,14 @@ pub struct Programs {
     pub wasmtime_floor: PathBuf,
     /// Err: why libevent's echo server is not there.
     pub libevent_echo: Result<PathBuf, String>,
+    /// The wasmtime CLI that runs `socket_echo`; Err: why it is not there.
+    pub wasmtime_cli: Result<PathBuf, String>,
+    /// The echo guest that owns its socket (bench/socket-echo).
+    pub socket_echo: PathBuf,
 }
+
+/// What installs the wasmtime CLI the guest-socket server runs on.
+pub const WASMTIME_CLI_INSTALL: &str = "scripts/setup bench";
 
 impl Programs {
     /// Checks the files exist; the first missing one that is not allowed to
@@ -80,6 +111,17 @@ impl Programs {
                 path.display()
             ));
         }
+        if let Ok(path) = &self.wasmtime_cli {
+            if !path.is_file() {
+                missing.push(format!(
+                    "{} (the wasmtime CLI: `{WASMTIME_CLI_INSTALL}` installs it, or pass --guest-socket-missing REASON)",
+                    path.display()
+                ));
+            }
+            if !self.socket_echo.is_file() {
+                missing.push(self.socket_echo.display().to_string());
+            }
+        }
         if missing.is_empty() {
             Ok(())
         } else {
@@ -89,8 +131,9 @@ impl Programs {
 
     /// Why `kind` cannot run, if it cannot.
     pub fn missing(&self, kind: ServerKind) -> Option<&str> {
-        match (kind, &self.libevent_echo) {
-            (ServerKind::Libevent, Err(reason)) => Some(reason),
+        match (kind, &self.libevent_echo, &self.wasmtime_cli) {
+            (ServerKind::Libevent, Err(reason), _) => Some(reason),
+            (ServerKind::GuestSocket, _, Err(reason)) => Some(reason),
             _ => None,
         }
     }
@@ -126,6 +169,13 @@ impl Programs {
                 c.arg(address.port().to_string());
                 c
             }
+            ServerKind::GuestSocket => {
+                // As a user runs it: the CLI's defaults, and the network the
+                // guest binds from inherited (TCP is allowed by default).
+                let mut c = Command::new(self.wasmtime_cli.as_ref().expect("checked by the runner"));
+                c.args(["run", "-S", "inherit-network=y"]).arg(&self.socket_echo).arg(address.to_string());
+                c
+            }
         }
     }
 
@@ -146,7 +196,8 @@ impl Programs {
     }
 }
 
-/// What the host loads at start-up.
+/// What the host loads at start-up (the other servers load what they
+/// always load).
 #[derive(Debug, Clone)]
 pub enum Code {
     /// The echo component, with the host's default code cache (the user's

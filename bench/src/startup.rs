@@ -2,7 +2,8 @@
 //! connection. The host starts with an empty code cache (it compiles the
 //! component), with that cache again (warm), and with a file `host compile`
 //! made; the native servers have nothing to compile, and their start
-//! (process start and bind) is the floor.
+//! (process start and bind) is the floor. The guest-socket server's wasmtime
+//! CLI (built without its code cache) compiles the guest at every start.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
@@ -59,7 +60,8 @@ pub fn precompile(programs: &Programs, dir: &Path, cpu: Option<usize>, log: &Pat
 /// the machine does not fall on one kind only, each a fresh process pinned
 /// to `cpu`. A figure is the median of its starts. Cold starts get a fresh
 /// cache folder under `scratch`, removed after the warm start that reuses
-/// it. The native servers start with the same command each time.
+/// it. The native servers and the guest-socket server start with the same
+/// command each time.
 /// Returns the figures and how the servers ended.
 pub fn run(
     programs: &Programs,
@@ -70,10 +72,10 @@ pub fn run(
     scratch: &Path,
     precompiled: Result<&Path, &str>,
 ) -> Result<(Outcome, String), String> {
-    let precompiled = match (kind.is_native(), precompiled) {
-        (true, _) => Code::Component,
-        (false, Ok(file)) => Code::Precompiled(file.to_path_buf()),
-        (false, Err(reason)) => return Err(format!("no precompiled file: {reason}")),
+    let precompiled = match (kind.is_evconn(), precompiled) {
+        (false, _) => Code::Component,
+        (true, Ok(file)) => Code::Precompiled(file.to_path_buf()),
+        (true, Err(reason)) => return Err(format!("no precompiled file: {reason}")),
     };
     let mut runs: BTreeMap<Figure, Vec<f64>> = BTreeMap::new();
     let mut stopped = BTreeSet::new();
@@ -91,7 +93,7 @@ pub fn run(
             stopped.insert(server.stop());
             // A cold start that left no entry would make the warm one a
             // second cold one, and its figure a lie.
-            if figure == Figure::ColdStart && !kind.is_native() && !holds_entry(&cache) {
+            if figure == Figure::ColdStart && kind.is_evconn() && !holds_entry(&cache) {
                 return Err(format!("the host wrote no compiled code to {}; see {}", cache.display(), log.display()));
             }
         }

@@ -50,6 +50,24 @@ pub fn short(v: f64) -> String {
     }
 }
 
+/// A ratio with two decimals near 1, and two significant digits far from
+/// it: 0.88, 0.017, 38, 1234.
+pub fn short_ratio(r: f64) -> String {
+    let a = r.abs();
+    if a == 0.0 || !a.is_finite() {
+        format!("{r}")
+    } else if a >= 100.0 {
+        format!("{r:.0}")
+    } else if a >= 10.0 {
+        format!("{r:.1}")
+    } else if a >= 0.1 {
+        format!("{r:.2}")
+    } else {
+        let decimals = (-a.log10()).ceil() as usize + 1;
+        format!("{r:.decimals$}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +84,10 @@ mod tests {
         assert_eq!(percentile(&[7], 99.0), 7);
         assert_eq!(short(98_234.0), "98.2k");
         assert_eq!(short(13.14), "13.1");
+        assert_eq!(short_ratio(0.876), "0.88");
+        assert_eq!(short_ratio(0.01654), "0.017");
+        assert_eq!(short_ratio(0.00207), "0.0021");
+        assert_eq!(short_ratio(38.24), "38.2");
+        assert_eq!(short_ratio(1234.5), "1234");
     }
 }

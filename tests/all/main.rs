@@ -30,6 +30,7 @@ mod output;
 mod reload;
 mod sandbox;
 mod socket_activation;
+mod socket_echo;
 mod test_kit;
 mod timers;
 mod workers;

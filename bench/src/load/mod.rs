@@ -102,12 +102,21 @@ pub async fn connect(address: SocketAddr) -> Result<TcpStream, String> {
     Ok(stream)
 }
 
+/// What `bounded` says when a step made no progress in STUCK.
+const NO_PROGRESS: &str = "no progress in";
+
 /// Bounds one I/O step by STUCK.
 pub async fn bounded<T>(what: &str, step: impl Future<Output = std::io::Result<T>>) -> Result<T, String> {
     tokio::time::timeout(STUCK, step)
         .await
-        .map_err(|_| format!("{what}: no progress in {STUCK:?}"))?
+        .map_err(|_| format!("{what}: {NO_PROGRESS} {STUCK:?}"))?
         .map_err(|e| format!("{what}: {e}"))
+}
+
+/// Whether a worker's error is a step that made no progress in STUCK (the
+/// server stopped answering), rather than a failure.
+pub fn is_stall(error: &str) -> bool {
+    error.contains(NO_PROGRESS)
 }
 
 /// The message each ping-pong and connect exchange sends.

@@ -8,10 +8,20 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Window, Workers, bounded, connect, message, timed};
+use super::{Window, Workers, bounded, connect, is_stall, message, timed};
 use crate::cli::Plan;
 
-pub async fn run(address: SocketAddr, pid: u32, plan: &Plan) -> Result<Window, String> {
+/// The round trips of `plan.pingpong_connections` connections in one window.
+/// With `stall_is_a_figure`, a server that stops answering some connections
+/// for longer than STUCK still gives the window's figure (perhaps no round
+/// trip at all), and the second value says so: the curve measures how far a
+/// server holds up as connections grow. Otherwise that is a failure.
+pub async fn run(
+    address: SocketAddr,
+    pid: u32,
+    plan: &Plan,
+    stall_is_a_figure: bool,
+) -> Result<(Window, Option<String>), String> {
     // Every connection is open before any load starts, so the window sees
     // only round trips.
     let mut streams = Vec::with_capacity(plan.pingpong_connections);
@@ -24,8 +34,11 @@ pub async fn run(address: SocketAddr, pid: u32, plan: &Plan) -> Result<Window, S
         workers.spawn(round_trip_loop(stream, round_trips.clone(), workers.stop_flag(), plan.message_bytes));
     }
     let window = timed(&round_trips, pid, plan).await;
-    workers.finish(Duration::from_secs(2)).await?;
-    window
+    match workers.finish(Duration::from_secs(2)).await {
+        Ok(()) => Ok((window?, None)),
+        Err(e) if stall_is_a_figure && is_stall(&e) => Ok((window?, Some(format!("stalled: {e}")))),
+        Err(e) => Err(e),
+    }
 }
 
 async fn round_trip_loop(

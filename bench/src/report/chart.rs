@@ -1,15 +1,18 @@
 //! The report as an SVG chart drawn with plotters: one small bar chart per
 //! figure, a bar per server at its median with a whisker from the lowest to
-//! the highest round, and a red line at the figure's target if it has one.
+//! the highest round, and a red line at the figure's target if it has one;
+//! then, when the curve ran, its round trips and CPU per round trip against
+//! the number of connections, a line per server, both axes logarithmic.
 use std::path::Path;
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::curve::{CurveReport, Point};
 use super::{FigureReport, Report};
-use crate::figures::Better;
+use crate::figures::{Better, Figure};
 use crate::servers::ServerKind;
-use crate::stats::short;
+use crate::stats::{short, short_ratio};
 
 const COLUMNS: usize = 2;
 const PANEL: (u32, u32) = (560, 300);
@@ -21,23 +24,33 @@ fn colour(server: ServerKind) -> RGBColor {
         ServerKind::EvconnConnection => RGBColor(0x6a, 0xa8, 0xdc),
         ServerKind::Tokio => RGBColor(0xe0, 0x7b, 0x1a),
         ServerKind::Libevent => RGBColor(0x3a, 0x9a, 0x4a),
+        ServerKind::GuestSocket => RGBColor(0x8e, 0x44, 0xad),
     }
 }
 
 pub fn svg(report: &Report, path: &Path) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let rows = report.figures.len().div_ceil(COLUMNS);
+    let curve_panels = if report.curve.is_some() { 2 } else { 0 };
+    let rows = (report.figures.len().div_ceil(COLUMNS) * COLUMNS + curve_panels).div_ceil(COLUMNS);
     let size = (PANEL.0 * COLUMNS as u32, PANEL.1 * rows as u32 + TITLE_HEIGHT);
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let title = format!(
-        "evconn vs native echo servers, {}: median, whisker min-max over rounds, (Nx) evconn / best native",
+        "evconn, native echo servers and a guest owning its socket, {}: median, whisker min-max; (Nx) evconn / best native",
         report.meta.date
     );
     let body = root.titled(&title, ("sans-serif", 20)).map_err(|e| err(&e))?;
     let servers: Vec<ServerKind> = report.servers.iter().filter(|s| s.missing.is_none()).map(|s| s.server).collect();
-    for (area, figure) in body.split_evenly((rows, COLUMNS)).iter().zip(&report.figures) {
+    let areas = body.split_evenly((rows, COLUMNS));
+    for (area, figure) in areas.iter().zip(&report.figures) {
         panel(area, figure, &servers).map_err(|e| err(&e))?;
+    }
+    // The curve starts on a row of its own.
+    if let Some(curve) = &report.curve {
+        let first = report.figures.len().div_ceil(COLUMNS) * COLUMNS;
+        for (area, figure) in areas.iter().skip(first).zip([Figure::RoundTrips, Figure::CpuPerRoundTrip]) {
+            curve_panel(area, curve, figure).map_err(|e| err(&e))?;
+        }
     }
     root.present().map_err(|e| err(&e))
 }
@@ -52,7 +65,8 @@ fn panel<DB: DrawingBackend>(
         Better::Lower => "lower is better",
     };
     let top = figure.values.iter().map(|v| v.summary.max).chain(figure.target).fold(0.0f64, f64::max);
-    let top = if top > 0.0 { top * 1.2 } else { 1.0 };
+    // Room above the bars for two lines of labels.
+    let top = if top > 0.0 { top * 1.3 } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(format!("{} ({better})", figure.title), ("sans-serif", 14))
         .margin(8)
@@ -105,6 +119,13 @@ fn panel<DB: DrawingBackend>(
     chart.draw_series(present.iter().map(|&(i, s, summary)| {
         Text::new(label(s, summary.median), (SegmentValue::CenterOf(i), summary.max + top * 0.02), above.clone())
     }))?;
+    // And how far they are from the guest that owns its socket.
+    let against_guest = |s: ServerKind| figure.ratio(s, ServerKind::GuestSocket).map(|r| r.summary.median);
+    chart.draw_series(present.iter().filter_map(|&(i, s, summary)| {
+        let ratio = against_guest(s)?;
+        let text = format!("{}x guest socket", short_ratio(ratio));
+        Some(Text::new(text, (SegmentValue::CenterOf(i), summary.max + top * 0.09), above.clone()))
+    }))?;
     if let Some(target) = figure.target {
         let red = RGBColor(0xc0, 0x20, 0x20);
         let (left, right) = (SegmentValue::Exact(0), SegmentValue::Exact(servers.len()));
@@ -120,5 +141,67 @@ fn panel<DB: DrawingBackend>(
             note,
         )))?;
     }
+    Ok(())
+}
+
+/// One figure of the curve against the number of connections: a line per
+/// server through its medians, log-log since the servers differ by orders
+/// of magnitude.
+fn curve_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    curve: &CurveReport,
+    figure: Figure,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let pick = |p: &Point| match figure {
+        Figure::RoundTrips => p.round_trips_per_s,
+        _ => p.cpu_us_per_round_trip,
+    };
+    let medians = |points: &[Point]| -> Vec<(f64, f64)> {
+        points.iter().filter_map(|p| Some((p.connections as f64, pick(p)?.median))).filter(|(_, y)| *y > 0.0).collect()
+    };
+    let all: Vec<(f64, f64)> = curve.servers.iter().flat_map(|s| medians(&s.points)).collect();
+    let (low, high) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, y)| (lo.min(*y), hi.max(*y)));
+    // Room for the legend above the lines, at the top left.
+    let (low, high) = if all.is_empty() { (1.0, 10.0) } else { (low / 2.0, high * 20.0) };
+    let most = curve.connections.last().copied().unwrap_or(1).max(2) as f64;
+    let better = match figure.better() {
+        Better::Higher => "higher is better",
+        Better::Lower => "lower is better",
+    };
+    let title = match figure {
+        Figure::RoundTrips => "ping-pong by connections: round trips/s",
+        _ => "ping-pong by connections: server CPU per round trip",
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{title} ({better})"), ("sans-serif", 14))
+        .margin(8)
+        .x_label_area_size(34)
+        .y_label_area_size(52)
+        .build_cartesian_2d((0.8..most * 1.25).log_scale(), (low..high).log_scale())?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_desc("connections")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| short(*y))
+        .y_desc(figure.unit())
+        .label_style(("sans-serif", 11))
+        .draw()?;
+    for s in &curve.servers {
+        let colour = colour(s.server);
+        let points = medians(&s.points);
+        chart
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
+            .label(s.server.label())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, colour.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
     Ok(())
 }

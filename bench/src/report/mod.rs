@@ -3,6 +3,7 @@
 //! missed, and the notes a reader needs; written as results.json, report.md
 //! and chart.svg.
 mod chart;
+mod curve;
 mod floor;
 mod start;
 mod table;
@@ -20,6 +21,7 @@ use crate::servers::{Programs, ServerKind};
 use crate::startup::Precompiled;
 use crate::stats::Summary;
 
+pub use curve::CurveReport;
 pub use floor::FloorReport;
 pub use start::StartReport;
 pub use targets::Verdict;
@@ -37,6 +39,8 @@ pub struct Report {
     /// What wasmtime alone costs, against the servers; None when the floor
     /// did not run.
     pub floor: Option<FloorReport>,
+    /// Ping-pong by number of connections; None when the curve did not run.
+    pub curve: Option<CurveReport>,
     /// Each of the project's targets whose figure this run measured.
     pub targets: Vec<Verdict>,
     /// The file the precompiled starts served.
@@ -59,6 +63,8 @@ pub struct Meta {
     pub bench_build: &'static str,
     pub host: String,
     pub libevent_version: Option<String>,
+    /// What the wasmtime CLI of the guest-socket server says it is.
+    pub wasmtime_cli_version: Option<String>,
     pub seconds_taken: f64,
 }
 
@@ -143,7 +149,7 @@ pub fn build(results: Results, context: &Context) -> Report {
         results
             .samples
             .iter()
-            .filter(|s| s.server == server && s.round as usize == round)
+            .filter(|s| s.test == figure.test() && s.server == server && s.round as usize == round)
             .find_map(|s| s.outcome.values.get(&figure).copied())
     };
 
@@ -172,6 +178,7 @@ pub fn build(results: Results, context: &Context) -> Report {
             .collect(),
         start: start::report(&figures),
         floor: floor::report(&results.floor, rounds, &figures),
+        curve: curve::report(&results.samples, plan, &available),
         targets: targets::verdicts(&figures),
         figures,
         precompiled: results.precompiled,
@@ -190,8 +197,7 @@ fn figure_report(figure: Figure, by_round: Vec<(ServerKind, Vec<Option<f64>>)>) 
     for (server, by_round) in by_round {
         let present: Vec<f64> = by_round.iter().flatten().copied().collect();
         if let Some(summary) = Summary::of(&present) {
-            let within_target =
-                figure.target().filter(|_| !server.is_native()).map(|t| figure.beats(summary.median, t));
+            let within_target = figure.target().filter(|_| server.is_evconn()).map(|t| figure.beats(summary.median, t));
             values.push(ServerValue { server, summary, by_round, within_target });
         }
     }
@@ -200,9 +206,11 @@ fn figure_report(figure: Figure, by_round: Vec<(ServerKind, Vec<Option<f64>>)>) 
         .filter(|v| v.server.is_native())
         .reduce(|a, b| if figure.beats(b.summary.median, a.summary.median) { b } else { a })
         .map(|v| v.server);
+    // evconn against every native server, and against the guest that owns
+    // its socket: the alternative a user of sandboxed handlers weighs.
     let mut ratios = Vec::new();
-    for evconn in values.iter().filter(|v| !v.server.is_native()) {
-        for native in values.iter().filter(|v| v.server.is_native()) {
+    for evconn in values.iter().filter(|v| v.server.is_evconn()) {
+        for native in values.iter().filter(|v| v.server.is_native() || v.server == ServerKind::GuestSocket) {
             if let Some(summary) = ratio_by_round(&evconn.by_round, &native.by_round) {
                 ratios.push(Ratio { server: evconn.server, against: native.server, summary });
             }
@@ -313,6 +321,10 @@ fn meta(context: &Context) -> Meta {
         bench_build: if cfg!(debug_assertions) { "debug" } else { "release" },
         host: context.programs.host.display().to_string(),
         libevent_version: libevent_version.filter(|_| context.programs.missing(ServerKind::Libevent).is_none()),
+        wasmtime_cli_version: context.programs.wasmtime_cli.as_ref().ok().and_then(|cli| {
+            let output = std::process::Command::new(cli).arg("--version").output().ok()?;
+            output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        }),
         seconds_taken: context.seconds_taken,
     }
 }

@@ -40,7 +40,7 @@ pub fn report(figures: &[FigureReport]) -> Option<StartReport> {
     let servers = warm
         .values
         .iter()
-        .filter(|v| !v.server.is_native())
+        .filter(|v| v.server.is_evconn())
         .map(|v| EvconnStart {
             server: v.server,
             warm_ms: v.summary,

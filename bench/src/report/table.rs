@@ -1,15 +1,16 @@
 //! The report as markdown: settings, the figures, evconn's ratios to the
-//! native servers, the targets met or missed, the start figures against
-//! their target, noise and notes.
+//! native servers and to a guest that owns its socket, the targets met or
+//! missed, the start figures against their target, ping-pong by number of
+//! connections, noise and notes.
 use std::fmt::Write;
 
 use super::targets::Against;
 use super::{FigureReport, Report};
 use crate::figures::{Better, Figure};
 use crate::servers::ServerKind;
-use crate::stats::{Summary, short};
+use crate::stats::{Summary, short, short_ratio};
 
-const EVCONN: [ServerKind; 2] = [ServerKind::EvconnShared, ServerKind::EvconnConnection];
+const EVCONN: [ServerKind; 2] = ServerKind::EVCONN;
 
 pub fn markdown(r: &Report) -> String {
     let mut md = String::new();
@@ -21,13 +22,14 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         md,
-        "{} ({} CPUs), Linux {}; load generator built for {}; host `{}`{}.\n",
+        "{} ({} CPUs), Linux {}; load generator built for {}; host `{}`{}{}.\n",
         m.cpu,
         m.cpus,
         m.kernel,
         m.bench_build,
         m.host,
-        m.libevent_version.as_ref().map(|v| format!("; libevent {v}")).unwrap_or_default()
+        m.libevent_version.as_ref().map(|v| format!("; libevent {v}")).unwrap_or_default(),
+        m.wasmtime_cli_version.as_ref().map(|v| format!("; the guest socket's CLI: {v}")).unwrap_or_default()
     );
     let pins = match (r.pins.server, r.pins.load) {
         (Some(s), Some(l)) => format!(
@@ -110,6 +112,10 @@ pub fn markdown(r: &Report) -> String {
         md.push('\n');
     }
 
+    if servers.contains(&ServerKind::GuestSocket) {
+        guest_socket_section(&mut md, r);
+    }
+
     if !r.targets.is_empty() {
         targets_section(&mut md, r);
     }
@@ -120,6 +126,10 @@ pub fn markdown(r: &Report) -> String {
 
     if let Some(floor) = &r.floor {
         floor_section(&mut md, r, floor);
+    }
+
+    if let Some(curve) = &r.curve {
+        super::curve::markdown(&mut md, curve);
     }
 
     // The start test alone has no timed window.
@@ -161,6 +171,36 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(md, "- {}: `{}`", s.label, s.command);
     }
     md
+}
+
+fn guest_socket_section(md: &mut String, r: &Report) {
+    let _ = writeln!(md, "\n## evconn against a guest that owns its socket\n");
+    let _ = writeln!(
+        md,
+        "The alternative to native accept and callbacks: the echo guest binds, listens and accepts through \
+         `wasi:sockets` itself and serves each connection in a task of wstd's runtime (bench/socket-echo), run by \
+         `wasmtime run -S inherit-network` at the host's wasmtime version. evconn's figure divided by its, round \
+         by round; median and (min-max) over rounds. For rates above 1 means evconn is faster; for costs below 1 \
+         means evconn is cheaper.\n"
+    );
+    let _ = writeln!(md, "| figure | shared / guest socket | connection / guest socket |");
+    let _ = writeln!(md, "| --- | ---: | ---: |");
+    for f in &r.figures {
+        let _ = write!(md, "| {} |", f.title);
+        for e in EVCONN {
+            let cell = match f.ratio(e, ServerKind::GuestSocket) {
+                Some(r) => format!(
+                    "{} ({}-{})",
+                    short_ratio(r.summary.median),
+                    short_ratio(r.summary.min),
+                    short_ratio(r.summary.max)
+                ),
+                None => "missing".into(),
+            };
+            let _ = write!(md, " {cell} |");
+        }
+        md.push('\n');
+    }
 }
 
 fn targets_section(md: &mut String, r: &Report) {
