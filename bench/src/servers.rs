@@ -22,8 +22,10 @@ pub enum ServerKind {
     /// CLI at the host's wasmtime version.
     GuestSocket,
     /// The proxy suite: evconn's host with the proxy guest
-    /// (examples/proxy), each isolation model.
+    /// (examples/proxy), each isolation model; named in JSON as in logs.
+    #[serde(rename = "proxy-evconn-shared")]
     ProxyShared,
+    #[serde(rename = "proxy-evconn-connection")]
     ProxyConnection,
     /// HAProxy in `mode tcp`, one thread.
     Haproxy,
@@ -523,4 +525,17 @@ fn exchange(address: SocketAddr, deadline: Instant) -> std::io::Result<()> {
         return Err(std::io::Error::other("the echo differs from what was sent"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// results.json names every server by the key its logs have.
+    #[test]
+    fn json_names_are_the_keys() {
+        for kind in ServerKind::ALL.into_iter().chain(ServerKind::PROXIES) {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.key(), "{kind:?}");
+        }
+    }
 }
