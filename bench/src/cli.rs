@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::figures::Test;
+use crate::servers::Suite;
 
 /// Where scripts/bench puts what it builds, relative to the workspace root.
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -22,6 +23,11 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// show what any wasmtime host must pay. The curve test runs ping-pong at
 /// 1, 10, 50, 100 and 200 connections on evconn, the guest-socket server
 /// and the native tokio echo.
+/// With --suite proxy, the servers are proxies instead, all in front of one
+/// native echo backend pinned to the load's CPU: evconn's host with the
+/// proxy guest (both isolation models), HAProxy (`mode tcp`, one thread),
+/// nginx's stream module (one worker) and a native tokio proxy; no start,
+/// curve or floor.
 /// Rounds rotate the order of the servers. Exits non-zero when a server
 /// fails to start or a figure is missing, except libevent when
 /// --libevent-missing says why it could not be built, and the guest-socket
@@ -29,6 +35,10 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 pub struct Args {
+    /// The servers to compare: echo servers, or proxies relaying to an echo.
+    #[arg(long, value_enum, default_value_t = Suite::Echo)]
+    pub suite: Suite,
+
     /// Rounds of every measurement on every server.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
@@ -58,10 +68,12 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub curve_connections: Vec<u32>,
 
-    /// Idle connections held open for the memory figure. Clamped to what
-    /// RLIMIT_NOFILE allows once raised to its hard limit.
-    #[arg(long, default_value_t = 10_000)]
-    pub idle_connections: usize,
+    /// Idle connections held open for the memory figure: default 10000, or
+    /// 4000 in the proxy suite, where each costs the proxy two descriptors
+    /// and the backend one. Clamped to what RLIMIT_NOFILE allows once
+    /// raised to its hard limit.
+    #[arg(long)]
+    pub idle_connections: Option<usize>,
 
     /// Where to write report.md, chart.svg and results.json.
     /// Default: target/bench-results/<UTC time>.
@@ -107,11 +119,40 @@ pub struct Args {
     /// instead of failing the run.
     #[arg(long, value_name = "REASON")]
     pub guest_socket_missing: Option<String>,
+
+    /// The proxy guest component (examples/proxy).
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm32-wasip2/guest/proxy.wasm"))]
+    pub proxy_wasm: PathBuf,
+
+    /// The native tokio proxy (this crate's `native-proxy`).
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/native-proxy"))]
+    pub native_proxy: PathBuf,
+
+    /// HAProxy (Debian's `haproxy`).
+    #[arg(long, value_name = "FILE", default_value = "/usr/sbin/haproxy")]
+    pub haproxy: PathBuf,
+
+    /// Why HAProxy cannot run: it is then reported as missing.
+    #[arg(long, value_name = "REASON")]
+    pub haproxy_missing: Option<String>,
+
+    /// nginx (Debian's `nginx-light`).
+    #[arg(long, value_name = "FILE", default_value = "/usr/sbin/nginx")]
+    pub nginx: PathBuf,
+
+    /// Why nginx cannot run: it is then reported as missing.
+    #[arg(long, value_name = "REASON")]
+    pub nginx_missing: Option<String>,
+
+    /// nginx's stream module (Debian's `libnginx-mod-stream`).
+    #[arg(long, value_name = "FILE", default_value = crate::proxies::NGINX_STREAM_MODULE)]
+    pub nginx_stream_module: PathBuf,
 }
 
 /// How long and how much each measurement runs.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
+    pub suite: Suite,
     pub rounds: u32,
     /// The tests to run, in the order of `Test::ALL`.
     pub tests: Vec<Test>,
@@ -151,14 +192,20 @@ impl Args {
         if !(self.seconds > 0.0 && self.seconds <= 600.0) {
             return Err(format!("--seconds {} is outside (0, 600]", self.seconds));
         }
+        let idle = self.idle_connections.unwrap_or(match self.suite {
+            Suite::Echo => 10_000,
+            Suite::Proxy => 4_000,
+        });
         let (rounds, window, idle, starts) = if self.smoke {
-            (1, Duration::from_millis(300), self.idle_connections.min(200), 1)
+            (1, Duration::from_millis(300), idle.min(200), 1)
         } else {
-            (self.rounds, Duration::from_secs_f64(self.seconds), self.idle_connections, self.starts)
+            (self.rounds, Duration::from_secs_f64(self.seconds), idle, self.starts)
         };
+        let asked = |t: &Test| self.only.is_empty() || self.only.contains(t);
         Ok(Plan {
+            suite: self.suite,
             rounds,
-            tests: Test::ALL.into_iter().filter(|t| self.only.is_empty() || self.only.contains(t)).collect(),
+            tests: Test::ALL.into_iter().filter(|t| self.suite.runs(*t) && asked(t)).collect(),
             starts,
             warmup: (window / 6).min(Duration::from_secs(1)),
             window,
@@ -179,7 +226,12 @@ impl Args {
     pub fn out_dir(&self) -> PathBuf {
         self.out.clone().unwrap_or_else(|| {
             let root = std::fs::canonicalize(ROOT).unwrap_or_else(|_| PathBuf::from(ROOT));
-            root.join("target/bench-results").join(crate::clock::utc_stamp())
+            let stamp = crate::clock::utc_stamp();
+            let name = match self.suite {
+                Suite::Echo => stamp,
+                Suite::Proxy => format!("{stamp}-proxy"),
+            };
+            root.join("target/bench-results").join(name)
         })
     }
 }
@@ -198,5 +250,16 @@ pub mod tests {
         assert_eq!(plan().curve_connections, vec![1, 10, 50, 100, 200]);
         let args = Args::parse_from(["bench", "--curve-connections", "120,127"]);
         assert_eq!(args.plan().unwrap().curve_connections, vec![120, 127]);
+    }
+
+    #[test]
+    fn the_proxy_suite_holds_fewer_idle_connections_and_has_no_start_curve_or_floor() {
+        let proxy = Args::parse_from(["bench", "--suite", "proxy"]).plan().unwrap();
+        assert_eq!(proxy.idle_connections, 4_000);
+        assert_eq!(proxy.tests, [Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle]);
+        assert_eq!(plan().idle_connections, 10_000);
+        assert_eq!(plan().tests, Test::ALL);
+        let asked = Args::parse_from(["bench", "--suite", "proxy", "--idle-connections", "50"]);
+        assert_eq!(asked.plan().unwrap().idle_connections, 50);
     }
 }

@@ -8,6 +8,7 @@ mod floor;
 mod load;
 mod measure;
 mod procfs;
+mod proxies;
 mod report;
 mod runner;
 mod servers;
@@ -15,6 +16,7 @@ mod startup;
 mod stats;
 mod system;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -53,10 +55,24 @@ fn run(args: cli::Args) -> Result<bool, String> {
             None => Ok(args.wasmtime.clone()),
         },
         socket_echo: args.socket_echo_wasm.clone(),
+        proxy_wasm: args.proxy_wasm.clone(),
+        native_proxy: args.native_proxy.clone(),
+        haproxy: match &args.haproxy_missing {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(args.haproxy.clone()),
+        },
+        nginx: match &args.nginx_missing {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(args.nginx.clone()),
+        },
+        nginx_stream_module: args.nginx_stream_module.clone(),
+        configs: PathBuf::new(),
+        backend: None,
     };
-    programs.check()?;
+    programs.check(args.suite)?;
     let out = args.out_dir();
     let logs = out.join("logs");
+    let programs = Programs { configs: out.join("configs"), ..programs };
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
 
     // The server gets the first CPU, the load the second; the latency client
@@ -74,7 +90,13 @@ fn run(args: cli::Args) -> Result<bool, String> {
     // Each idle connection costs a descriptor here and one in the server,
     // which inherits this limit; leave room for everything else.
     let nofile = system::raise_nofile().map_err(|e| format!("raising RLIMIT_NOFILE: {e}"))?;
-    let most = (nofile as usize).saturating_sub(100);
+    // A proxy holds two descriptors per connection, the client end and
+    // the backend's.
+    let per_connection = match plan.suite {
+        servers::Suite::Echo => 1,
+        servers::Suite::Proxy => 2,
+    };
+    let most = (nofile as usize).saturating_sub(100) / per_connection;
     if plan.idle_connections > most {
         eprintln!("bench: RLIMIT_NOFILE is {nofile}: holding {most} idle connections, not {}", plan.idle_connections);
         plan.idle_connections = most;

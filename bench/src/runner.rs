@@ -9,7 +9,7 @@ use crate::cli::Plan;
 use crate::figures::Test;
 use crate::floor::{self, FloorRun};
 use crate::measure::{self, Outcome};
-use crate::servers::{self, Code, Programs, ServerKind};
+use crate::servers::{self, Code, Programs, ServerKind, Suite};
 use crate::startup::{self, Precompiled};
 use crate::stats::short;
 
@@ -71,8 +71,28 @@ pub fn order(servers: &[ServerKind], round: u32) -> Vec<ServerKind> {
 /// Runs the plan; `scratch` holds what the start figures need for the
 /// length of the run (cache folders, the precompiled file).
 pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &Path, runtime: &Runtime) -> Results {
-    let servers: Vec<ServerKind> = ServerKind::ALL.into_iter().filter(|k| programs.missing(*k).is_none()).collect();
+    let servers: Vec<ServerKind> =
+        plan.suite.servers().iter().copied().filter(|k| programs.missing(*k).is_none()).collect();
     let mut results = Results::default();
+    // The proxies all relay to one native echo backend, started once for
+    // the run on the load's CPU: it is part of the load, not of the server
+    // measured.
+    let backend = match plan.suite {
+        Suite::Echo => None,
+        Suite::Proxy => {
+            match servers::start(programs, ServerKind::Tokio, &Code::Component, pins.load, &logs.join("backend.log")) {
+                Ok(backend) => Some(backend),
+                Err(error) => {
+                    eprintln!("bench: the echo backend did not start: {error}");
+                    for &test in &plan.tests {
+                        results.failures.push(Failure { round: 0, server: None, test, error: error.clone() });
+                    }
+                    return results;
+                }
+            }
+        }
+    };
+    let programs = &Programs { backend: backend.as_ref().map(|b| b.address), ..programs.clone() };
     let precompiled: Result<PathBuf, String> = if plan.tests.contains(&Test::Start) {
         let made = startup::precompile(programs, scratch, pins.server, &logs.join("host-compile.log"));
         match &made {
@@ -132,6 +152,10 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
                 }
             }
         }
+    }
+    if let Some(backend) = backend {
+        let stopped = backend.stop();
+        eprintln!("bench: echo backend stopped: {stopped}");
     }
     if let Err(e) = startup::remove(scratch) {
         eprintln!("bench: {e}");

@@ -21,6 +21,65 @@ pub enum ServerKind {
     /// `wasi:sockets` itself (bench/socket-echo, wstd), run by the wasmtime
     /// CLI at the host's wasmtime version.
     GuestSocket,
+    /// The proxy suite: evconn's host with the proxy guest
+    /// (examples/proxy), each isolation model; named in JSON as in logs.
+    #[serde(rename = "proxy-evconn-shared")]
+    ProxyShared,
+    #[serde(rename = "proxy-evconn-connection")]
+    ProxyConnection,
+    /// HAProxy in `mode tcp`, one thread.
+    Haproxy,
+    /// nginx's `stream` module, one worker, no master.
+    Nginx,
+    /// This crate's `native-proxy`: tokio current_thread,
+    /// `copy_bidirectional`.
+    TokioProxy,
+}
+
+/// Which servers a run compares: echo servers, or proxies in front of one
+/// native echo backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Suite {
+    Echo,
+    Proxy,
+}
+
+impl Suite {
+    /// Its servers, in the order of the report.
+    pub fn servers(self) -> &'static [ServerKind] {
+        match self {
+            Suite::Echo => &ServerKind::ALL,
+            Suite::Proxy => &ServerKind::PROXIES,
+        }
+    }
+
+    /// evconn's two isolation models in this suite.
+    pub fn evconn(self) -> [ServerKind; 2] {
+        match self {
+            Suite::Echo => ServerKind::EVCONN,
+            Suite::Proxy => [ServerKind::ProxyShared, ServerKind::ProxyConnection],
+        }
+    }
+
+    /// The native server the project's targets name besides the best one:
+    /// libevent for the echo, HAProxy for the proxy.
+    pub fn reference(self) -> ServerKind {
+        match self {
+            Suite::Echo => ServerKind::Libevent,
+            Suite::Proxy => ServerKind::Haproxy,
+        }
+    }
+
+    /// Whether this suite runs `test`: the proxy suite has no start, curve
+    /// or floor (they are about starting and calling the echo guest).
+    pub fn runs(self, test: crate::figures::Test) -> bool {
+        use crate::figures::Test;
+        match self {
+            Suite::Echo => true,
+            Suite::Proxy => !matches!(test, Test::Start | Test::Curve | Test::Floor),
+        }
+    }
 }
 
 impl ServerKind {
@@ -38,6 +97,15 @@ impl ServerKind {
     pub const CURVE: [ServerKind; 4] =
         [ServerKind::EvconnShared, ServerKind::EvconnConnection, ServerKind::GuestSocket, ServerKind::Tokio];
 
+    /// Every proxy, in the order of the report.
+    pub const PROXIES: [ServerKind; 5] = [
+        ServerKind::ProxyShared,
+        ServerKind::ProxyConnection,
+        ServerKind::Haproxy,
+        ServerKind::Nginx,
+        ServerKind::TokioProxy,
+    ];
+
     /// The two ways evconn runs the echo guest.
     pub const EVCONN: [ServerKind; 2] = [ServerKind::EvconnShared, ServerKind::EvconnConnection];
 
@@ -49,6 +117,11 @@ impl ServerKind {
             ServerKind::Tokio => "tokio",
             ServerKind::Libevent => "libevent",
             ServerKind::GuestSocket => "guest-socket",
+            ServerKind::ProxyShared => "proxy-evconn-shared",
+            ServerKind::ProxyConnection => "proxy-evconn-connection",
+            ServerKind::Haproxy => "haproxy",
+            ServerKind::Nginx => "nginx",
+            ServerKind::TokioProxy => "tokio-proxy",
         }
     }
 
@@ -60,17 +133,25 @@ impl ServerKind {
             ServerKind::Tokio => "tokio native",
             ServerKind::Libevent => "libevent",
             ServerKind::GuestSocket => "guest socket (wstd)",
+            ServerKind::ProxyShared => "evconn shared",
+            ServerKind::ProxyConnection => "evconn connection",
+            ServerKind::Haproxy => "HAProxy",
+            ServerKind::Nginx => "nginx stream",
+            ServerKind::TokioProxy => "tokio proxy",
         }
     }
 
     /// Whether this is evconn's host.
     pub fn is_evconn(self) -> bool {
-        Self::EVCONN.contains(&self)
+        Self::EVCONN.contains(&self) || matches!(self, ServerKind::ProxyShared | ServerKind::ProxyConnection)
     }
 
     /// Whether this is a native server the sandbox is compared with.
     pub fn is_native(self) -> bool {
-        matches!(self, ServerKind::Tokio | ServerKind::Libevent)
+        matches!(
+            self,
+            ServerKind::Tokio | ServerKind::Libevent | ServerKind::Haproxy | ServerKind::Nginx | ServerKind::TokioProxy
+        )
     }
 }
 
@@ -88,20 +169,63 @@ pub struct Programs {
     pub wasmtime_cli: Result<PathBuf, String>,
     /// The echo guest that owns its socket (bench/socket-echo).
     pub socket_echo: PathBuf,
+    /// The proxy suite: the proxy guest, the native tokio proxy, HAProxy
+    /// and nginx (Err: why they are not there), and nginx's stream module.
+    pub proxy_wasm: PathBuf,
+    pub native_proxy: PathBuf,
+    pub haproxy: Result<PathBuf, String>,
+    pub nginx: Result<PathBuf, String>,
+    pub nginx_stream_module: PathBuf,
+    /// Where the proxies' configuration files are written.
+    pub configs: PathBuf,
+    /// The echo backend every proxy relays to, once the runner started it.
+    pub backend: Option<SocketAddr>,
 }
 
 /// What installs the wasmtime CLI the guest-socket server runs on.
 pub const WASMTIME_CLI_INSTALL: &str = "scripts/setup bench";
 
+/// What installs HAProxy and nginx with its stream module.
+pub const PROXIES_INSTALL: &str = "scripts/setup";
+
+/// Stands for the backend's address in the commands the report shows.
+const BACKEND_PLACEHOLDER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2);
+
 impl Programs {
     /// Checks the files exist; the first missing one that is not allowed to
     /// be missing is an error.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self, suite: Suite) -> Result<(), String> {
         let mut missing = Vec::new();
-        for path in [&self.host, &self.echo_wasm, &self.native_echo, &self.wasmtime_floor] {
+        let files = match suite {
+            Suite::Echo => vec![&self.host, &self.echo_wasm, &self.native_echo, &self.wasmtime_floor],
+            Suite::Proxy => vec![&self.host, &self.proxy_wasm, &self.native_echo, &self.native_proxy],
+        };
+        for path in files {
             if !path.is_file() {
                 missing.push(path.display().to_string());
             }
+        }
+        if suite == Suite::Proxy {
+            for (name, program) in [("haproxy", &self.haproxy), ("nginx", &self.nginx)] {
+                if let Ok(path) = program
+                    && !path.is_file()
+                {
+                    missing.push(format!(
+                        "{} (`{PROXIES_INSTALL}` installs {name}, or pass --{name}-missing REASON)",
+                        path.display()
+                    ));
+                }
+            }
+            if self.nginx.is_ok() && !self.nginx_stream_module.is_file() {
+                missing.push(format!(
+                    "{} (nginx's stream module: `{PROXIES_INSTALL}` installs libnginx-mod-stream)",
+                    self.nginx_stream_module.display()
+                ));
+            }
+            if !missing.is_empty() {
+                return Err(format!("missing: {}", missing.join(", ")));
+            }
+            return Ok(());
         }
         if let Ok(path) = &self.libevent_echo
             && !path.is_file()
@@ -134,8 +258,42 @@ impl Programs {
         match (kind, &self.libevent_echo, &self.wasmtime_cli) {
             (ServerKind::Libevent, Err(reason), _) => Some(reason),
             (ServerKind::GuestSocket, _, Err(reason)) => Some(reason),
+            (ServerKind::Haproxy, ..) => self.haproxy.as_ref().err().map(String::as_str),
+            (ServerKind::Nginx, ..) => self.nginx.as_ref().err().map(String::as_str),
             _ => None,
         }
+    }
+
+    /// The backend a proxy relays to: the placeholder before the runner
+    /// started it.
+    fn backend(&self) -> SocketAddr {
+        self.backend.unwrap_or(BACKEND_PLACEHOLDER)
+    }
+
+    /// HAProxy's or nginx's configuration for a start on `address`: the
+    /// file it goes in and its text; None for a server without one.
+    fn config(&self, kind: ServerKind, address: SocketAddr) -> Option<(PathBuf, String)> {
+        let name = format!("{}-{}", kind.key(), address.port());
+        match kind {
+            ServerKind::Haproxy => Some((
+                self.configs.join(format!("{name}.cfg")),
+                crate::proxies::haproxy_config(address, self.backend()),
+            )),
+            ServerKind::Nginx => {
+                let prefix = self.configs.join(&name);
+                let text = crate::proxies::nginx_config(address, self.backend(), &prefix, &self.nginx_stream_module);
+                Some((prefix.join("nginx.conf"), text))
+            }
+            _ => None,
+        }
+    }
+
+    /// Writes the configuration a start of `kind` on `address` reads.
+    fn prepare(&self, kind: ServerKind, address: SocketAddr) -> Result<(), String> {
+        let Some((file, text)) = self.config(kind, address) else { return Ok(()) };
+        let dir = file.parent().expect("a file in a folder");
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))
     }
 
     /// The command that serves echo on `address` (127.0.0.1:port); `code`
@@ -143,12 +301,23 @@ impl Programs {
     pub fn command(&self, kind: ServerKind, address: SocketAddr, code: &Code) -> Command {
         let host = |isolation: &str| {
             let mut c = Command::new(&self.host);
+            let wasm = if ServerKind::PROXIES.contains(&kind) { &self.proxy_wasm } else { &self.echo_wasm };
             match code {
-                Code::Component => c.arg("--component").arg(&self.echo_wasm),
-                Code::CacheIn(dir) => c.arg("--component").arg(&self.echo_wasm).arg("--cache-dir").arg(dir),
+                Code::Component => c.arg("--component").arg(wasm),
+                Code::CacheIn(dir) => c.arg("--component").arg(wasm).arg("--cache-dir").arg(dir),
                 Code::Precompiled(file) => c.arg("--component").arg(file).arg("--allow-precompiled"),
             };
             c.arg("--listen").arg(address.to_string()).args(["--isolation", isolation]);
+            if ServerKind::PROXIES.contains(&kind) {
+                let backend = self.backend().to_string();
+                c.arg("--env").arg(format!("BACKENDS={backend}")).arg("--allow-connect").arg(backend);
+                // The host lets one instance hold 1024 outbound connections
+                // by default, so the shared model would proxy 1024 clients;
+                // as many as the host allows in all (its default), as
+                // HAProxy's maxconn and nginx's worker_connections are
+                // raised for the idle test.
+                c.args(["--max-outbound-per-instance", "10000"]);
+            }
             // Otherwise the host's defaults, as a user runs it: its idle
             // timeout (300 s) outlasts every test. A stopped run must not
             // wait 10 s for stragglers.
@@ -176,6 +345,27 @@ impl Programs {
                 c.args(["run", "-S", "inherit-network=y"]).arg(&self.socket_echo).arg(address.to_string());
                 c
             }
+            ServerKind::ProxyShared => host("shared"),
+            ServerKind::ProxyConnection => host("connection"),
+            ServerKind::TokioProxy => {
+                let mut c = Command::new(&self.native_proxy);
+                c.arg("--listen").arg(address.to_string()).arg("--backend").arg(self.backend().to_string());
+                c
+            }
+            ServerKind::Haproxy => {
+                // -db: in the foreground, as a child the runner can stop.
+                let mut c = Command::new(self.haproxy.as_ref().expect("checked by the runner"));
+                let (file, _) = self.config(kind, address).expect("HAProxy has a configuration");
+                c.arg("-f").arg(file).arg("-db");
+                c
+            }
+            ServerKind::Nginx => {
+                let mut c = Command::new(self.nginx.as_ref().expect("checked by the runner"));
+                let (file, _) = self.config(kind, address).expect("nginx has a configuration");
+                let prefix = file.parent().expect("a file in a folder");
+                c.arg("-c").arg(&file).arg("-p").arg(prefix).args(["-e", "stderr"]);
+                c
+            }
         }
     }
 
@@ -185,14 +375,23 @@ impl Programs {
             return format!("missing: {reason}");
         }
         // Port 1 stands for the free port each start picks.
-        let c = self.command(kind, SocketAddr::from(([127, 0, 0, 1], 1)), &Code::Component);
+        let address = SocketAddr::from(([127, 0, 0, 1], 1));
+        let placeholders = Programs { backend: None, ..self.clone() };
+        let c = placeholders.command(kind, address, &Code::Component);
         let mut words = vec![c.get_program().to_string_lossy().into_owned()];
         words.extend(c.get_args().map(|a| match a.to_string_lossy().as_ref() {
             "127.0.0.1:1" => "127.0.0.1:PORT".to_string(),
             "1" => "PORT".to_string(),
             other => other.to_string(),
         }));
-        words.join(" ")
+        let mut described = words.join(" ");
+        if let Some((_, text)) = placeholders.config(kind, address) {
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            described = format!("{described}`, with `{text}");
+        }
+        described
+            .replace("127.0.0.1:1", "127.0.0.1:PORT")
+            .replace(&BACKEND_PLACEHOLDER.to_string(), "127.0.0.1:BACKEND")
     }
 }
 
@@ -239,6 +438,7 @@ pub fn start(
     log: &Path,
 ) -> Result<Server, String> {
     let address = free_port().map_err(|e| format!("no free port: {e}"))?;
+    programs.prepare(kind, address)?;
     let mut command = programs.command(kind, address, code);
     let mut out = File::options().create(true).append(true).open(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let _ = writeln!(out, "==== {} on {address} ({code:?}) at {}", kind.key(), crate::clock::utc_now());
@@ -325,4 +525,17 @@ fn exchange(address: SocketAddr, deadline: Instant) -> std::io::Result<()> {
         return Err(std::io::Error::other("the echo differs from what was sent"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// results.json names every server by the key its logs have.
+    #[test]
+    fn json_names_are_the_keys() {
+        for kind in ServerKind::ALL.into_iter().chain(ServerKind::PROXIES) {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.key(), "{kind:?}");
+        }
+    }
 }

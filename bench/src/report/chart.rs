@@ -11,7 +11,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::curve::{CurveReport, Point};
 use super::{FigureReport, Report};
 use crate::figures::{Better, Figure};
-use crate::servers::ServerKind;
+use crate::servers::{ServerKind, Suite};
 use crate::stats::{short, short_ratio};
 
 const COLUMNS: usize = 2;
@@ -25,6 +25,13 @@ fn colour(server: ServerKind) -> RGBColor {
         ServerKind::Tokio => RGBColor(0xe0, 0x7b, 0x1a),
         ServerKind::Libevent => RGBColor(0x3a, 0x9a, 0x4a),
         ServerKind::GuestSocket => RGBColor(0x8e, 0x44, 0xad),
+        // The proxy suite: evconn in the same blues, the natives in their
+        // own colours.
+        ServerKind::ProxyShared => RGBColor(0x1f, 0x6f, 0xb4),
+        ServerKind::ProxyConnection => RGBColor(0x6a, 0xa8, 0xdc),
+        ServerKind::Haproxy => RGBColor(0xc0, 0x39, 0x2b),
+        ServerKind::Nginx => RGBColor(0x3a, 0x9a, 0x4a),
+        ServerKind::TokioProxy => RGBColor(0xe0, 0x7b, 0x1a),
     }
 }
 
@@ -35,10 +42,11 @@ pub fn svg(report: &Report, path: &Path) -> Result<(), String> {
     let size = (PANEL.0 * COLUMNS as u32, PANEL.1 * rows as u32 + TITLE_HEIGHT);
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let title = format!(
-        "evconn, native echo servers and a guest owning its socket, {}: median, whisker min-max; (Nx) evconn / best native",
-        report.meta.date
-    );
+    let servers = match report.plan.suite {
+        Suite::Echo => "evconn, native echo servers and a guest owning its socket",
+        Suite::Proxy => "evconn's proxy guest, HAProxy, nginx and a tokio proxy",
+    };
+    let title = format!("{servers}, {}: median, whisker min-max; (Nx) evconn / best native", report.meta.date);
     let body = root.titled(&title, ("sans-serif", 20)).map_err(|e| err(&e))?;
     let servers: Vec<ServerKind> = report.servers.iter().filter(|s| s.missing.is_none()).map(|s| s.server).collect();
     let areas = body.split_evenly((rows, COLUMNS));

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::cli::Plan;
 use crate::figures::{Better, Figure, Test};
 use crate::runner::{Failure, Pins, Results, Sample};
-use crate::servers::{Programs, ServerKind};
+use crate::servers::{Programs, ServerKind, Suite};
 use crate::startup::Precompiled;
 use crate::stats::Summary;
 
@@ -142,8 +142,8 @@ pub struct Context<'a> {
 
 pub fn build(results: Results, context: &Context) -> Report {
     let plan = context.plan;
-    let available: Vec<ServerKind> =
-        ServerKind::ALL.into_iter().filter(|k| context.programs.missing(*k).is_none()).collect();
+    let suite = plan.suite.servers().iter().copied();
+    let available: Vec<ServerKind> = suite.clone().filter(|k| context.programs.missing(*k).is_none()).collect();
     let rounds = plan.rounds as usize;
     let value = |figure: Figure, server: ServerKind, round: usize| {
         results
@@ -167,8 +167,7 @@ pub fn build(results: Results, context: &Context) -> Report {
         meta: meta(context),
         plan: plan.clone(),
         pins: context.pins,
-        servers: ServerKind::ALL
-            .into_iter()
+        servers: suite
             .map(|server| ServerInfo {
                 server,
                 label: server.label(),
@@ -179,7 +178,7 @@ pub fn build(results: Results, context: &Context) -> Report {
         start: start::report(&figures),
         floor: floor::report(&results.floor, rounds, &figures),
         curve: curve::report(&results.samples, plan, &available),
-        targets: targets::verdicts(&figures),
+        targets: targets::verdicts(&figures, plan.suite),
         figures,
         precompiled: results.precompiled,
         noise: noise(&results.samples),
@@ -274,14 +273,26 @@ fn notes(samples: &[Sample], context: &Context) -> Vec<String> {
             "Built without optimisations (the load generator or the host): figures say nothing about speed.".into(),
         );
     }
-    for kind in ServerKind::ALL {
+    for &kind in context.plan.suite.servers() {
         if let Some(reason) = context.programs.missing(kind) {
             notes.push(format!("{} is missing: {reason}", kind.label()));
         }
     }
+    if context.plan.suite == Suite::Proxy {
+        notes.push(format!(
+            "Proxy suite: every proxy relays to one native tokio echo backend (`native-echo`), started once for \
+             the run and pinned to the load generator's CPU{}, so the load's CPU is shared and rates sit close \
+             together: server CPU per operation, the proxy's alone, tells proxies apart. The backend's CPU counts \
+             as \"rest of the machine\" in \"What else used the CPU\". Idle: {} connections, fewer than the echo \
+             suite's because each costs the proxy two descriptors and the backend one.",
+            context.pins.load.map(|c| format!(" (CPU {c})")).unwrap_or_default(),
+            context.plan.idle_connections
+        ));
+    }
     let windows: Vec<_> = samples.iter().filter_map(|s| s.outcome.usage).collect();
     let noisy = windows.iter().filter(|u| u.other_cores > NOISY_CORES).count();
-    if noisy > 0 {
+    // In the proxy suite the backend is always "other work".
+    if noisy > 0 && context.plan.suite == Suite::Echo {
         notes.push(format!(
             "{noisy} of {} timed windows had more than {NOISY_CORES} cores of other work on the machine \
              (see \"What else used the CPU\"): rates and latencies from them are suspect; server CPU per \
@@ -313,6 +324,8 @@ fn meta(context: &Context) -> Meta {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    // The proxy suite runs neither libevent nor the wasmtime CLI.
+    let echo = context.plan.suite == Suite::Echo;
     Meta {
         date: crate::clock::utc_now(),
         cpu,
@@ -320,8 +333,8 @@ fn meta(context: &Context) -> Meta {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
         bench_build: if cfg!(debug_assertions) { "debug" } else { "release" },
         host: context.programs.host.display().to_string(),
-        libevent_version: libevent_version.filter(|_| context.programs.missing(ServerKind::Libevent).is_none()),
-        wasmtime_cli_version: context.programs.wasmtime_cli.as_ref().ok().and_then(|cli| {
+        libevent_version: libevent_version.filter(|_| echo && context.programs.missing(ServerKind::Libevent).is_none()),
+        wasmtime_cli_version: context.programs.wasmtime_cli.as_ref().ok().filter(|_| echo).and_then(|cli| {
             let output = std::process::Command::new(cli).arg("--version").output().ok()?;
             output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
         }),

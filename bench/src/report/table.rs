@@ -6,17 +6,20 @@ use std::fmt::Write;
 
 use super::targets::Against;
 use super::{FigureReport, Report};
-use crate::figures::{Better, Figure};
-use crate::servers::ServerKind;
+use crate::figures::{Better, Figure, Test};
+use crate::servers::{ServerKind, Suite};
 use crate::stats::{Summary, short, short_ratio};
-
-const EVCONN: [ServerKind; 2] = ServerKind::EVCONN;
 
 pub fn markdown(r: &Report) -> String {
     let mut md = String::new();
     let m = &r.meta;
     let p = &r.plan;
-    let _ = writeln!(md, "# evconn benchmark, {}\n", m.date);
+    let evconn = p.suite.evconn();
+    let suite = match p.suite {
+        Suite::Echo => "",
+        Suite::Proxy => " (proxy suite)",
+    };
+    let _ = writeln!(md, "# evconn benchmark{suite}, {}\n", m.date);
     for note in &r.notes {
         let _ = writeln!(md, "> {note}\n");
     }
@@ -85,28 +88,32 @@ pub fn markdown(r: &Report) -> String {
         "evconn's figure divided by the native server's, round by round; median and (min-max) over rounds. \
          For rates (higher is better) below 1 means slower; for costs (lower is better) above 1 means dearer.\n"
     );
-    let libevent = servers.contains(&ServerKind::Libevent);
+    // libevent for the echo, HAProxy for the proxy: the server the
+    // project's targets name.
+    let reference = p.suite.reference();
+    let has_reference = servers.contains(&reference);
     let _ = write!(md, "| figure | shared / best native | connection / best native |");
-    if libevent {
-        let _ = write!(md, " shared / libevent | connection / libevent |");
+    if has_reference {
+        let name = reference.label();
+        let _ = write!(md, " shared / {name} | connection / {name} |");
     }
     let _ = write!(md, "\n| --- | ---: | ---: |");
-    if libevent {
+    if has_reference {
         let _ = write!(md, " ---: | ---: |");
     }
     md.push('\n');
     for f in &r.figures {
         let _ = write!(md, "| {} |", f.title);
-        for e in EVCONN {
+        for e in evconn {
             let cell = f
                 .best_native
                 .map(|b| format!("{} vs {}", ratio_cell(f, e, b), b.label()))
                 .unwrap_or_else(|| "missing".into());
             let _ = write!(md, " {cell} |");
         }
-        if libevent {
-            for e in EVCONN {
-                let _ = write!(md, " {} |", ratio_cell(f, e, ServerKind::Libevent));
+        if has_reference {
+            for e in evconn {
+                let _ = write!(md, " {} |", ratio_cell(f, e, reference));
             }
         }
         md.push('\n');
@@ -161,7 +168,8 @@ pub fn markdown(r: &Report) -> String {
     if !r.failures.is_empty() {
         let _ = writeln!(md, "\n## Failures\n");
         for f in &r.failures {
-            let server = f.server.map_or("wasmtime alone", ServerKind::key);
+            let none = if f.test == Test::Floor { "wasmtime alone" } else { "the echo backend" };
+            let server = f.server.map_or(none, ServerKind::key);
             let _ = writeln!(md, "- round {}, {}, {server}: {}", f.round + 1, f.test.key(), f.error);
         }
     }
@@ -187,7 +195,7 @@ fn guest_socket_section(md: &mut String, r: &Report) {
     let _ = writeln!(md, "| --- | ---: | ---: |");
     for f in &r.figures {
         let _ = write!(md, "| {} |", f.title);
-        for e in EVCONN {
+        for e in ServerKind::EVCONN {
             let cell = match f.ratio(e, ServerKind::GuestSocket) {
                 Some(r) => format!(
                     "{} ({}-{})",
@@ -222,6 +230,7 @@ fn targets_section(md: &mut String, r: &Report) {
             (Against::BestNative, Some(native)) => format!("best native ({})", native.label()),
             (Against::BestNative, None) => "best native".to_string(),
             (Against::Libevent, _) => "libevent".to_string(),
+            (Against::Haproxy, _) => "HAProxy".to_string(),
         };
         // A ratio has two decimals; a figure of its own keeps its unit.
         let absolute = v.against == Against::Absolute;
@@ -252,8 +261,8 @@ fn targets_section(md: &mut String, r: &Report) {
 /// "shared" or "connection".
 fn short_label(server: ServerKind) -> &'static str {
     match server {
-        ServerKind::EvconnShared => "shared",
-        ServerKind::EvconnConnection => "connection",
+        ServerKind::EvconnShared | ServerKind::ProxyShared => "shared",
+        ServerKind::EvconnConnection | ServerKind::ProxyConnection => "connection",
         other => other.label(),
     }
 }

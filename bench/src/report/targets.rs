@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::FigureReport;
 use crate::figures::{Better, Figure};
-use crate::servers::ServerKind;
+use crate::servers::{ServerKind, Suite};
 use crate::stats::Summary;
 
 /// What a target holds evconn's figure against.
@@ -15,6 +15,7 @@ pub enum Against {
     /// The native server with the better median for that figure.
     BestNative,
     Libevent,
+    Haproxy,
     /// Nothing: the bound is in the figure's own unit.
     Absolute,
 }
@@ -33,8 +34,8 @@ const fn target(figure: Figure, server: ServerKind, against: Against, bound: f64
     Target { figure, server, against, bound }
 }
 
-use Against::{Absolute, BestNative, Libevent};
-use ServerKind::{EvconnConnection as Connection, EvconnShared as Shared};
+use Against::{Absolute, BestNative, Haproxy, Libevent};
+use ServerKind::{EvconnConnection as Connection, EvconnShared as Shared, ProxyShared};
 
 /// The targets, as the project set them: "a sandboxed echo that is not
 /// slower than libevent's native one".
@@ -52,6 +53,17 @@ const TARGETS: [Target; 13] = [
     target(Figure::IdleMemory, Shared, BestNative, 1.5),
     target(Figure::IdleMemory, Connection, Absolute, 32.0),
     target(Figure::WarmStart, Shared, Absolute, 50.0),
+];
+
+/// The proxy suite's targets, from the issue that added it: the proxy
+/// guest on the shared model against HAProxy and the best native proxy.
+const PROXY_TARGETS: [Target; 6] = [
+    target(Figure::RoundTrips, ProxyShared, Haproxy, 1.00),
+    target(Figure::BulkRate, ProxyShared, Haproxy, 1.00),
+    target(Figure::CpuPerRoundTrip, ProxyShared, Haproxy, 1.00),
+    target(Figure::RoundTrips, ProxyShared, BestNative, 0.90),
+    target(Figure::LatencyP99, ProxyShared, BestNative, 1.20),
+    target(Figure::ConnectRate, ProxyShared, Haproxy, 0.80),
 ];
 
 /// One target and what this run measured for it.
@@ -72,14 +84,19 @@ pub struct Verdict {
 }
 
 /// A verdict for every target whose figure this run measured.
-pub fn verdicts(figures: &[FigureReport]) -> Vec<Verdict> {
-    TARGETS
+pub fn verdicts(figures: &[FigureReport], suite: Suite) -> Vec<Verdict> {
+    let targets: &[Target] = match suite {
+        Suite::Echo => &TARGETS,
+        Suite::Proxy => &PROXY_TARGETS,
+    };
+    targets
         .iter()
         .filter_map(|t| {
             let report = figures.iter().find(|f| f.figure == t.figure)?;
             let native = match t.against {
                 BestNative => report.best_native,
                 Libevent => Some(ServerKind::Libevent),
+                Haproxy => Some(ServerKind::Haproxy),
                 Absolute => None,
             };
             let measured = match native {
@@ -145,7 +162,7 @@ mod tests {
                 ],
             ),
         ];
-        let verdicts = verdicts(&figures);
+        let verdicts = verdicts(&figures, Suite::Echo);
         // Only the targets of the figures measured.
         assert_eq!(verdicts.len(), 6);
 
@@ -175,10 +192,50 @@ mod tests {
             Figure::RoundTrips,
             vec![(Shared, rounds(&[100.0])), (Connection, rounds(&[90.0])), (Tokio, rounds(&[100.0]))],
         )];
-        let verdicts = verdicts(&figures);
+        let verdicts = verdicts(&figures, Suite::Echo);
         let against_libevent = find(&verdicts, Figure::RoundTrips, Shared, Libevent);
         assert!(against_libevent.measured.is_none());
         assert_eq!(against_libevent.met, None);
         assert_eq!(find(&verdicts, Figure::RoundTrips, Shared, BestNative).met, Some(true));
+    }
+
+    /// The proxy targets read the shared proxy against HAProxy or the best
+    /// native proxy; CPU per round trip is a cost, so at most HAProxy's.
+    #[test]
+    fn the_proxy_targets_hold_the_shared_proxy_against_haproxy_and_the_best_native() {
+        use crate::servers::ServerKind::{Haproxy as HaproxyServer, Nginx, ProxyConnection, TokioProxy};
+        let figures = vec![
+            figure_report(
+                Figure::RoundTrips,
+                vec![
+                    (ProxyShared, rounds(&[52.0, 54.0])),
+                    (ProxyConnection, rounds(&[40.0, 40.0])),
+                    (HaproxyServer, rounds(&[52.0, 52.0])),
+                    (Nginx, rounds(&[60.0, 60.0])),
+                    (TokioProxy, rounds(&[50.0, 50.0])),
+                ],
+            ),
+            figure_report(
+                Figure::CpuPerRoundTrip,
+                vec![
+                    (ProxyShared, rounds(&[20.0, 20.0])),
+                    (HaproxyServer, rounds(&[18.0, 19.0])),
+                    (Nginx, rounds(&[15.0, 15.0])),
+                ],
+            ),
+        ];
+        let verdicts = verdicts(&figures, Suite::Proxy);
+        assert_eq!(verdicts.len(), 3, "the targets of the two figures measured");
+        assert!(verdicts.iter().all(|v| v.server == ProxyShared));
+
+        let rate_vs_haproxy = find(&verdicts, Figure::RoundTrips, ProxyShared, Haproxy);
+        assert_eq!(rate_vs_haproxy.native, Some(HaproxyServer));
+        assert_eq!(rate_vs_haproxy.met, Some(true), "1.0 and 1.04 reach 1.0");
+        let rate_vs_best = find(&verdicts, Figure::RoundTrips, ProxyShared, BestNative);
+        assert_eq!(rate_vs_best.native, Some(Nginx));
+        assert_eq!(rate_vs_best.met, Some(false), "53/60 = 0.88 is under 0.9");
+        let cpu = find(&verdicts, Figure::CpuPerRoundTrip, ProxyShared, Haproxy);
+        assert_eq!(cpu.met, Some(false), "20 us is dearer than HAProxy's 18-19");
+        assert!(cpu.measured.is_some_and(|m| m.min > 1.0));
     }
 }
