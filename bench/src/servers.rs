@@ -310,13 +310,9 @@ impl Programs {
             c.arg("--listen").arg(address.to_string()).args(["--isolation", isolation]);
             if ServerKind::PROXIES.contains(&kind) {
                 let backend = self.backend().to_string();
+                // Otherwise the host's defaults: one instance may open as
+                // many outbound connections as the host (10,000).
                 c.arg("--env").arg(format!("BACKENDS={backend}")).arg("--allow-connect").arg(backend);
-                // The host lets one instance hold 1024 outbound connections
-                // by default, so the shared model would proxy 1024 clients;
-                // as many as the host allows in all (its default), as
-                // HAProxy's maxconn and nginx's worker_connections are
-                // raised for the idle test.
-                c.args(["--max-outbound-per-instance", "10000"]);
             }
             // Otherwise the host's defaults, as a user runs it: its idle
             // timeout (300 s) outlasts every test. A stopped run must not
