@@ -2,7 +2,7 @@
 //! caller allows, and connecting within a time limit, as libevent's
 //! `bufferevent_socket_connect_hostname` does with its DNS base.
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
@@ -67,12 +67,10 @@ impl DialTarget {
     }
 }
 
-/// The addresses `name` resolves to (by the system's resolver, on a
-/// blocking thread), or the address it is written as.
+/// The addresses `name` resolves to: by the system's resolver, on a
+/// blocking thread, unless it is written as an address (tokio parses that
+/// first).
 async fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, DialError> {
-    if let Ok(ip) = name.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
     let unresolvable = |error| DialError::Unresolvable { name: name.to_string(), error };
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((name, port)).await.map_err(unresolvable)?.collect();
     if addresses.is_empty() {

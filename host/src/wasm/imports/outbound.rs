@@ -32,12 +32,12 @@ impl Host for HostState {
         name: String,
         port: u16,
     ) -> wasmtime::Result<Result<Resource<ConnectionHandle>, ErrorCode>> {
-        if port == 0 || !(valid_name(&name) || name.parse::<std::net::IpAddr>().is_ok()) {
-            return Ok(Err(ErrorCode::InvalidArgument));
-        }
         // A name written as an address is that address, under its rules.
         if let Ok(ip) = name.parse::<std::net::IpAddr>() {
             return self.connect(SocketAddr::new(ip, port).into());
+        }
+        if port == 0 || !valid_name(&name) {
+            return Ok(Err(ErrorCode::InvalidArgument));
         }
         if !self.policy.may_connect_name(&name, port) {
             tracing::warn!(component = %self.component, %name, port, "guest may not connect here (see --allow-connect)");
