@@ -73,6 +73,8 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_callbacks",
         default_bindings_module: "evconn_guest::bindings",
+        // The world's imports from other packages (wasi:keyvalue).
+        generate_all,
     });
 }
 
