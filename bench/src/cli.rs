@@ -28,6 +28,10 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// proxy guest (both isolation models), HAProxy (`mode tcp`, one thread),
 /// nginx's stream module (one worker) and a native tokio proxy; no start,
 /// curve or floor.
+/// With --suite kv, the servers are key-value servers under Debian's
+/// redis-benchmark (50 clients; SET, GET and INCR, one request at a time
+/// and 16 pipelined): evconn's host with the kv guest, its data in the
+/// host's in-memory store (both isolation models), and redis-server.
 /// Rounds rotate the order of the servers. Exits non-zero when a server
 /// fails to start or a figure is missing, except libevent when
 /// --libevent-missing says why it could not be built, and the guest-socket
@@ -144,6 +148,22 @@ pub struct Args {
     #[arg(long, value_name = "REASON")]
     pub nginx_missing: Option<String>,
 
+    /// The kv guest component (examples/kv).
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm32-wasip2/guest/kv.wasm"))]
+    pub kv_wasm: PathBuf,
+
+    /// redis-server (Debian's `redis-server`).
+    #[arg(long, value_name = "FILE", default_value = "/usr/bin/redis-server")]
+    pub redis_server: PathBuf,
+
+    /// Why redis-server cannot run: it is then reported as missing.
+    #[arg(long, value_name = "REASON")]
+    pub redis_server_missing: Option<String>,
+
+    /// The kv suite's load generator (Debian's `redis-benchmark`).
+    #[arg(long, value_name = "FILE", default_value = "/usr/bin/redis-benchmark")]
+    pub redis_benchmark: PathBuf,
+
     /// nginx's stream module (Debian's `libnginx-mod-stream`).
     #[arg(long, value_name = "FILE", default_value = crate::proxies::NGINX_STREAM_MODULE)]
     pub nginx_stream_module: PathBuf,
@@ -195,6 +215,7 @@ impl Args {
         let idle = self.idle_connections.unwrap_or(match self.suite {
             Suite::Echo => 10_000,
             Suite::Proxy => 4_000,
+            Suite::Kv => 0,
         });
         let (rounds, window, idle, starts) = if self.smoke {
             (1, Duration::from_millis(300), idle.min(200), 1)
@@ -229,7 +250,7 @@ impl Args {
             let stamp = crate::clock::utc_stamp();
             let name = match self.suite {
                 Suite::Echo => stamp,
-                Suite::Proxy => format!("{stamp}-proxy"),
+                suite => format!("{stamp}-{}", suite.name()),
             };
             root.join("target/bench-results").join(name)
         })
@@ -258,8 +279,15 @@ pub mod tests {
         assert_eq!(proxy.idle_connections, 4_000);
         assert_eq!(proxy.tests, [Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle]);
         assert_eq!(plan().idle_connections, 10_000);
-        assert_eq!(plan().tests, Test::ALL);
+        assert_eq!(plan().tests, Test::ALL[..8]);
         let asked = Args::parse_from(["bench", "--suite", "proxy", "--idle-connections", "50"]);
         assert_eq!(asked.plan().unwrap().idle_connections, 50);
+    }
+
+    #[test]
+    fn the_kv_suite_runs_redis_benchmark_alone() {
+        let kv = Args::parse_from(["bench", "--suite", "kv"]).plan().unwrap();
+        assert_eq!(kv.tests, [Test::Redis]);
+        assert!(Args::parse_from(["bench", "--suite", "kv"]).out_dir().to_string_lossy().ends_with("-kv"));
     }
 }

@@ -5,7 +5,8 @@ use serde::Serialize;
 /// One kind of load; each run of it on a fresh server yields its figures.
 /// `Start` times the starts themselves; `Curve` is ping-pong again at
 /// several numbers of connections; `Floor` runs no server, but the echo
-/// guest on wasmtime alone (`floor`).
+/// guest on wasmtime alone (`floor`). `Redis` is the kv suite's: Debian's
+/// `redis-benchmark` against a RESP server (`load/redis.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Test {
@@ -17,11 +18,21 @@ pub enum Test {
     Idle,
     Curve,
     Floor,
+    Redis,
 }
 
 impl Test {
-    pub const ALL: [Test; 8] =
-        [Test::Start, Test::PingPong, Test::Latency, Test::Bulk, Test::Connect, Test::Idle, Test::Curve, Test::Floor];
+    pub const ALL: [Test; 9] = [
+        Test::Start,
+        Test::PingPong,
+        Test::Latency,
+        Test::Bulk,
+        Test::Connect,
+        Test::Idle,
+        Test::Curve,
+        Test::Floor,
+        Test::Redis,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -33,6 +44,7 @@ impl Test {
             Test::Idle => "idle",
             Test::Curve => "curve",
             Test::Floor => "floor",
+            Test::Redis => "redis-benchmark",
         }
     }
 }
@@ -59,6 +71,21 @@ pub enum Figure {
     ColdStart,
     WarmStart,
     PrecompiledStart,
+    /// The kv suite: redis-benchmark's requests/s and the server's CPU per
+    /// request, for SET, GET and INCR, one request at a time per client
+    /// and 16 in a pipeline.
+    Set,
+    SetCpu,
+    Get,
+    GetCpu,
+    Incr,
+    IncrCpu,
+    SetPipelined,
+    SetPipelinedCpu,
+    GetPipelined,
+    GetPipelinedCpu,
+    IncrPipelined,
+    IncrPipelinedCpu,
 }
 
 /// By key, which carries the unit: `round-trips-per-s`.
@@ -69,7 +96,7 @@ impl Serialize for Figure {
 }
 
 impl Figure {
-    pub const ALL: [Figure; 13] = [
+    pub const ALL: [Figure; 25] = [
         Figure::RoundTrips,
         Figure::CpuPerRoundTrip,
         Figure::LatencyP50,
@@ -83,6 +110,29 @@ impl Figure {
         Figure::ColdStart,
         Figure::WarmStart,
         Figure::PrecompiledStart,
+        Figure::Set,
+        Figure::SetCpu,
+        Figure::Get,
+        Figure::GetCpu,
+        Figure::Incr,
+        Figure::IncrCpu,
+        Figure::SetPipelined,
+        Figure::SetPipelinedCpu,
+        Figure::GetPipelined,
+        Figure::GetPipelinedCpu,
+        Figure::IncrPipelined,
+        Figure::IncrPipelinedCpu,
+    ];
+
+    /// The kv suite's figures: for each redis-benchmark run (command and
+    /// pipeline depth), its rate and its CPU figure.
+    pub const REDIS: [(&'static str, usize, Figure, Figure); 6] = [
+        ("set", 1, Figure::Set, Figure::SetCpu),
+        ("get", 1, Figure::Get, Figure::GetCpu),
+        ("incr", 1, Figure::Incr, Figure::IncrCpu),
+        ("set", 16, Figure::SetPipelined, Figure::SetPipelinedCpu),
+        ("get", 16, Figure::GetPipelined, Figure::GetPipelinedCpu),
+        ("incr", 16, Figure::IncrPipelined, Figure::IncrPipelinedCpu),
     ];
 
     pub fn key(self) -> &'static str {
@@ -100,6 +150,18 @@ impl Figure {
             Figure::ColdStart => "start-cold-cache-ms",
             Figure::WarmStart => "start-warm-cache-ms",
             Figure::PrecompiledStart => "start-precompiled-ms",
+            Figure::Set => "set-requests-per-s",
+            Figure::SetCpu => "set-server-cpu-us-per-request",
+            Figure::Get => "get-requests-per-s",
+            Figure::GetCpu => "get-server-cpu-us-per-request",
+            Figure::Incr => "incr-requests-per-s",
+            Figure::IncrCpu => "incr-server-cpu-us-per-request",
+            Figure::SetPipelined => "set-p16-requests-per-s",
+            Figure::SetPipelinedCpu => "set-p16-server-cpu-us-per-request",
+            Figure::GetPipelined => "get-p16-requests-per-s",
+            Figure::GetPipelinedCpu => "get-p16-server-cpu-us-per-request",
+            Figure::IncrPipelined => "incr-p16-requests-per-s",
+            Figure::IncrPipelinedCpu => "incr-p16-server-cpu-us-per-request",
         }
     }
 
@@ -119,6 +181,18 @@ impl Figure {
             Figure::ColdStart => "start to first echo, empty cache (compiles)",
             Figure::WarmStart => "start to first echo, warm cache",
             Figure::PrecompiledStart => "start to first echo, precompiled .cwasm",
+            Figure::Set => "SET, 50 clients: requests/s",
+            Figure::SetCpu => "SET: server CPU per request",
+            Figure::Get => "GET, 50 clients: requests/s",
+            Figure::GetCpu => "GET: server CPU per request",
+            Figure::Incr => "INCR, 50 clients: requests/s",
+            Figure::IncrCpu => "INCR: server CPU per request",
+            Figure::SetPipelined => "SET, 50 clients x 16 pipelined: requests/s",
+            Figure::SetPipelinedCpu => "SET x 16: server CPU per request",
+            Figure::GetPipelined => "GET, 50 clients x 16 pipelined: requests/s",
+            Figure::GetPipelinedCpu => "GET x 16: server CPU per request",
+            Figure::IncrPipelined => "INCR, 50 clients x 16 pipelined: requests/s",
+            Figure::IncrPipelinedCpu => "INCR x 16: server CPU per request",
         }
     }
 
@@ -132,6 +206,10 @@ impl Figure {
             Figure::IdleMemory => "KiB",
             Figure::StartMemory => "MiB",
             Figure::ColdStart | Figure::WarmStart | Figure::PrecompiledStart => "ms",
+            Figure::Set | Figure::Get | Figure::Incr => "1/s",
+            Figure::SetPipelined | Figure::GetPipelined | Figure::IncrPipelined => "1/s",
+            Figure::SetCpu | Figure::GetCpu | Figure::IncrCpu => "us",
+            Figure::SetPipelinedCpu | Figure::GetPipelinedCpu | Figure::IncrPipelinedCpu => "us",
         }
     }
 
@@ -144,6 +222,7 @@ impl Figure {
             Figure::ConnectRate | Figure::CpuPerConnection => Test::Connect,
             Figure::IdleMemory | Figure::StartMemory => Test::Idle,
             Figure::ColdStart | Figure::WarmStart | Figure::PrecompiledStart => Test::Start,
+            _ => Test::Redis,
         }
     }
 
@@ -160,6 +239,8 @@ impl Figure {
     pub fn better(self) -> Better {
         match self {
             Figure::RoundTrips | Figure::BulkRate | Figure::ConnectRate => Better::Higher,
+            Figure::Set | Figure::Get | Figure::Incr => Better::Higher,
+            Figure::SetPipelined | Figure::GetPipelined | Figure::IncrPipelined => Better::Higher,
             _ => Better::Lower,
         }
     }

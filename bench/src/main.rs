@@ -66,6 +66,12 @@ fn run(args: cli::Args) -> Result<bool, String> {
             None => Ok(args.nginx.clone()),
         },
         nginx_stream_module: args.nginx_stream_module.clone(),
+        kv_wasm: args.kv_wasm.clone(),
+        redis_server: match &args.redis_server_missing {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(args.redis_server.clone()),
+        },
+        redis_benchmark: args.redis_benchmark.clone(),
         configs: PathBuf::new(),
         backend: None,
     };
@@ -93,7 +99,7 @@ fn run(args: cli::Args) -> Result<bool, String> {
     // A proxy holds two descriptors per connection, the client end and
     // the backend's.
     let per_connection = match plan.suite {
-        servers::Suite::Echo => 1,
+        servers::Suite::Echo | servers::Suite::Kv => 1,
         servers::Suite::Proxy => 2,
     };
     let most = (nofile as usize).saturating_sub(100) / per_connection;

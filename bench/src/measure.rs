@@ -9,7 +9,7 @@ use crate::cli::Plan;
 use crate::figures::{Figure, Test};
 use crate::load;
 use crate::procfs::Usage;
-use crate::servers::Server;
+use crate::servers::{Programs, Server};
 
 /// The figures of one measurement, and what else the machine was doing.
 #[derive(Debug, Clone, Serialize)]
@@ -30,6 +30,7 @@ pub struct Outcome {
 pub fn run(
     test: Test,
     server: &Server,
+    programs: &Programs,
     plan: &Plan,
     runtime: &Runtime,
     latency_cpu: Option<usize>,
@@ -88,6 +89,10 @@ pub fn run(
             let w = runtime.block_on(load::connect::run(address, pid, plan))?;
             let cpu = per_op(&w, 1e6)?;
             outcome([(Figure::ConnectRate, w.rate()), (Figure::CpuPerConnection, cpu)], w)
+        }
+        Test::Redis => {
+            let (values, usage) = load::redis::run(&programs.redis_benchmark, address, pid, plan)?;
+            Outcome { values, usage: Some(usage), count: 0, note: None, runs: BTreeMap::new() }
         }
         Test::Idle => {
             let i = runtime.block_on(load::idle::run(address, pid, plan))?;

@@ -78,7 +78,7 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
     // the run on the load's CPU: it is part of the load, not of the server
     // measured.
     let backend = match plan.suite {
-        Suite::Echo => None,
+        Suite::Echo | Suite::Kv => None,
         Suite::Proxy => {
             match servers::start(programs, ServerKind::Tokio, &Code::Component, pins.load, &logs.join("backend.log")) {
                 Ok(backend) => Some(backend),
@@ -135,7 +135,7 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
                     startup::run(programs, kind, plan, pins.server, &log, scratch, file)
                 } else {
                     servers::start(programs, kind, &Code::Component, pins.server, &log).and_then(|server| {
-                        let outcome = measure::run(test, &server, plan, runtime, pins.latency);
+                        let outcome = measure::run(test, &server, programs, plan, runtime, pins.latency);
                         let stopped = server.stop();
                         outcome.map(|o| (o, stopped))
                     })
@@ -185,7 +185,7 @@ fn curve(
             let label =
                 format!("round {}/{} {:<9} {:<17}", round + 1, plan.rounds, format!("{connections} conns"), kind.key());
             let measured = servers::start(programs, kind, &Code::Component, pins.server, &log).and_then(|server| {
-                let outcome = measure::run(test, &server, &at, runtime, pins.latency);
+                let outcome = measure::run(test, &server, programs, &at, runtime, pins.latency);
                 let stopped = server.stop();
                 outcome.map(|o| (o, stopped))
             });

@@ -34,6 +34,14 @@ pub enum ServerKind {
     /// This crate's `native-proxy`: tokio current_thread,
     /// `copy_bidirectional`.
     TokioProxy,
+    /// The kv suite: evconn's host with the kv guest (examples/kv), its
+    /// data in the host's in-memory store, each isolation model.
+    #[serde(rename = "kv-evconn-shared")]
+    KvShared,
+    #[serde(rename = "kv-evconn-connection")]
+    KvConnection,
+    /// Debian's `redis-server`, nothing saved to disk.
+    RedisServer,
 }
 
 /// Which servers a run compares: echo servers, or proxies in front of one
@@ -43,6 +51,7 @@ pub enum ServerKind {
 pub enum Suite {
     Echo,
     Proxy,
+    Kv,
 }
 
 impl Suite {
@@ -51,6 +60,7 @@ impl Suite {
         match self {
             Suite::Echo => &ServerKind::ALL,
             Suite::Proxy => &ServerKind::PROXIES,
+            Suite::Kv => &ServerKind::KV,
         }
     }
 
@@ -59,25 +69,38 @@ impl Suite {
         match self {
             Suite::Echo => ServerKind::EVCONN,
             Suite::Proxy => [ServerKind::ProxyShared, ServerKind::ProxyConnection],
+            Suite::Kv => [ServerKind::KvShared, ServerKind::KvConnection],
         }
     }
 
     /// The native server the project's targets name besides the best one:
-    /// libevent for the echo, HAProxy for the proxy.
+    /// libevent for the echo, HAProxy for the proxy, Redis for the kv.
     pub fn reference(self) -> ServerKind {
         match self {
             Suite::Echo => ServerKind::Libevent,
             Suite::Proxy => ServerKind::Haproxy,
+            Suite::Kv => ServerKind::RedisServer,
         }
     }
 
     /// Whether this suite runs `test`: the proxy suite has no start, curve
-    /// or floor (they are about starting and calling the echo guest).
+    /// or floor (they are about starting and calling the echo guest); the
+    /// kv suite runs redis-benchmark alone, which no other suite runs.
     pub fn runs(self, test: crate::figures::Test) -> bool {
         use crate::figures::Test;
         match self {
-            Suite::Echo => true,
-            Suite::Proxy => !matches!(test, Test::Start | Test::Curve | Test::Floor),
+            Suite::Echo => test != Test::Redis,
+            Suite::Proxy => !matches!(test, Test::Start | Test::Curve | Test::Floor | Test::Redis),
+            Suite::Kv => test == Test::Redis,
+        }
+    }
+
+    /// The folder name's suffix and the report title's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Echo => "echo",
+            Suite::Proxy => "proxy",
+            Suite::Kv => "kv",
         }
     }
 }
@@ -106,6 +129,9 @@ impl ServerKind {
         ServerKind::TokioProxy,
     ];
 
+    /// Every key-value server, in the order of the report.
+    pub const KV: [ServerKind; 3] = [ServerKind::KvShared, ServerKind::KvConnection, ServerKind::RedisServer];
+
     /// The two ways evconn runs the echo guest.
     pub const EVCONN: [ServerKind; 2] = [ServerKind::EvconnShared, ServerKind::EvconnConnection];
 
@@ -122,6 +148,9 @@ impl ServerKind {
             ServerKind::Haproxy => "haproxy",
             ServerKind::Nginx => "nginx",
             ServerKind::TokioProxy => "tokio-proxy",
+            ServerKind::KvShared => "kv-evconn-shared",
+            ServerKind::KvConnection => "kv-evconn-connection",
+            ServerKind::RedisServer => "redis-server",
         }
     }
 
@@ -138,19 +167,31 @@ impl ServerKind {
             ServerKind::Haproxy => "HAProxy",
             ServerKind::Nginx => "nginx stream",
             ServerKind::TokioProxy => "tokio proxy",
+            ServerKind::KvShared => "evconn shared",
+            ServerKind::KvConnection => "evconn connection",
+            ServerKind::RedisServer => "redis-server",
         }
     }
 
     /// Whether this is evconn's host.
     pub fn is_evconn(self) -> bool {
-        Self::EVCONN.contains(&self) || matches!(self, ServerKind::ProxyShared | ServerKind::ProxyConnection)
+        Self::EVCONN.contains(&self)
+            || matches!(
+                self,
+                ServerKind::ProxyShared | ServerKind::ProxyConnection | ServerKind::KvShared | ServerKind::KvConnection
+            )
     }
 
     /// Whether this is a native server the sandbox is compared with.
     pub fn is_native(self) -> bool {
         matches!(
             self,
-            ServerKind::Tokio | ServerKind::Libevent | ServerKind::Haproxy | ServerKind::Nginx | ServerKind::TokioProxy
+            ServerKind::Tokio
+                | ServerKind::Libevent
+                | ServerKind::Haproxy
+                | ServerKind::Nginx
+                | ServerKind::TokioProxy
+                | ServerKind::RedisServer
         )
     }
 }
@@ -176,6 +217,11 @@ pub struct Programs {
     pub haproxy: Result<PathBuf, String>,
     pub nginx: Result<PathBuf, String>,
     pub nginx_stream_module: PathBuf,
+    /// The kv suite: the kv guest, redis-server (Err: why it is not
+    /// there) and the load, redis-benchmark.
+    pub kv_wasm: PathBuf,
+    pub redis_server: Result<PathBuf, String>,
+    pub redis_benchmark: PathBuf,
     /// Where the proxies' configuration files are written.
     pub configs: PathBuf,
     /// The echo backend every proxy relays to, once the runner started it.
@@ -199,11 +245,26 @@ impl Programs {
         let files = match suite {
             Suite::Echo => vec![&self.host, &self.echo_wasm, &self.native_echo, &self.wasmtime_floor],
             Suite::Proxy => vec![&self.host, &self.proxy_wasm, &self.native_echo, &self.native_proxy],
+            Suite::Kv => vec![&self.host, &self.kv_wasm],
         };
         for path in files {
             if !path.is_file() {
                 missing.push(path.display().to_string());
             }
+        }
+        if suite == Suite::Kv {
+            if let Ok(path) = &self.redis_server
+                && !path.is_file()
+            {
+                missing.push(format!("{} (`{PROXIES_INSTALL}` installs redis-server)", path.display()));
+            }
+            if !self.redis_benchmark.is_file() {
+                missing.push(format!("{} (`{PROXIES_INSTALL}` installs redis-tools)", self.redis_benchmark.display()));
+            }
+            if !missing.is_empty() {
+                return Err(format!("missing: {}", missing.join(", ")));
+            }
+            return Ok(());
         }
         if suite == Suite::Proxy {
             for (name, program) in [("haproxy", &self.haproxy), ("nginx", &self.nginx)] {
@@ -260,6 +321,7 @@ impl Programs {
             (ServerKind::GuestSocket, _, Err(reason)) => Some(reason),
             (ServerKind::Haproxy, ..) => self.haproxy.as_ref().err().map(String::as_str),
             (ServerKind::Nginx, ..) => self.nginx.as_ref().err().map(String::as_str),
+            (ServerKind::RedisServer, ..) => self.redis_server.as_ref().err().map(String::as_str),
             _ => None,
         }
     }
@@ -301,7 +363,13 @@ impl Programs {
     pub fn command(&self, kind: ServerKind, address: SocketAddr, code: &Code) -> Command {
         let host = |isolation: &str| {
             let mut c = Command::new(&self.host);
-            let wasm = if ServerKind::PROXIES.contains(&kind) { &self.proxy_wasm } else { &self.echo_wasm };
+            let wasm = if ServerKind::PROXIES.contains(&kind) {
+                &self.proxy_wasm
+            } else if ServerKind::KV.contains(&kind) {
+                &self.kv_wasm
+            } else {
+                &self.echo_wasm
+            };
             match code {
                 Code::Component => c.arg("--component").arg(wasm),
                 Code::CacheIn(dir) => c.arg("--component").arg(wasm).arg("--cache-dir").arg(dir),
@@ -341,8 +409,16 @@ impl Programs {
                 c.args(["run", "-S", "inherit-network=y"]).arg(&self.socket_echo).arg(address.to_string());
                 c
             }
-            ServerKind::ProxyShared => host("shared"),
-            ServerKind::ProxyConnection => host("connection"),
+            ServerKind::ProxyShared | ServerKind::KvShared => host("shared"),
+            ServerKind::ProxyConnection | ServerKind::KvConnection => host("connection"),
+            ServerKind::RedisServer => {
+                // As the tests start it: loopback, nothing saved, one
+                // process, the rest of Debian's defaults.
+                let mut c = Command::new(self.redis_server.as_ref().expect("checked by the runner"));
+                c.args(["--bind", "127.0.0.1", "--port"]).arg(address.port().to_string());
+                c.args(["--save", "", "--appendonly", "no"]);
+                c
+            }
             ServerKind::TokioProxy => {
                 let mut c = Command::new(&self.native_proxy);
                 c.arg("--listen").arg(address.to_string()).arg("--backend").arg(self.backend().to_string());
@@ -460,7 +536,7 @@ impl Server {
                 self.child = None;
                 return Err(format!("{} exited ({status}) before serving; see {}", self.kind.key(), log.display()));
             }
-            match exchange(self.address, deadline) {
+            match exchange(self.address, deadline, self.kind) {
                 Ok(()) => return Ok(spawned.elapsed()),
                 Err(e) if Instant::now() > deadline => {
                     return Err(format!(
@@ -506,19 +582,21 @@ fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
-/// One small echo over a fresh connection, waiting for it until `deadline`
-/// at most. A host that has bound its port but not yet started serving
-/// leaves the connection in the backlog: the echo comes when it does.
-fn exchange(address: SocketAddr, deadline: Instant) -> std::io::Result<()> {
+/// One small exchange over a fresh connection, waiting for it until
+/// `deadline` at most: an echo, or a key-value server's PONG. A host that
+/// has bound its port but not yet started serving leaves the connection in
+/// the backlog: the answer comes when it does.
+fn exchange(address: SocketAddr, deadline: Instant, kind: ServerKind) -> std::io::Result<()> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500))?;
     let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     stream.set_read_timeout(Some(wait))?;
-    let probe = b"ready?";
+    let (probe, answer): (&[u8], &[u8]) =
+        if ServerKind::KV.contains(&kind) { (b"PING\r\n", b"+PONG\r\n") } else { (b"ready?", b"ready?") };
     stream.write_all(probe)?;
-    let mut back = [0u8; 6];
+    let mut back = vec![0u8; answer.len()];
     stream.read_exact(&mut back)?;
-    if &back != probe {
-        return Err(std::io::Error::other("the echo differs from what was sent"));
+    if back != answer {
+        return Err(std::io::Error::other("the answer differs from what was expected"));
     }
     Ok(())
 }
@@ -530,7 +608,7 @@ mod tests {
     /// results.json names every server by the key its logs have.
     #[test]
     fn json_names_are_the_keys() {
-        for kind in ServerKind::ALL.into_iter().chain(ServerKind::PROXIES) {
+        for kind in ServerKind::ALL.into_iter().chain(ServerKind::PROXIES).chain(ServerKind::KV) {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.key(), "{kind:?}");
         }
     }

@@ -5,6 +5,7 @@ pub mod connect;
 pub mod idle;
 pub mod latency;
 pub mod pingpong;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -32,6 +32,9 @@ fn colour(server: ServerKind) -> RGBColor {
         ServerKind::Haproxy => RGBColor(0xc0, 0x39, 0x2b),
         ServerKind::Nginx => RGBColor(0x3a, 0x9a, 0x4a),
         ServerKind::TokioProxy => RGBColor(0xe0, 0x7b, 0x1a),
+        ServerKind::KvShared => RGBColor(0x1f, 0x6f, 0xb4),
+        ServerKind::KvConnection => RGBColor(0x6a, 0xa8, 0xdc),
+        ServerKind::RedisServer => RGBColor(0xc0, 0x39, 0x2b),
     }
 }
 
@@ -45,6 +48,7 @@ pub fn svg(report: &Report, path: &Path) -> Result<(), String> {
     let servers = match report.plan.suite {
         Suite::Echo => "evconn, native echo servers and a guest owning its socket",
         Suite::Proxy => "evconn's proxy guest, HAProxy, nginx and a tokio proxy",
+        Suite::Kv => "evconn's kv guest on the in-memory store and redis-server, under redis-benchmark",
     };
     let title = format!("{servers}, {}: median, whisker min-max; (Nx) evconn / best native", report.meta.date);
     let body = root.titled(&title, ("sans-serif", 20)).map_err(|e| err(&e))?;

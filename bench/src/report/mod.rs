@@ -65,6 +65,8 @@ pub struct Meta {
     pub libevent_version: Option<String>,
     /// What the wasmtime CLI of the guest-socket server says it is.
     pub wasmtime_cli_version: Option<String>,
+    /// What redis-server and redis-benchmark say they are (the kv suite).
+    pub redis_version: Option<String>,
     pub seconds_taken: f64,
 }
 
@@ -278,6 +280,16 @@ fn notes(samples: &[Sample], context: &Context) -> Vec<String> {
             notes.push(format!("{} is missing: {reason}", kind.label()));
         }
     }
+    if context.plan.suite == Suite::Kv {
+        notes.push(format!(
+            "Kv suite: redis-benchmark ({} clients, keys `key:__rand_int__`, 3-byte values) runs once per command \
+             and pipeline depth on the load generator's CPU{}; its requests/s is its own count, the server CPU per \
+             request the server's time over the requests of that run. evconn serves examples/kv with its data in \
+             the host's in-memory store (`--keyvalue memory`, the default).",
+            crate::load::redis::CLIENTS,
+            context.pins.load.map(|c| format!(" (CPU {c})")).unwrap_or_default(),
+        ));
+    }
     if context.plan.suite == Suite::Proxy {
         notes.push(format!(
             "Proxy suite: every proxy relays to one native tokio echo backend (`native-echo`), started once for \
@@ -338,6 +350,19 @@ fn meta(context: &Context) -> Meta {
             let output = std::process::Command::new(cli).arg("--version").output().ok()?;
             output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
         }),
+        redis_version: context
+            .programs
+            .redis_server
+            .as_ref()
+            .ok()
+            .filter(|_| context.plan.suite == Suite::Kv)
+            .and_then(|server| {
+                let version = |program: &std::path::Path| {
+                    let output = std::process::Command::new(program).arg("--version").output().ok()?;
+                    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+                };
+                Some(format!("{}; {}", version(server)?, version(&context.programs.redis_benchmark)?))
+            }),
         seconds_taken: context.seconds_taken,
     }
 }

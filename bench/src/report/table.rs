@@ -18,6 +18,7 @@ pub fn markdown(r: &Report) -> String {
     let suite = match p.suite {
         Suite::Echo => "",
         Suite::Proxy => " (proxy suite)",
+        Suite::Kv => " (kv suite)",
     };
     let _ = writeln!(md, "# evconn benchmark{suite}, {}\n", m.date);
     for note in &r.notes {
@@ -25,14 +26,15 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         md,
-        "{} ({} CPUs), Linux {}; load generator built for {}; host `{}`{}{}.\n",
+        "{} ({} CPUs), Linux {}; load generator built for {}; host `{}`{}{}{}.\n",
         m.cpu,
         m.cpus,
         m.kernel,
         m.bench_build,
         m.host,
         m.libevent_version.as_ref().map(|v| format!("; libevent {v}")).unwrap_or_default(),
-        m.wasmtime_cli_version.as_ref().map(|v| format!("; the guest socket's CLI: {v}")).unwrap_or_default()
+        m.wasmtime_cli_version.as_ref().map(|v| format!("; the guest socket's CLI: {v}")).unwrap_or_default(),
+        m.redis_version.as_ref().map(|v| format!("; {v}")).unwrap_or_default()
     );
     let pins = match (r.pins.server, r.pins.load) {
         (Some(s), Some(l)) => format!(
@@ -231,6 +233,7 @@ fn targets_section(md: &mut String, r: &Report) {
             (Against::BestNative, None) => "best native".to_string(),
             (Against::Libevent, _) => "libevent".to_string(),
             (Against::Haproxy, _) => "HAProxy".to_string(),
+            (Against::Redis, _) => "redis-server".to_string(),
         };
         // A ratio has two decimals; a figure of its own keeps its unit.
         let absolute = v.against == Against::Absolute;

@@ -16,6 +16,7 @@ pub enum Against {
     BestNative,
     Libevent,
     Haproxy,
+    Redis,
     /// Nothing: the bound is in the figure's own unit.
     Absolute,
 }
@@ -34,8 +35,8 @@ const fn target(figure: Figure, server: ServerKind, against: Against, bound: f64
     Target { figure, server, against, bound }
 }
 
-use Against::{Absolute, BestNative, Haproxy, Libevent};
-use ServerKind::{EvconnConnection as Connection, EvconnShared as Shared, ProxyShared};
+use Against::{Absolute, BestNative, Haproxy, Libevent, Redis};
+use ServerKind::{EvconnConnection as Connection, EvconnShared as Shared, KvConnection, KvShared, ProxyShared};
 
 /// The targets, as the project set them: "a sandboxed echo that is not
 /// slower than libevent's native one".
@@ -66,6 +67,30 @@ const PROXY_TARGETS: [Target; 6] = [
     target(Figure::ConnectRate, ProxyShared, Haproxy, 0.80),
 ];
 
+/// The kv suite's targets, from the issue that added the store: the kv
+/// guest on the in-memory store against redis-server, for every command
+/// with and without pipelining.
+const KV_TARGETS: [Target; 18] = [
+    target(Figure::Set, KvShared, Redis, 0.90),
+    target(Figure::Get, KvShared, Redis, 0.90),
+    target(Figure::Incr, KvShared, Redis, 0.90),
+    target(Figure::SetPipelined, KvShared, Redis, 0.90),
+    target(Figure::GetPipelined, KvShared, Redis, 0.90),
+    target(Figure::IncrPipelined, KvShared, Redis, 0.90),
+    target(Figure::Set, KvConnection, Redis, 0.80),
+    target(Figure::Get, KvConnection, Redis, 0.80),
+    target(Figure::Incr, KvConnection, Redis, 0.80),
+    target(Figure::SetPipelined, KvConnection, Redis, 0.80),
+    target(Figure::GetPipelined, KvConnection, Redis, 0.80),
+    target(Figure::IncrPipelined, KvConnection, Redis, 0.80),
+    target(Figure::SetCpu, KvShared, Redis, 1.30),
+    target(Figure::GetCpu, KvShared, Redis, 1.30),
+    target(Figure::IncrCpu, KvShared, Redis, 1.30),
+    target(Figure::SetPipelinedCpu, KvShared, Redis, 1.30),
+    target(Figure::GetPipelinedCpu, KvShared, Redis, 1.30),
+    target(Figure::IncrPipelinedCpu, KvShared, Redis, 1.30),
+];
+
 /// One target and what this run measured for it.
 #[derive(Debug, Serialize)]
 pub struct Verdict {
@@ -88,6 +113,7 @@ pub fn verdicts(figures: &[FigureReport], suite: Suite) -> Vec<Verdict> {
     let targets: &[Target] = match suite {
         Suite::Echo => &TARGETS,
         Suite::Proxy => &PROXY_TARGETS,
+        Suite::Kv => &KV_TARGETS,
     };
     targets
         .iter()
@@ -97,6 +123,7 @@ pub fn verdicts(figures: &[FigureReport], suite: Suite) -> Vec<Verdict> {
                 BestNative => report.best_native,
                 Libevent => Some(ServerKind::Libevent),
                 Haproxy => Some(ServerKind::Haproxy),
+                Redis => Some(ServerKind::RedisServer),
                 Absolute => None,
             };
             let measured = match native {
