@@ -227,6 +227,41 @@ fn env_and_allow_connect_reach_the_guest() {
     assert!(denied.stdout.contains("error access-denied"), "{}", denied.stdout);
 }
 
+/// `open` returns once the handler has run `on-accept`, and `close` once
+/// the host has finished with the connection: a script that counts the
+/// connections the handler holds right after opening two and closing one
+/// passes every time, with no sleep. (Before, it failed most runs.)
+#[test]
+fn open_and_close_wait_for_the_handler() {
+    let dir = scratch("no-races");
+    let script = "open a\nopen b\nsend a \"held\\n\"\nexpect a \"held 2\\n\"\nclose b\n\
+                  send a \"held\\n\"\nexpect a \"held 1\\n\"\nopen c\nopen d\nsend d \"held\\n\"\n\
+                  expect d \"held 3\\n\"\n";
+    let names: Vec<String> = (0..50).map(|n| format!("race-{n:02}.evt")).collect();
+    let scripts: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), script)).collect();
+    let scripts = write_scripts(&dir, &scripts);
+    let probe = support::guest("probe");
+    let mut args = vec![path_str(&probe)];
+    args.extend(scripts.iter().map(|s| path_str(s)));
+    let run = host_test(&args);
+    assert!(run.success(), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("50 scripts passed\n"), "{}", run.stdout);
+}
+
+/// A `close` the host does not finish (a handler that keeps the connection
+/// after its peer left) fails at the deadline and says so.
+#[test]
+fn close_fails_when_the_host_keeps_the_connection() {
+    let dir = scratch("kept");
+    // The probe pauses reading: it never hears the end of stream, so it
+    // never closes.
+    let script = "open a\nsend a \"pause\\n\"\nexpect a \"ok\\n\"\nclose a\n";
+    let scripts = write_scripts(&dir, &[("kept.evt", script)]);
+    let run = host_test(&["--timeout", "500ms", path_str(&support::guest("probe")), path_str(&scripts[0])]);
+    assert!(!run.success());
+    assert!(run.stdout.contains("the host still held the connection after 500ms"), "{}", run.stdout);
+}
+
 /// A script that does not parse is an error naming its file and line, and
 /// no script runs.
 #[test]
@@ -300,6 +335,6 @@ fn rust_api() {
     a.expect(&Expect::Closed).unwrap();
     let after = a.expect(&Expect::exact("x")).unwrap_err();
     assert!(matches!(after.kind, FailureKind::EndOfStream), "{after}");
-    b.close();
+    b.close().unwrap();
     host.stop().expect("the host stops cleanly");
 }

@@ -182,6 +182,7 @@ impl Plan {
                 allow_bucket: self.host.allow_bucket,
             },
             loader,
+            watch: None,
             reload: Triggers {
                 requests: Some(reload_requests),
                 watch: self.host.watch.then_some(WATCH_INTERVAL),

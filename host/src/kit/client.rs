@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::expect::{Check, Expect, Failure, FailureKind};
+use crate::serve::{ConnectionWatch, Served};
 
 /// The deadline of a send or an expectation unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,6 +23,8 @@ pub struct Client {
     /// Reads into `inbox` until end of stream, an error, or our shutdown.
     reader: Option<JoinHandle<()>>,
     timeout: Duration,
+    /// What the host says of this connection, when it is a kit host's.
+    watch: Option<Arc<ConnectionWatch>>,
 }
 
 /// What the reader thread received and the expectations did not consume yet.
@@ -49,7 +52,28 @@ impl Client {
             let inbox = inbox.clone();
             std::thread::Builder::new().name("kit-reader".into()).spawn(move || read_all(&mut stream, &inbox))?
         };
-        Ok(Client { stream, inbox, reader: Some(reader), timeout: DEFAULT_TIMEOUT })
+        Ok(Client { stream, inbox, reader: Some(reader), timeout: DEFAULT_TIMEOUT, watch: None })
+    }
+
+    /// Connects to a kit host at `addr` and returns once its guest has run
+    /// `on-accept` for the connection (or the host closed it unaccepted,
+    /// which the next expectation sees); fails if neither happens within
+    /// `timeout`.
+    pub(super) fn connect_watched(
+        addr: SocketAddr,
+        watch: Arc<ConnectionWatch>,
+        timeout: Duration,
+    ) -> io::Result<Self> {
+        let mut client = Client::connect(addr)?;
+        let local = client.stream.local_addr()?;
+        if watch.wait_served(local, timeout) == Served::Pending {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connected, but the handler did not run on-accept within {timeout:?}"),
+            ));
+        }
+        client.watch = Some(watch);
+        Ok(client)
     }
 
     /// The deadline of later sends and expectations ([`DEFAULT_TIMEOUT`] at first).
@@ -126,8 +150,23 @@ impl Client {
         self.stream.shutdown(Shutdown::Write)
     }
 
-    /// Closes the connection.
-    pub fn close(self) {}
+    /// Closes the connection and, on a kit host, waits (up to the client's
+    /// timeout) until the host has finished with it: its `on-event` has run
+    /// and its socket is closed. Fails if the host still holds it then (a
+    /// guest that keeps writing after the peer left, say).
+    pub fn close(mut self) -> io::Result<()> {
+        let watch = self.watch.take();
+        let local = self.stream.local_addr();
+        let timeout = self.timeout;
+        drop(self);
+        match (watch, local) {
+            (Some(watch), Ok(local)) if !watch.wait_closed(local, timeout) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("closed, but the host still held the connection after {timeout:?}"),
+            )),
+            _ => Ok(()),
+        }
+    }
 
     /// The local end's address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

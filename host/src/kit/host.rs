@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::oneshot;
 
-use super::client::Client;
+use super::client::{Client, DEFAULT_TIMEOUT};
 use super::compiled::compiled;
 use crate::net::{ListenOptions, bind_listener};
 use crate::policy::{ConnectRule, Limits, Policy};
-use crate::serve::{App, BoundListener, Server};
+use crate::serve::{App, BoundListener, ConnectionWatch, Server};
 use crate::store::{Backend, Budget, Store};
 use crate::wasm::{self, CodeCache, Isolation};
 
@@ -27,6 +27,9 @@ pub struct Host {
     addrs: Vec<SocketAddr>,
     /// Completing it stops the host.
     stop: Option<oneshot::Sender<()>>,
+    /// Told when the guest accepts a connection and when the host has
+    /// finished with one: what `connect` and `Client::close` wait for.
+    watch: Arc<ConnectionWatch>,
     /// The host's reactor; returns how the run ended.
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -139,6 +142,7 @@ impl HostBuilder {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let addrs = listeners.iter().map(|l| l.sockets[0].local_addr()).collect::<io::Result<Vec<_>>>()?;
         let budget = Budget { keys: self.limits.keyvalue_keys, bytes: self.limits.keyvalue_memory };
+        let watch = Arc::new(ConnectionWatch::default());
         let server = Server {
             apps: vec![App {
                 name: wasm::name(&self.component),
@@ -160,6 +164,7 @@ impl HostBuilder {
             loader,
             reload: Default::default(),
             metrics: None,
+            watch: Some(watch.clone()),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("evconn-host".into()).spawn(move || {
@@ -168,7 +173,7 @@ impl HostBuilder {
                 let _ = stopped.await;
             }))
         })?;
-        Ok(Host { addrs, stop: Some(stop), thread: Some(thread) })
+        Ok(Host { addrs, stop: Some(stop), watch, thread: Some(thread) })
     }
 }
 
@@ -207,9 +212,19 @@ impl Host {
         &self.addrs
     }
 
-    /// A new connection to the first listener.
+    /// A new connection to the first listener, once the guest has run
+    /// `on-accept` for it (at most [`DEFAULT_TIMEOUT`]; see
+    /// [`Host::connect_within`]).
     pub fn connect(&self) -> io::Result<Client> {
-        Client::connect(self.addr())
+        self.connect_within(DEFAULT_TIMEOUT)
+    }
+
+    /// A new connection to the first listener, once the guest has run
+    /// `on-accept` for it, or the host has closed it without (an instance
+    /// that could not start, say: the next expectation sees the end of
+    /// stream). Fails if neither happens within `timeout`.
+    pub fn connect_within(&self, timeout: Duration) -> io::Result<Client> {
+        Client::connect_watched(self.addr(), self.watch.clone(), timeout)
     }
 
     /// Whether the host has stopped on its own (the guest called `loop-exit`).

@@ -114,7 +114,7 @@ fn perform(
     }
     match &step.action {
         Action::Open(conn) => {
-            let client = host.connect().map_err(|e| format!("cannot connect to {}: {e}", host.addr()))?;
+            let client = host.connect_within(timeout).map_err(|e| format!("{}: {e}", host.addr()))?;
             connections.insert(conn.clone(), client);
         }
         Action::Send { conn, data, within } => open(connections, conn)
@@ -129,7 +129,9 @@ fn perform(
             open(connections, conn).shutdown_write().map_err(|e| format!("cannot shut down: {e}"))?
         }
         Action::Close(conn) => {
-            connections.remove(conn);
+            let mut client = connections.remove(conn).expect("the parser checked the connection is open");
+            client.set_timeout(timeout);
+            client.close().map_err(|e| e.to_string())?;
         }
         Action::Sleep(duration) => std::thread::sleep(*duration),
     }

@@ -10,6 +10,7 @@ pub mod reload;
 mod route;
 mod server;
 mod slot;
+mod watch;
 mod worker;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::telemetry::Metrics;
 
 pub use mount::{App, BoundListener};
 pub use server::Server;
+pub use watch::{ConnectionWatch, Served};
 
 /// What every worker of one host shares, a part for each concern.
 #[derive(Clone)]
@@ -34,4 +36,7 @@ struct Services {
     output: Arc<OutputBudget>,
     /// The key-value store every instance shares.
     store: Arc<crate::store::Store>,
+    /// Who is told when a connection is accepted and when it ends: the
+    /// test kit, or nobody.
+    watch: Option<Arc<ConnectionWatch>>,
 }

@@ -33,6 +33,9 @@ pub struct Server {
     pub policy: Policy,
     /// The key-value store behind `wasi:keyvalue`, shared by every instance.
     pub store: Arc<Store>,
+    /// Told when the guest has accepted a connection and when the host has
+    /// finished with one (the test kit's); `None` when serving.
+    pub watch: Option<Arc<super::ConnectionWatch>>,
     /// How reloads load the components again: the engine the apps were
     /// compiled for, the code cache, whether machine code may run.
     pub loader: Loader,
@@ -62,6 +65,7 @@ impl Server {
             policy: Arc::new(self.policy),
             metrics: Arc::new(Metrics::default()),
             store: self.store,
+            watch: self.watch,
         };
         let lifecycle = services.lifecycle.clone();
         let reactors = (0..self.workers).map(Reactor::start).collect::<anyhow::Result<Vec<_>>>()?;

@@ -11,6 +11,7 @@
 //! | `callback ID on|off` | `ok` |
 //! | `free ID` (drops a bound listener's handle) | `ok` |
 //! | `count` | connections this instance accepted |
+//! | `held` | `held N`: connections this instance holds, accepted or dialed, that have not ended |
 //! | `largest-read` | `largest N`: the most bytes one `on-data` call of this instance got |
 //! | `send CONN TEXT` (through the kept owned handle) | `ok` or `error CODE` |
 //! | `pause`, `pause CONN`, `resume CONN` | `ok` |
@@ -291,6 +292,7 @@ impl Probe {
                 }
             }
             ["count"] => self.accepted.to_string(),
+            ["held"] => format!("held {}", self.connections.len()),
             ["largest-read"] => format!("largest {}", self.largest_read),
             ["say", text @ ..] => {
                 println!("{}", text.join(" "));

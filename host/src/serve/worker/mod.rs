@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use self::timers::{Step, TimerSlot};
-use super::Services;
 use super::slot::{Home, Slot, TrapBackoff};
+use super::{ConnectionWatch, Services};
 use crate::base::sync::{AsyncLockGuard, lock};
 use crate::net::{Admission, Connection, Lifecycle, Listener, OutputLimits, Ready};
 use crate::telemetry::{Callback, CloseReason, Stats};
@@ -62,6 +62,8 @@ pub struct Worker {
     trap_backoff: Mutex<TrapBackoff>,
     /// The shared instance's timers, for the task that fires them.
     shared_timers: TimerSlot,
+    /// Who is told about accepted and finished connections (the test kit).
+    watch: Option<Arc<ConnectionWatch>>,
 }
 
 impl Worker {
@@ -100,6 +102,7 @@ impl Worker {
             read_buffers: Mutex::default(),
             trap_backoff: Mutex::default(),
             shared_timers: TimerSlot::default(),
+            watch: services.watch.clone(),
         });
         // Under the per-connection model, an instance made and dropped.
         let home = worker.home();
@@ -212,6 +215,9 @@ impl Worker {
             worker.serve(&listener, &conn).await;
             worker.lifecycle().open().untrack(id);
             tracing::debug!(conn = id, reason = %conn.close_reason().name(), "closed");
+            if let Some(watch) = &worker.watch {
+                watch.closed(conn.peer());
+            }
             drop(admission);
         });
     }
@@ -226,6 +232,9 @@ impl Worker {
         // allocation per callback, against 0.4 KiB of every idle
         // connection (docs/performance.md).
         let (generation, own_timers) = Box::pin(self.accept(&home, listener, conn)).await;
+        if let Some(watch) = &self.watch {
+            watch.accepted(conn.peer());
+        }
         self.run(&home, conn, generation, own_timers).await;
         Box::pin(self.end(&home, conn, generation)).await;
         self.stats().closed(conn.close_reason()).inc();
