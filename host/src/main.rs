@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         .add_directive("wasmtime=warn".parse().expect("a valid directive"));
     if args.show_guest_output() && std::env::var_os("RUST_LOG").is_none() {
         filter = filter.add_directive("guest=info".parse().expect("a valid directive"));
+        // Compiling a Python or JavaScript component takes seconds: say so,
+        // or the first start looks hung.
+        filter = filter.add_directive("compile=info".parse().expect("a valid directive"));
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();

@@ -54,6 +54,21 @@ fn echo_scripts_pass() {
     }
 }
 
+/// The same scripts pass against the echo in C, Python and JavaScript, as
+/// their READMEs say.
+#[test]
+fn echo_scripts_pass_in_every_language() {
+    let scripts = scripts_in(&support::workspace().join("guest/echo/tests"));
+    for lang in ["c", "python", "js"] {
+        let echo = support::echo(lang);
+        let mut args = vec![path_str(&echo)];
+        args.extend(scripts.iter().map(|s| path_str(s)));
+        let run = host_test(&args);
+        assert!(run.success(), "the echo scripts pass against echo-{lang}:\n{}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains(&format!("{} scripts passed\n", scripts.len())), "{}", run.stdout);
+    }
+}
+
 /// A wrong expectation fails its step with both sides shown escaped and
 /// where they differ; the steps after it are skipped, the run exits non-zero.
 #[test]

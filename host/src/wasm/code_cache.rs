@@ -119,7 +119,7 @@ impl CodeCache {
     /// The compiled form of `bytes`: from the cache when there and safe to
     /// run, else compiled and stored. A cache that cannot be read or written
     /// costs a compilation, never a failure.
-    pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    pub fn compile(&self, engine: &Engine, bytes: &[u8], path: &Path) -> wasmtime::Result<Component> {
         let entry = self.entry(engine, bytes);
         let trusted = match entry.exists().then(|| self.untrusted(&entry)) {
             Some(None) => true,
@@ -142,7 +142,7 @@ impl CodeCache {
                 Err(e) => tracing::warn!(entry = %entry.display(), error = %e, "unusable cache entry; compiling again"),
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = compile_logged(engine, bytes, path)?;
         match component.serialize() {
             Ok(compiled) => {
                 if let Err(e) = store(&entry, &compiled) {
@@ -153,6 +153,17 @@ impl CodeCache {
         }
         Ok(component)
     }
+}
+
+/// Compiles the component `bytes` (read from `path`), saying so before and
+/// after: Python and JavaScript components take seconds.
+pub(crate) fn compile_logged(engine: &Engine, bytes: &[u8], path: &Path) -> wasmtime::Result<Component> {
+    let started = std::time::Instant::now();
+    tracing::info!(target: "compile", component = %path.display(), kib = bytes.len() >> 10, "compiling");
+    let component = Component::new(engine, bytes)?;
+    let took = started.elapsed();
+    tracing::info!(target: "compile", component = %path.display(), ?took, "compiled");
+    Ok(component)
 }
 
 /// Writes `bytes` to `path` through a temporary file, so that a reader never

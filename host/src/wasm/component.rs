@@ -7,7 +7,7 @@ use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
 
 use super::bindings::HandlerPre;
-use super::code_cache::CodeCache;
+use super::code_cache::{CodeCache, compile_logged};
 use super::engine::linker;
 use super::state::HostState;
 
@@ -134,8 +134,8 @@ impl Loader {
         } else {
             check_header(path, &bytes)?;
             match &self.cache {
-                Some(cache) => cache.compile(&self.engine, &bytes),
-                None => Component::new(&self.engine, &bytes),
+                Some(cache) => cache.compile(&self.engine, &bytes, path),
+                None => compile_logged(&self.engine, &bytes, path),
             }
             .map_err(compile_error)?
         };
