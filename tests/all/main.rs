@@ -26,6 +26,7 @@ mod limits_and_shutdown;
 mod listener_control;
 mod listener_options;
 mod metrics;
+mod new_project;
 mod outbound;
 mod output;
 mod reload;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use wasmtime::Engine;
 
+use super::new::Lang;
 use super::parse::{
     parse_bucket, parse_connections, parse_env, parse_listen_address, parse_listen_option, parse_workers,
 };
@@ -300,6 +301,38 @@ pub enum Command {
         component: PathBuf,
         /// Where to write the compiled file.
         #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Make a handler project in a new folder NAME: the WIT package, a
+    /// handler that welcomes each connection (counting it in the store) and
+    /// echoes, a `build` script that writes NAME.wasm there, a `host test`
+    /// script and a README.
+    New {
+        /// The project's name: lowercase letters, digits and '-'. It names
+        /// the folder, the component file and the store bucket.
+        name: String,
+        /// The handler's language.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// Where to make the folder. Default: here.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Write the WIT package this host serves (world evconn:listener/handler
+    /// and the wasi:keyvalue it imports) into DIR, for bindings generators.
+    Wit {
+        /// Where to write it.
+        #[arg(default_value = "wit")]
+        dir: PathBuf,
+    },
+    /// Make a component of a core module linked for wasm32-wasi (WASI
+    /// preview 1), as clang links C: with the world's types from the
+    /// bindings' object file and the preview 1 adapter of this host's
+    /// wasmtime release (`wasm-tools component new --adapt` does the same).
+    Component {
+        /// The core module.
+        core: PathBuf,
+        /// Where to write the component.
         output: PathBuf,
     },
     /// Run conversation scripts (.evt files) against a component: each

@@ -2,6 +2,7 @@
 //! the config file, and the program that runs them.
 mod args;
 mod config;
+mod new;
 mod parse;
 mod plan;
 
@@ -22,6 +23,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match &args.command {
         Some(Command::Compile { component, output }) => compile(component, output),
         Some(Command::Test(test)) => run_tests(test),
+        Some(Command::New { name, lang, dir }) => {
+            let host = std::env::current_exe().context("cannot tell where this host binary is")?;
+            let made = new::create(name, *lang, dir, &host)?;
+            println!("made {}: cd there, then ./build and host test {name}.wasm tests/*.evt", made.display());
+            Ok(())
+        }
+        Some(Command::Wit { dir }) => {
+            crate::wasm::contract::write_wit(dir)?;
+            println!("wrote the evconn:listener@0.2.0 package to {}", dir.display());
+            Ok(())
+        }
+        Some(Command::Component { core, output }) => {
+            let module = std::fs::read(core).with_context(|| format!("cannot read {}", core.display()))?;
+            let component =
+                crate::wasm::contract::component_from_core(&module).with_context(|| format!("{}", core.display()))?;
+            std::fs::write(output, component).with_context(|| format!("cannot write {}", output.display()))
+        }
         None => serve(args),
     }
 }

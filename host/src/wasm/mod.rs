@@ -8,6 +8,7 @@ mod call_clock;
 pub mod code_cache;
 pub mod component;
 mod context;
+pub mod contract;
 pub mod engine;
 mod guest_log;
 mod imports;
