@@ -1,7 +1,7 @@
 //! The example handlers in `examples/` over real TCP on loopback: rot13,
 //! chat and kv, each served by an in-process host; source, served by the
 //! `host` binary so that its memory can be watched; proxy, both ways; and
-//! the rate limiter in C and Python, on the host's store.
+//! the rate limiter in C, Python and JavaScript, on the host's store.
 mod chat;
 mod kv;
 mod proxy;

@@ -1,5 +1,5 @@
-//! The rate limiter in C and Python (`examples/rate-limit-*`), each run by
-//! the same tests: a peer's lines are counted in the host's
+//! The rate limiter in C, Python and JavaScript (`examples/rate-limit-*`),
+//! each run by the same tests: a peer's lines are counted in the host's
 //! store (`wasi:keyvalue`) across connections under both isolation models,
 //! and across two `host` processes on one Debian `redis-server`; the keys
 //! in Redis are the peer's IP (IPv4, IPv6, and IPv4 through a dual-stack
@@ -301,4 +301,5 @@ macro_rules! rate_limit_tests {
 rate_limit_tests! {
     c => "rate-limit-c";
     python => "rate-limit-python";
+    js => "rate-limit-js";
 }
