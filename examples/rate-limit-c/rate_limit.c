@@ -55,9 +55,8 @@ static const char *error_name(error_code_t code) {
     return code < sizeof ERROR_NAMES / sizeof *ERROR_NAMES ? ERROR_NAMES[code] : "unknown";
 }
 
-// The operator's settings, read from the environment at the first
-// connection (the environment is there only once the host runs the
-// component).
+// The operator's settings, read from the environment once, at the first
+// connection.
 static bool configured;
 static uint64_t limit;
 static uint64_t window;
