@@ -223,7 +223,9 @@ fn redis_keys(redis: &RedisServer) -> BTreeMap<String, String> {
 /// deletes its key of the window before, and the keys of a peer that does
 /// not come back stay.
 fn keys_name_the_peer_and_the_window(component: &Path, bucket: &str) {
-    const WINDOW: u64 = 3;
+    // Long enough for three round trips on a busy machine, short enough to
+    // wait out twice.
+    const WINDOW: u64 = 4;
     let redis = RedisServer::start();
     let host = limiter(component, Isolation::Shared, WINDOW)
         .keyvalue(&format!("redis://{}", redis.addr))
