@@ -1,9 +1,11 @@
 //! The example handlers in `examples/` over real TCP on loopback: rot13,
 //! chat and kv, each served by an in-process host; source, served by the
-//! `host` binary so that its memory can be watched; and proxy, both ways.
+//! `host` binary so that its memory can be watched; proxy, both ways; and
+//! the rate limiter in C, Python and JavaScript, on the host's store.
 mod chat;
 mod kv;
 mod proxy;
+mod rate_limit_langs;
 mod rot13;
 mod source;
 
