@@ -79,8 +79,7 @@ pub fn echo(lang: &str) -> PathBuf {
 ///
 /// Builds only when a source is newer than the component, so a test process
 /// builds each example at most once and later processes reuse it. The C
-/// build runs cargo (tools/c-guest) in the guests' target folder, which the
-/// outer `cargo test` does not lock.
+/// build makes its component with this test build's `host component`.
 pub fn example(name: &str) -> PathBuf {
     // One build at a time: tests of one example ask for it together.
     static BUILDING: Mutex<()> = Mutex::new(());
@@ -94,7 +93,6 @@ pub fn example(name: &str) -> PathBuf {
         folder.clone(),
         workspace().join("wit"),
         workspace().join("guest").join("c"),
-        workspace().join("tools").join("c-guest"),
     ];
     let built = modified(&output);
     if built.is_none() || sources.iter().any(|source| newest_file(source) > built) {
@@ -102,6 +100,7 @@ pub fn example(name: &str) -> PathBuf {
         let status = Command::new(folder.join("build"))
             .arg(&out_dir)
             .env("CARGO_TARGET_DIR", workspace().join("target").join("guests"))
+            .env("HOST", host_binary())
             .status()
             .expect("the build script runs");
         assert!(status.success(), "examples/{name}/build failed: {status} (has scripts/setup run?)");
