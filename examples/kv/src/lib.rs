@@ -1,33 +1,47 @@
 //! A small key-value server speaking RESP2, enough for `redis-cli` and
 //! `redis-benchmark` to work against it unchanged.
 //!
+//! The keys live in the host's store (`wasi:keyvalue`), in a bucket named
+//! `kv` (or `KV_BUCKET` from the environment), so every instance serves the
+//! same data: under `--isolation shared` and `connection`, across
+//! `--workers`, and from every host given the same Redis
+//! (`--keyvalue redis://...`).
+//!
 //! # Layout
 //! - [`request`]: bytes to requests (arrays of bulk strings, inline commands).
 //! - [`commands`]: what each command does, with Redis's replies and errors.
 //! - [`reply`]: replies to bytes.
-//! - [`store`]: the keys and values, within a memory budget, and expiry.
+//! - [`store`]: the store the commands use, as a trait, and a map in memory
+//!   that stands for it in the native tests.
+//! - [`keys`]: Redis keys (bytes) as store keys (strings).
+//! - [`entry`]: a value and its deadline as one stored value.
+//! - [`sweep`]: removing keys past their deadline that nobody reads.
+//! - [`bucket`]: the store in the component, over `wasi:keyvalue`.
 //! - this file: the evconn handler, which buffers each connection's input,
-//!   writes its replies as fast as the client reads them, and removes keys
-//!   when they expire.
+//!   writes its replies as fast as the client reads them, and sweeps from
+//!   a timer.
 //!
-//! Everything but this file is plain Rust, tested with `cargo test -p kv` on
-//! the build machine. The store lives in the instance, so under
-//! `--isolation shared` (the default) every client sees the same keys; under
-//! `--isolation connection` each connection has a store of its own.
+//! Everything but this file and `bucket` is plain Rust, tested with
+//! `cargo test -p kv` on the build machine.
+pub mod bucket;
 pub mod commands;
+pub mod entry;
+pub mod keys;
 pub mod reply;
 pub mod request;
 pub mod store;
+pub mod sweep;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
 use evconn_guest::timers::{self, TimerId};
-use evconn_guest::{Connection, ConnectionEvent, ErrorCode, Handler};
+use evconn_guest::{Connection, ConnectionEvent, ErrorCode, Handler, Listener};
 
+use bucket::WasiBucket;
 use commands::{Context, Then};
 use reply::Reply;
-use store::Store;
 
 /// Replies are gathered and written in pieces of about this size.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -38,13 +52,18 @@ const RESUME_BELOW: u64 = 256 * 1024;
 
 #[derive(Default)]
 struct Kv {
-    /// The keys and values, shared by every connection this instance serves.
-    store: Store,
+    /// The bucket of the host's store, shared with every other instance;
+    /// opened on first use, for as long as the instance lives.
+    store: WasiBucket,
     /// What is pending for each connection; an entry exists only while a
     /// connection has unread input or unwritten replies.
     clients: HashMap<u64, Client>,
-    /// The timer that removes the next key to expire, and when it fires.
-    expiry_timer: Option<(TimerId, Instant)>,
+    /// The repeating timer that sweeps keys past their deadline, from the
+    /// instance's first connection to its end.
+    sweep_timer: Option<TimerId>,
+    /// What the last sweep failed with, so that a failure that lasts (a
+    /// bucket not allowed) is logged once, not ten times a second.
+    sweep_failure: Option<String>,
 }
 
 /// One connection's work in progress.
@@ -63,6 +82,21 @@ struct Client {
 }
 
 impl Handler for Kv {
+    fn on_accept(&mut self, _listener: &Listener, _conn: Connection, _peer: SocketAddr) -> Result<(), String> {
+        if self.sweep_timer.is_none() {
+            // An instance that serves one short connection (under
+            // `--isolation connection`) may never see its timer fire:
+            // each sweeps a page when it starts too.
+            let every = Duration::from_millis(sweep::TICK_MS);
+            match timers::start(every, Some(every)) {
+                Ok(timer) => self.sweep_timer = Some(timer),
+                Err(e) => eprintln!("kv: no timer to sweep expired keys with: {}", e.name()),
+            }
+            self.sweep();
+        }
+        Ok(())
+    }
+
     fn on_data(&mut self, conn: &Connection, data: Vec<u8>) -> Result<(), String> {
         let client = self.clients.entry(conn.id()).or_default();
         if client.input.is_empty() {
@@ -84,10 +118,8 @@ impl Handler for Kv {
     }
 
     fn on_timer(&mut self, timer: TimerId) -> Result<(), String> {
-        if self.expiry_timer.is_some_and(|(armed, _)| armed == timer) {
-            self.expiry_timer = None;
-            self.store.expire(Instant::now());
-            self.arm_expiry()?;
+        if self.sweep_timer == Some(timer) {
+            self.sweep();
         }
         Ok(())
     }
@@ -111,13 +143,13 @@ impl Kv {
                 }
                 client.input.drain(..at);
                 self.clients.insert(id, client);
-                return self.arm_expiry();
+                return Ok(());
             }
             if client.close_after {
                 conn.close();
-                return self.arm_expiry();
+                return Ok(());
             }
-            let mut context = Context { store: &mut self.store, client: id, now: Instant::now() };
+            let mut context = Context { store: &mut self.store, client: id, now: wall_clock_ms() };
             while client.output.len() < WRITE_CHUNK {
                 match request::parse(&client.input[at..]) {
                     Ok(Some((args, used))) => {
@@ -154,30 +186,29 @@ impl Kv {
         if !client.input.is_empty() {
             self.clients.insert(id, client);
         }
-        self.arm_expiry()
-    }
-
-    /// Keeps one timer set for the next key to expire, so that keys go when
-    /// their time comes though nobody reads them.
-    fn arm_expiry(&mut self) -> Result<(), String> {
-        let next = self.store.next_expiry();
-        match (next, self.expiry_timer) {
-            (Some(when), Some((_, armed))) if armed <= when => return Ok(()),
-            (None, None) => return Ok(()),
-            _ => {}
-        }
-        if let Some((timer, _)) = self.expiry_timer.take() {
-            timers::cancel(timer);
-        }
-        if let Some(when) = next {
-            let after = when.saturating_duration_since(Instant::now());
-            // A millisecond late rather than early: the store's clock reads
-            // the key as expired only once its time has come.
-            let timer = timers::start(after + Duration::from_millis(1), None)?;
-            self.expiry_timer = Some((timer, when));
-        }
         Ok(())
     }
+
+    /// Sweeps a page of keys, if no other instance has this tick (see
+    /// `sweep`); a failure is logged, and the next tick tries again.
+    fn sweep(&mut self) {
+        match sweep::tick(&mut self.store, wall_clock_ms()) {
+            Ok(_) => self.sweep_failure = None,
+            Err(error) => {
+                if self.sweep_failure.as_ref() != Some(&error.0) {
+                    eprintln!("kv: sweeping expired keys failed: {error}");
+                    self.sweep_failure = Some(error.0);
+                }
+            }
+        }
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch: deadlines are kept by the
+/// wall clock, which every instance and host share.
+fn wall_clock_ms() -> u64 {
+    let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Writes `output` as far as the host takes it, in pieces no larger than
