@@ -52,8 +52,8 @@ pub trait Store {
 }
 
 /// A store in a map, for the native tests: pages in key order, a few keys
-/// each, the cursor being how many keys came before; and a switch that
-/// makes every call fail.
+/// each, the cursor being how many keys came before (one past the keys is
+/// unknown); and a switch that makes every call fail.
 #[cfg(test)]
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -133,6 +133,9 @@ impl Store for MemoryStore {
     fn list_keys(&mut self, cursor: Option<u64>) -> Result<Page, StoreError> {
         self.call()?;
         let from = cursor.unwrap_or(0) as usize;
+        if from > self.entries.len() {
+            return Err(StoreError("unknown list-keys cursor".into()));
+        }
         let keys: Vec<String> = self.entries.keys().skip(from).take(self.page).cloned().collect();
         let end = from + keys.len();
         Ok(Page { keys, next: (end < self.entries.len()).then_some(end as u64) })

@@ -61,7 +61,13 @@ pub fn tick(store: &mut dyn Store, now: u64) -> Result<Swept, StoreError> {
         return Ok(Swept::Skipped);
     }
     let cursor = store.get(CURSOR)?.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok());
-    let page = store.list_keys(cursor)?;
+    let page = match store.list_keys(cursor) {
+        Ok(page) => page,
+        // The store may forget a cursor (the host's memory store keeps the
+        // latest few): start a new pass.
+        Err(_) if cursor.is_some() => store.list_keys(None)?,
+        Err(error) => return Err(error),
+    };
 
     // The last tick's lease, which nobody counts on any more; older ones
     // that their ticks' sweeps could not remove come up in pages.
@@ -180,6 +186,15 @@ mod tests {
         let mut store = MemoryStore::default();
         set(&mut store, "gone", Some(NOW - 1));
         store.set(&lease(NOW / TICK_MS), b"not a count").unwrap();
+        assert_eq!(tick(&mut store, NOW), Ok(Swept::Page { removed: 1, last: true }));
+    }
+
+    /// A cursor the store has forgotten starts a new pass.
+    #[test]
+    fn a_forgotten_cursor_starts_a_new_pass() {
+        let mut store = MemoryStore::default();
+        set(&mut store, "gone", Some(NOW - 1));
+        store.set(CURSOR, b"999").unwrap();
         assert_eq!(tick(&mut store, NOW), Ok(Swept::Page { removed: 1, last: true }));
     }
 
