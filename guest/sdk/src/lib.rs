@@ -82,7 +82,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_callbacks",
         default_bindings_module: "evconn_guest::bindings",
-        // The world imports wasi:keyvalue, which is generated here too.
+        // The world's imports from other packages (wasi:keyvalue).
         generate_all,
     });
 }
