@@ -18,6 +18,8 @@
 //! 4. [`net`]: listening sockets, socket activation, the descriptor limit,
 //!    the accept loop, connections and their state machine, idle timeouts,
 //!    and the host's lifecycle. Knows nothing of wasm or WIT.
+//!    Beside it, [`store`]: the key-value store behind `wasi:keyvalue`, in
+//!    memory or in Redis. Neither imports the other.
 //! 5. [`policy`] (the operator's limits and grants) and [`telemetry`]
 //!    (counters, histograms, the `/metrics` endpoint).
 //! 6. `base`: locks, id maps, back-off, lingering on a closing socket,
@@ -33,5 +35,6 @@ pub mod kit;
 pub mod net;
 pub mod policy;
 pub mod serve;
+pub mod store;
 pub mod telemetry;
 pub mod wasm;

@@ -9,11 +9,20 @@ use crate::support;
 
 /// Each top-level module of the host and its layer, from the bottom.
 /// Modules of one layer may not name each other unless they are the same
-/// module: `policy` and `telemetry` are independent, as are `cli` and
-/// `kit` (but the command line runs the kit's scripts, so `cli` may name
-/// `kit`).
-const LAYERS: [(&str, u8); 8] =
-    [("base", 0), ("policy", 1), ("telemetry", 1), ("net", 2), ("wasm", 3), ("serve", 4), ("kit", 5), ("cli", 5)];
+/// module: `policy` and `telemetry` are independent, as are `net` and
+/// `store`, and `cli` and `kit` (but the command line runs the kit's
+/// scripts, so `cli` may name `kit`).
+const LAYERS: [(&str, u8); 9] = [
+    ("base", 0),
+    ("policy", 1),
+    ("telemetry", 1),
+    ("net", 2),
+    ("store", 2),
+    ("wasm", 3),
+    ("serve", 4),
+    ("kit", 5),
+    ("cli", 5),
+];
 
 /// The allowed names across one layer: (from, to).
 const SIDEWAYS: [(&str, &str); 1] = [("cli", "kit")];

@@ -19,6 +19,7 @@ mod example_scripts;
 mod examples;
 mod hostile_guests;
 mod hostile_peers;
+mod keyvalue;
 mod kv_redis_tools;
 mod layers;
 mod limits_and_shutdown;

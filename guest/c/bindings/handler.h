@@ -302,6 +302,139 @@ typedef struct {
   } val;
 } evconn_listener_outbound_result_own_connection_error_code_t;
 
+// The set of errors which may be raised by functions in this package
+typedef struct wasi_keyvalue_store_error_t {
+  uint8_t tag;
+  union {
+    handler_string_t     other;
+  } val;
+} wasi_keyvalue_store_error_t;
+
+// The host does not recognize the store identifier requested.
+#define WASI_KEYVALUE_STORE_ERROR_NO_SUCH_STORE 0
+// The requesting component does not have access to the specified store
+// (which may or may not exist).
+#define WASI_KEYVALUE_STORE_ERROR_ACCESS_DENIED 1
+// Some implementation-specific error has occurred (e.g. I/O)
+#define WASI_KEYVALUE_STORE_ERROR_OTHER 2
+
+typedef struct {
+  handler_string_t *ptr;
+  size_t len;
+} handler_list_string_t;
+
+// A response to a `list-keys` operation.
+typedef struct wasi_keyvalue_store_key_response_t {
+  // The list of keys returned by the query.
+  handler_list_string_t   keys;
+  // The continuation token to use to fetch the next page of keys. If this is `null`, then
+  // there are no more keys to fetch.
+  handler_option_u64_t   cursor;
+} wasi_keyvalue_store_key_response_t;
+
+typedef struct wasi_keyvalue_store_own_bucket_t {
+  int32_t __handle;
+} wasi_keyvalue_store_own_bucket_t;
+
+typedef struct wasi_keyvalue_store_borrow_bucket_t {
+  int32_t __handle;
+} wasi_keyvalue_store_borrow_bucket_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_keyvalue_store_own_bucket_t ok;
+    wasi_keyvalue_store_error_t err;
+  } val;
+} wasi_keyvalue_store_result_own_bucket_error_t;
+
+typedef struct {
+  bool is_some;
+  handler_list_u8_t val;
+} handler_option_list_u8_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    handler_option_list_u8_t ok;
+    wasi_keyvalue_store_error_t err;
+  } val;
+} wasi_keyvalue_store_result_option_list_u8_error_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_keyvalue_store_error_t err;
+  } val;
+} wasi_keyvalue_store_result_void_error_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    bool ok;
+    wasi_keyvalue_store_error_t err;
+  } val;
+} wasi_keyvalue_store_result_bool_error_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_keyvalue_store_key_response_t ok;
+    wasi_keyvalue_store_error_t err;
+  } val;
+} wasi_keyvalue_store_result_key_response_error_t;
+
+typedef wasi_keyvalue_store_error_t wasi_keyvalue_atomics_error_t;
+
+typedef wasi_keyvalue_store_borrow_bucket_t wasi_keyvalue_atomics_borrow_bucket_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    uint64_t ok;
+    wasi_keyvalue_atomics_error_t err;
+  } val;
+} wasi_keyvalue_atomics_result_u64_error_t;
+
+typedef wasi_keyvalue_store_error_t wasi_keyvalue_batch_error_t;
+
+typedef wasi_keyvalue_store_borrow_bucket_t wasi_keyvalue_batch_borrow_bucket_t;
+
+typedef struct {
+  handler_string_t f0;
+  handler_list_u8_t f1;
+} handler_tuple2_string_list_u8_t;
+
+typedef struct {
+  bool is_some;
+  handler_tuple2_string_list_u8_t val;
+} handler_option_tuple2_string_list_u8_t;
+
+typedef struct {
+  handler_option_tuple2_string_list_u8_t *ptr;
+  size_t len;
+} handler_list_option_tuple2_string_list_u8_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    handler_list_option_tuple2_string_list_u8_t ok;
+    wasi_keyvalue_batch_error_t err;
+  } val;
+} wasi_keyvalue_batch_result_list_option_tuple2_string_list_u8_error_t;
+
+typedef struct {
+  handler_tuple2_string_list_u8_t *ptr;
+  size_t len;
+} handler_list_tuple2_string_list_u8_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    wasi_keyvalue_batch_error_t err;
+  } val;
+} wasi_keyvalue_batch_result_void_error_t;
+
 typedef evconn_listener_types_ip_socket_address_t exports_evconn_listener_callbacks_ip_socket_address_t;
 
 typedef evconn_listener_types_accept_error_t exports_evconn_listener_callbacks_accept_error_t;
@@ -507,6 +640,109 @@ extern bool evconn_listener_outbound_connect(evconn_listener_outbound_ip_socket_
 // - `limit-reached`, `closed`: as for `connect`.
 extern bool evconn_listener_outbound_connect_name(handler_string_t *name, uint16_t port, evconn_listener_outbound_own_connection_t *ret, evconn_listener_outbound_error_code_t *err);
 
+// Imported Functions from `wasi:keyvalue/store@0.2.0-draft`
+// Get the bucket with the specified identifier.
+// 
+// `identifier` must refer to a bucket provided by the host.
+// 
+// `error::no-such-store` will be raised if the `identifier` is not recognized.
+extern bool wasi_keyvalue_store_open(handler_string_t *identifier, wasi_keyvalue_store_own_bucket_t *ret, wasi_keyvalue_store_error_t *err);
+// Get the value associated with the specified `key`
+// 
+// The value is returned as an option. If the key-value pair exists in the
+// store, it returns `Ok(value)`. If the key does not exist in the
+// store, it returns `Ok(none)`.
+// 
+// If any other error occurs, it returns an `Err(error)`.
+extern bool wasi_keyvalue_store_method_bucket_get(wasi_keyvalue_store_borrow_bucket_t self, handler_string_t *key, handler_option_list_u8_t *ret, wasi_keyvalue_store_error_t *err);
+// Set the value associated with the key in the store. If the key already
+// exists in the store, it overwrites the value.
+// 
+// If the key does not exist in the store, it creates a new key-value pair.
+// 
+// If any other error occurs, it returns an `Err(error)`.
+extern bool wasi_keyvalue_store_method_bucket_set(wasi_keyvalue_store_borrow_bucket_t self, handler_string_t *key, handler_list_u8_t *value, wasi_keyvalue_store_error_t *err);
+// Delete the key-value pair associated with the key in the store.
+// 
+// If the key does not exist in the store, it does nothing.
+// 
+// If any other error occurs, it returns an `Err(error)`.
+extern bool wasi_keyvalue_store_method_bucket_delete(wasi_keyvalue_store_borrow_bucket_t self, handler_string_t *key, wasi_keyvalue_store_error_t *err);
+// Check if the key exists in the store.
+// 
+// If the key exists in the store, it returns `Ok(true)`. If the key does
+// not exist in the store, it returns `Ok(false)`.
+// 
+// If any other error occurs, it returns an `Err(error)`.
+extern bool wasi_keyvalue_store_method_bucket_exists(wasi_keyvalue_store_borrow_bucket_t self, handler_string_t *key, bool *ret, wasi_keyvalue_store_error_t *err);
+// Get all the keys in the store with an optional cursor (for use in pagination). It
+// returns a list of keys. Please note that for most KeyValue implementations, this is a
+// can be a very expensive operation and so it should be used judiciously. Implementations
+// can return any number of keys in a single response, but they should never attempt to
+// send more data than is reasonable (i.e. on a small edge device, this may only be a few
+// KB, while on a large machine this could be several MB). Any response should also return
+// a cursor that can be used to fetch the next page of keys. See the `key-response` record
+// for more information.
+// 
+// Note that the keys are not guaranteed to be returned in any particular order.
+// 
+// If the store is empty, it returns an empty list.
+// 
+// MAY show an out-of-date list of keys if there are concurrent writes to the store.
+// 
+// If any error occurs, it returns an `Err(error)`.
+extern bool wasi_keyvalue_store_method_bucket_list_keys(wasi_keyvalue_store_borrow_bucket_t self, uint64_t *maybe_cursor, wasi_keyvalue_store_key_response_t *ret, wasi_keyvalue_store_error_t *err);
+
+// Imported Functions from `wasi:keyvalue/atomics@0.2.0-draft`
+// Atomically increment the value associated with the key in the store by the given delta. It
+// returns the new value.
+// 
+// If the key does not exist in the store, it creates a new key-value pair with the value set
+// to the given delta.
+// 
+// If any other error occurs, it returns an `Err(error)`.
+extern bool wasi_keyvalue_atomics_increment(wasi_keyvalue_atomics_borrow_bucket_t bucket, handler_string_t *key, uint64_t delta, uint64_t *ret, wasi_keyvalue_atomics_error_t *err);
+
+// Imported Functions from `wasi:keyvalue/batch@0.2.0-draft`
+// Get the key-value pairs associated with the keys in the store. It returns a list of
+// key-value pairs.
+// 
+// If any of the keys do not exist in the store, it returns a `none` value for that pair in the
+// list.
+// 
+// MAY show an out-of-date value if there are concurrent writes to the store.
+// 
+// If any other error occurs, it returns an `Err(error)`.
+extern bool wasi_keyvalue_batch_get_many(wasi_keyvalue_batch_borrow_bucket_t bucket, handler_list_string_t *keys, handler_list_option_tuple2_string_list_u8_t *ret, wasi_keyvalue_batch_error_t *err);
+// Set the values associated with the keys in the store. If the key already exists in the
+// store, it overwrites the value.
+// 
+// Note that the key-value pairs are not guaranteed to be set in the order they are provided.
+// 
+// If any of the keys do not exist in the store, it creates a new key-value pair.
+// 
+// If any other error occurs, it returns an `Err(error)`. When an error occurs, it does not
+// rollback the key-value pairs that were already set. Thus, this batch operation does not
+// guarantee atomicity, implying that some key-value pairs could be set while others might
+// fail.
+// 
+// Other concurrent operations may also be able to see the partial results.
+extern bool wasi_keyvalue_batch_set_many(wasi_keyvalue_batch_borrow_bucket_t bucket, handler_list_tuple2_string_list_u8_t *key_values, wasi_keyvalue_batch_error_t *err);
+// Delete the key-value pairs associated with the keys in the store.
+// 
+// Note that the key-value pairs are not guaranteed to be deleted in the order they are
+// provided.
+// 
+// If any of the keys do not exist in the store, it skips the key.
+// 
+// If any other error occurs, it returns an `Err(error)`. When an error occurs, it does not
+// rollback the key-value pairs that were already deleted. Thus, this batch operation does not
+// guarantee atomicity, implying that some key-value pairs could be deleted while others might
+// fail.
+// 
+// Other concurrent operations may also be able to see the partial results.
+extern bool wasi_keyvalue_batch_delete_many(wasi_keyvalue_batch_borrow_bucket_t bucket, handler_list_string_t *keys, wasi_keyvalue_batch_error_t *err);
+
 // Exported Functions from `evconn:listener/callbacks@0.2.0`
 bool exports_evconn_listener_callbacks_on_accept(exports_evconn_listener_callbacks_borrow_listener_t listener, exports_evconn_listener_callbacks_own_connection_t conn, exports_evconn_listener_callbacks_ip_socket_address_t *peer, handler_string_t *err);
 bool exports_evconn_listener_callbacks_on_data(exports_evconn_listener_callbacks_borrow_connection_t conn, handler_list_u8_t *data, handler_string_t *err);
@@ -560,6 +796,48 @@ void evconn_listener_timers_result_timer_id_error_code_free(evconn_listener_time
 void evconn_listener_outbound_ip_socket_address_free(evconn_listener_outbound_ip_socket_address_t *ptr);
 
 void evconn_listener_outbound_result_own_connection_error_code_free(evconn_listener_outbound_result_own_connection_error_code_t *ptr);
+
+void wasi_keyvalue_store_error_free(wasi_keyvalue_store_error_t *ptr);
+
+void handler_list_string_free(handler_list_string_t *ptr);
+
+void wasi_keyvalue_store_key_response_free(wasi_keyvalue_store_key_response_t *ptr);
+
+extern void wasi_keyvalue_store_bucket_drop_own(wasi_keyvalue_store_own_bucket_t handle);
+
+extern void wasi_keyvalue_store_bucket_drop_borrow(wasi_keyvalue_store_borrow_bucket_t handle);
+
+extern wasi_keyvalue_store_borrow_bucket_t wasi_keyvalue_store_borrow_bucket(wasi_keyvalue_store_own_bucket_t handle);
+
+void wasi_keyvalue_store_result_own_bucket_error_free(wasi_keyvalue_store_result_own_bucket_error_t *ptr);
+
+void handler_option_list_u8_free(handler_option_list_u8_t *ptr);
+
+void wasi_keyvalue_store_result_option_list_u8_error_free(wasi_keyvalue_store_result_option_list_u8_error_t *ptr);
+
+void wasi_keyvalue_store_result_void_error_free(wasi_keyvalue_store_result_void_error_t *ptr);
+
+void wasi_keyvalue_store_result_bool_error_free(wasi_keyvalue_store_result_bool_error_t *ptr);
+
+void wasi_keyvalue_store_result_key_response_error_free(wasi_keyvalue_store_result_key_response_error_t *ptr);
+
+void wasi_keyvalue_atomics_error_free(wasi_keyvalue_atomics_error_t *ptr);
+
+void wasi_keyvalue_atomics_result_u64_error_free(wasi_keyvalue_atomics_result_u64_error_t *ptr);
+
+void wasi_keyvalue_batch_error_free(wasi_keyvalue_batch_error_t *ptr);
+
+void handler_tuple2_string_list_u8_free(handler_tuple2_string_list_u8_t *ptr);
+
+void handler_option_tuple2_string_list_u8_free(handler_option_tuple2_string_list_u8_t *ptr);
+
+void handler_list_option_tuple2_string_list_u8_free(handler_list_option_tuple2_string_list_u8_t *ptr);
+
+void wasi_keyvalue_batch_result_list_option_tuple2_string_list_u8_error_free(wasi_keyvalue_batch_result_list_option_tuple2_string_list_u8_error_t *ptr);
+
+void handler_list_tuple2_string_list_u8_free(handler_list_tuple2_string_list_u8_t *ptr);
+
+void wasi_keyvalue_batch_result_void_error_free(wasi_keyvalue_batch_result_void_error_t *ptr);
 
 void exports_evconn_listener_callbacks_ip_socket_address_free(exports_evconn_listener_callbacks_ip_socket_address_t *ptr);
 

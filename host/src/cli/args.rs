@@ -7,10 +7,13 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use wasmtime::Engine;
 
-use super::parse::{parse_connections, parse_env, parse_listen_address, parse_listen_option, parse_workers};
+use super::parse::{
+    parse_bucket, parse_connections, parse_env, parse_listen_address, parse_listen_option, parse_workers,
+};
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::ListenOptions;
 use crate::policy::{ConnectRule, Limits};
+use crate::store::Backend;
 use crate::wasm::{CacheError, CodeCache, Isolation, Loader};
 
 /// Runs TCP connection handlers written as WebAssembly components.
@@ -81,13 +84,17 @@ pub struct Args {
 }
 
 /// Every flag a config file replaces (clap's ids: the fields' names).
-const SERVING_FLAGS: [&str; 26] = [
+const SERVING_FLAGS: [&str; 30] = [
     "component",
     "listen",
     "listen_options",
     "backlog",
     "env",
     "allow_connect",
+    "keyvalue",
+    "allow_bucket",
+    "keyvalue_keys",
+    "keyvalue_memory",
     "connect_timeout",
     "max_outbound",
     "max_outbound_per_instance",
@@ -130,6 +137,19 @@ pub struct HostFlags {
     /// be allowed too. Default: none, so a guest connects nowhere.
     #[arg(long = "allow-connect", value_name = "HOST:PORTS")]
     pub allow_connect: Vec<ConnectRule>,
+
+    /// Where the store behind wasi:keyvalue lives: `memory` (one store in
+    /// this host, shared by every instance and worker) or
+    /// redis://HOST:PORT[/DB], shared by every host that names it. A bucket
+    /// is a key prefix `NAME:` in Redis.
+    #[arg(long, value_name = "URL", default_value = "memory")]
+    pub keyvalue: Backend,
+
+    /// A store bucket the guest may open (wasi:keyvalue's `open`); repeat
+    /// for several. Default: one bucket named after the component (the
+    /// file's name without .wasm); naming any replaces it.
+    #[arg(long = "allow-bucket", value_name = "NAME", value_parser = parse_bucket)]
+    pub allow_bucket: Vec<String>,
 
     /// Isolation and what a guest or a peer may use.
     #[command(flatten)]
@@ -257,6 +277,16 @@ pub struct LimitArgs {
     /// late, never early.
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// The most keys the in-memory store holds, across buckets; a write
+    /// past it fails in the guest.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub keyvalue_keys: usize,
+
+    /// The most bytes of keys and values (plus 64 per key) the in-memory
+    /// store holds, such as 256M; a write past it fails in the guest.
+    #[arg(long, value_name = "BYTES", default_value = "256M", value_parser = parse_size)]
+    pub keyvalue_memory: usize,
 }
 
 /// Commands other than serving.
@@ -306,6 +336,16 @@ pub struct TestArgs {
     /// An environment variable the guest sees, as for serving.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+
+    /// Where the store lives, as for serving. In memory (the default), each
+    /// script starts with an empty store.
+    #[arg(long, value_name = "URL", default_value = "memory")]
+    pub keyvalue: Backend,
+
+    /// A store bucket the guest may open, as for serving. Default: one
+    /// named after the component.
+    #[arg(long = "allow-bucket", value_name = "NAME", value_parser = parse_bucket)]
+    pub allow_bucket: Vec<String>,
 
     /// Where compiled code is kept.
     #[command(flatten)]
@@ -423,6 +463,8 @@ impl LimitArgs {
             output_cap,
             output_memory: self.output_memory,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            keyvalue_keys: self.keyvalue_keys,
+            keyvalue_memory: self.keyvalue_memory,
         })
     }
 }

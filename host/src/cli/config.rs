@@ -11,11 +11,14 @@ use anyhow::Context;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::HostFlags;
-use super::parse::{check_connections, check_env_key, check_workers, parse_listen_address, parse_listen_option};
+use super::parse::{
+    check_connections, check_env_key, check_workers, parse_bucket, parse_listen_address, parse_listen_option,
+};
 use super::plan::{InheritedSockets, ListenerPlan, Plan};
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::{ListenOptions, ZeroBacklog};
 use crate::policy::ConnectRule;
+use crate::store::Backend;
 use crate::wasm::Isolation;
 
 /// The file's top level: settings of the whole host, then `[[listener]]`s.
@@ -29,6 +32,13 @@ struct File {
     allow_bind: Option<Vec<SocketAddr>>,
     #[serde(default, deserialize_with = "connect_rules")]
     allow_connect: Option<Vec<ConnectRule>>,
+    #[serde(default, deserialize_with = "backend")]
+    keyvalue: Option<Backend>,
+    #[serde(default, deserialize_with = "buckets")]
+    allow_bucket: Option<Vec<String>>,
+    keyvalue_keys: Option<usize>,
+    #[serde(default, deserialize_with = "size")]
+    keyvalue_memory: Option<usize>,
     isolation: Option<Isolation>,
     #[serde(default, deserialize_with = "duration")]
     guest_timeout: Option<Duration>,
@@ -98,6 +108,10 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
     set(&mut host.cache.allow_precompiled, file.allow_precompiled);
     set(&mut host.allow_bind, file.allow_bind);
     set(&mut host.allow_connect, file.allow_connect);
+    set(&mut host.keyvalue, file.keyvalue);
+    set(&mut host.allow_bucket, file.allow_bucket);
+    set(&mut host.limits.keyvalue_keys, file.keyvalue_keys);
+    set(&mut host.limits.keyvalue_memory, file.keyvalue_memory);
     set(&mut host.limits.isolation, file.isolation);
     set(&mut host.limits.guest_timeout, file.guest_timeout);
     set(&mut host.limits.guest_memory, file.guest_memory);
@@ -196,6 +210,15 @@ fn connect_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ConnectRu
     rules.iter().map(|rule| rule.parse().map_err(D::Error::custom)).collect::<Result<_, _>>().map(Some)
 }
 
+fn backend<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Backend>, D::Error> {
+    String::deserialize(d)?.parse().map(Some).map_err(D::Error::custom)
+}
+
+fn buckets<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names.iter().map(|name| parse_bucket(name).map_err(D::Error::custom)).collect::<Result<_, _>>().map(Some)
+}
+
 fn environment<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     let env = BTreeMap::<String, String>::deserialize(d)?;
     for (key, value) in &env {
@@ -231,6 +254,10 @@ connect-timeout = "2s"
 max-outbound = 100
 max-outbound-per-instance = 10
 allow-precompiled = true
+keyvalue = "redis://127.0.0.1:6379/2"
+allow-bucket = ["kv", "rate-limit"]
+keyvalue-keys = 5000
+keyvalue-memory = "8M"
 
 [[listener]]
 component = "echo.wasm"
@@ -271,6 +298,10 @@ env = { BACKEND = "127.0.0.1:6379", MODE = "a=b" }
         assert_eq!(rules, ["127.0.0.1:6379", "db.internal:5432-5433"]);
         assert_eq!(plan.host.limits.connect_timeout, Duration::from_secs(2));
         assert_eq!((plan.host.limits.max_outbound, plan.host.limits.max_outbound_per_instance), (100, Some(10)));
+        assert_eq!(plan.host.keyvalue, Backend::Redis("redis://127.0.0.1:6379/2".into()));
+        assert_eq!(plan.host.allow_bucket, ["kv", "rate-limit"]);
+        assert_eq!((plan.host.limits.keyvalue_keys, plan.host.limits.keyvalue_memory), (5000, 8 << 20));
+        assert_eq!(HostFlags::default().keyvalue, Backend::Memory);
         assert!(echo.env.is_empty());
         let env = [("BACKEND".to_string(), "127.0.0.1:6379".to_string()), ("MODE".into(), "a=b".into())];
         assert_eq!(kv.env, env);
@@ -288,6 +319,8 @@ env = { BACKEND = "127.0.0.1:6379", MODE = "a=b" }
             ("[[listener]]\ncomponent = \"a.wasm\"\nport = 80\n", 3, "unknown field `port`"),
             ("[[listener]]\ncomponent = \"a.wasm\"\nbacklog = 0\n", 3, "backlog 0"),
             ("allow-connect = [\"10.0.0.1\"]\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "expected HOST:PORTS"),
+            ("keyvalue = \"mysql://x\"\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "redis://HOST:PORT"),
+            ("allow-bucket = [\"a:b\"]\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "not a bucket name"),
             ("[[listener]]\ncomponent = \"a.wasm\"\nenv = { \"\" = \"x\" }\n", 3, "not an environment variable name"),
         ];
         for (text, line, reason) in cases {

@@ -48,6 +48,10 @@ fn run_tests(args: &TestArgs) -> anyhow::Result<()> {
     for (key, value) in &args.env {
         host = host.env(key, value);
     }
+    host = host.keyvalue(args.keyvalue.clone());
+    for bucket in &args.allow_bucket {
+        host = host.allow_bucket(bucket);
+    }
     let tally = crate::kit::run::run_scripts(&host, &args.scripts, args.timeout, &mut std::io::stdout().lock())?;
     if tally.failed > 0 {
         anyhow::bail!("{} of {} steps failed", tally.failed, tally.passed + tally.failed + tally.skipped);

@@ -1,5 +1,5 @@
-//! Parsers for flag and config values: listen addresses, listener options
-//! and environment variables (durations and sizes are
+//! Parsers for flag and config values: listen addresses, listener options,
+//! environment variables and bucket names (durations and sizes are
 //! [`crate::base::units`]'s).
 use std::net::{IpAddr, SocketAddr};
 
@@ -19,6 +19,14 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     let ip: IpAddr =
         host.parse().map_err(|_| format!("{host:?} is not an IP address (IPv6 goes in brackets: [::1]:9876)"))?;
     Ok(SocketAddr::new(ip, port as u16))
+}
+
+/// Parses a store bucket's name (`--allow-bucket`).
+pub fn parse_bucket(name: &str) -> Result<String, String> {
+    if !crate::store::valid_bucket_name(name) {
+        return Err(format!("{name:?} is not a bucket name: 1 to 64 letters, digits, '.', '_' or '-'"));
+    }
+    Ok(name.to_string())
 }
 
 /// Parses `KEY=VALUE` (the value may hold `=`); the key must be a name a

@@ -14,6 +14,7 @@ use crate::net::{ListenOptions, ZeroBacklog, bind_listener};
 use crate::policy::Policy;
 use crate::serve::reload::Triggers;
 use crate::serve::{App, BoundListener, Server};
+use crate::store::{Budget, Store};
 
 /// Where the host listens when told nothing: libevent's example's port.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9876);
@@ -87,6 +88,7 @@ impl Plan {
     /// (once per worker) and hands out the `inherited` sockets.
     pub fn prepare(self, inherited: Vec<Inherited>, reload_requests: Arc<Notify>) -> anyhow::Result<Server> {
         let limits = self.host.limits.limits()?;
+        let budget = Budget { keys: limits.keyvalue_keys, bytes: limits.keyvalue_memory };
         crate::net::descriptors::raise_for(limits.max_connections);
         let workers = usize::from(self.host.workers);
         let mut inherited_by_entry = assign_inherited(&self.listeners, inherited)?;
@@ -172,7 +174,13 @@ impl Plan {
             workers,
             shutdown_timeout: self.host.shutdown_timeout,
             isolation: self.host.limits.isolation,
-            policy: Policy { limits, allow_bind: self.host.allow_bind, allow_connect: self.host.allow_connect },
+            store: Arc::new(Store::new(&self.host.keyvalue, budget, workers)?),
+            policy: Policy {
+                limits,
+                allow_bind: self.host.allow_bind,
+                allow_connect: self.host.allow_connect,
+                allow_bucket: self.host.allow_bucket,
+            },
             loader,
             reload: Triggers {
                 requests: Some(reload_requests),

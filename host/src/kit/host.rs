@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use super::compiled::compiled;
 use crate::net::{ListenOptions, bind_listener};
 use crate::policy::{ConnectRule, Limits, Policy};
 use crate::serve::{App, BoundListener, Server};
+use crate::store::{Backend, Budget, Store};
 use crate::wasm::{self, CodeCache, Isolation};
 
 /// Connections a test host serves at once unless told otherwise; under
@@ -37,6 +39,8 @@ pub struct HostBuilder {
     allow_bind: Vec<SocketAddr>,
     allow_connect: Vec<ConnectRule>,
     env: Vec<(String, String)>,
+    keyvalue: Backend,
+    allow_bucket: Vec<String>,
     isolation: Isolation,
     limits: Limits,
     shutdown_timeout: Duration,
@@ -67,6 +71,19 @@ impl HostBuilder {
     /// Gives the guest the environment variable `key` (`--env`).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Where the store lives (default: in memory, this host's alone).
+    pub fn keyvalue(mut self, backend: Backend) -> Self {
+        self.keyvalue = backend;
+        self
+    }
+
+    /// Lets the guest open the store's bucket `name` (`--allow-bucket`);
+    /// without any, the bucket named after the component.
+    pub fn allow_bucket(mut self, name: impl Into<String>) -> Self {
+        self.allow_bucket.push(name.into());
         self
     }
 
@@ -121,6 +138,7 @@ impl HostBuilder {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let addrs = listeners.iter().map(|l| l.sockets[0].local_addr()).collect::<io::Result<Vec<_>>>()?;
+        let budget = Budget { keys: self.limits.keyvalue_keys, bytes: self.limits.keyvalue_memory };
         let server = Server {
             apps: vec![App {
                 name: wasm::name(&self.component),
@@ -132,7 +150,13 @@ impl HostBuilder {
             workers: 1,
             shutdown_timeout: self.shutdown_timeout,
             isolation: self.isolation,
-            policy: Policy { limits: self.limits, allow_bind: self.allow_bind, allow_connect: self.allow_connect },
+            store: Arc::new(Store::new(&self.keyvalue, budget, 1)?),
+            policy: Policy {
+                limits: self.limits,
+                allow_bind: self.allow_bind,
+                allow_connect: self.allow_connect,
+                allow_bucket: self.allow_bucket,
+            },
             loader,
             reload: Default::default(),
             metrics: None,
@@ -157,6 +181,8 @@ impl Host {
             allow_bind: Vec::new(),
             allow_connect: Vec::new(),
             env: Vec::new(),
+            keyvalue: Backend::Memory,
+            allow_bucket: Vec::new(),
             isolation: Isolation::Shared,
             limits: Limits { max_connections: DEFAULT_MAX_CONNECTIONS, ..Limits::default() },
             shutdown_timeout: Duration::from_secs(5),

@@ -1,6 +1,6 @@
 //! What one guest and one peer may use: callback time, instance memory,
-//! timers, connections (accepted and outbound), output the host holds, and
-//! idle time.
+//! timers, connections (accepted and outbound), output the host holds,
+//! idle time, and the in-memory store.
 use std::time::Duration;
 
 /// The limits a host enforces, all checked before the first accept.
@@ -34,6 +34,11 @@ pub struct Limits {
     /// How long a connection may pass no bytes either way before it is
     /// closed (after an `on-event(timeout)`); `None` for no limit.
     pub idle_timeout: Option<Duration>,
+    /// The most keys the in-memory store holds, across buckets.
+    pub keyvalue_keys: usize,
+    /// The most bytes of keys and values (and a little per key) the
+    /// in-memory store holds.
+    pub keyvalue_memory: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +55,8 @@ impl Default for Limits {
             output_cap: 4 << 20,
             output_memory: 1 << 30,
             idle_timeout: Some(Duration::from_secs(300)),
+            keyvalue_keys: 1_000_000,
+            keyvalue_memory: 256 << 20,
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct Policy {
     pub allow_bind: Vec<SocketAddr>,
     /// Where a guest may connect. Empty (the default): nowhere.
     pub allow_connect: Vec<ConnectRule>,
+    /// The store buckets a guest may open. Empty (the default): one named
+    /// after the guest's component.
+    pub allow_bucket: Vec<String>,
 }
 
 impl Policy {
@@ -32,6 +35,14 @@ impl Policy {
     /// Whether a guest may connect to `address`.
     pub fn may_connect(&self, address: SocketAddr) -> bool {
         self.allow_connect.iter().any(|rule| rule.allows_address(address))
+    }
+
+    /// Whether a guest of `component` may open the store's bucket `name`.
+    pub fn may_open_bucket(&self, component: &str, name: &str) -> bool {
+        if self.allow_bucket.is_empty() {
+            return name == component;
+        }
+        self.allow_bucket.iter().any(|allowed| allowed == name)
     }
 
     /// Whether a guest may ask the host to resolve `name` and connect to
@@ -56,5 +67,18 @@ mod tests {
         assert!(policy.may_bind(address("[::1]:7000")));
         assert!(!policy.may_bind(address("[::1]:7001")));
         assert!(!policy.may_bind(address("0.0.0.0:8080")));
+    }
+
+    /// A component may open the bucket named after it, unless the operator
+    /// lists the buckets: then those alone.
+    #[test]
+    fn opens_only_allowed_buckets() {
+        let default = Policy::default();
+        assert!(default.may_open_bucket("kv", "kv"));
+        assert!(!default.may_open_bucket("kv", "other"));
+        let listed = Policy { allow_bucket: vec!["shared".into(), "limits".into()], ..Policy::default() };
+        assert!(listed.may_open_bucket("kv", "shared"));
+        assert!(listed.may_open_bucket("echo", "limits"));
+        assert!(!listed.may_open_bucket("kv", "kv"));
     }
 }

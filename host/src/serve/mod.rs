@@ -32,4 +32,6 @@ struct Services {
     metrics: Arc<Metrics>,
     /// The output all connections hold, against `--output-memory`.
     output: Arc<OutputBudget>,
+    /// The key-value store every instance shares.
+    store: Arc<crate::store::Store>,
 }

@@ -13,6 +13,7 @@ use super::reactor::Reactor;
 use super::reload;
 use crate::net::{Lifecycle, OutputBudget, idle};
 use crate::policy::Policy;
+use crate::store::Store;
 use crate::telemetry::{Metrics, endpoint};
 use crate::wasm::{Isolation, Loader};
 
@@ -30,6 +31,8 @@ pub struct Server {
     pub isolation: Isolation,
     /// What a guest or a peer may use, and what a guest may bind.
     pub policy: Policy,
+    /// The key-value store behind `wasi:keyvalue`, shared by every instance.
+    pub store: Arc<Store>,
     /// How reloads load the components again: the engine the apps were
     /// compiled for, the code cache, whether machine code may run.
     pub loader: Loader,
@@ -58,6 +61,7 @@ impl Server {
             output: Arc::new(OutputBudget::new(self.policy.limits.output_memory)),
             policy: Arc::new(self.policy),
             metrics: Arc::new(Metrics::default()),
+            store: self.store,
         };
         let lifecycle = services.lifecycle.clone();
         let reactors = (0..self.workers).map(Reactor::start).collect::<anyhow::Result<Vec<_>>>()?;

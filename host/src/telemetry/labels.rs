@@ -1,4 +1,5 @@
-//! What the host counts by: why a connection ended and which callback ran.
+//! What the host counts by: why a connection ended, which callback ran,
+//! which store call a guest made and how it ended.
 //! These are the values of the `reason` and `callback` labels, and the
 //! layers that act on them (the connection's state machine, the calls into
 //! the guest) use the same types; and the label sets of the metrics.
@@ -85,6 +86,92 @@ impl Callback {
     }
 }
 
+/// The `wasi:keyvalue` calls, as the `op` label names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyvalueOp {
+    /// `store.open`.
+    Open,
+    /// `bucket.get`.
+    Get,
+    /// `bucket.set`.
+    Set,
+    /// `bucket.delete`.
+    Delete,
+    /// `bucket.exists`.
+    Exists,
+    /// `bucket.list-keys`.
+    ListKeys,
+    /// `atomics.increment`.
+    Increment,
+    /// `batch.get-many`.
+    GetMany,
+    /// `batch.set-many`.
+    SetMany,
+    /// `batch.delete-many`.
+    DeleteMany,
+}
+
+impl KeyvalueOp {
+    /// Every call, in the order `Stats` keeps them.
+    pub const ALL: [KeyvalueOp; 10] = [
+        KeyvalueOp::Open,
+        KeyvalueOp::Get,
+        KeyvalueOp::Set,
+        KeyvalueOp::Delete,
+        KeyvalueOp::Exists,
+        KeyvalueOp::ListKeys,
+        KeyvalueOp::Increment,
+        KeyvalueOp::GetMany,
+        KeyvalueOp::SetMany,
+        KeyvalueOp::DeleteMany,
+    ];
+
+    /// The function's name in the WIT.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyvalueOp::Open => "open",
+            KeyvalueOp::Get => "get",
+            KeyvalueOp::Set => "set",
+            KeyvalueOp::Delete => "delete",
+            KeyvalueOp::Exists => "exists",
+            KeyvalueOp::ListKeys => "list-keys",
+            KeyvalueOp::Increment => "increment",
+            KeyvalueOp::GetMany => "get-many",
+            KeyvalueOp::SetMany => "set-many",
+            KeyvalueOp::DeleteMany => "delete-many",
+        }
+    }
+}
+
+/// How a `wasi:keyvalue` call ended, as the `outcome` label names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyvalueOutcome {
+    /// It did what was asked.
+    Ok,
+    /// A bucket the operator did not allow (`access-denied`).
+    Denied,
+    /// The store refused it: past the budget, or not an integer.
+    Refused,
+    /// The store could not be reached or failed.
+    Failed,
+}
+
+impl KeyvalueOutcome {
+    /// Every outcome, in the order `Stats` keeps them.
+    pub const ALL: [KeyvalueOutcome; 4] =
+        [KeyvalueOutcome::Ok, KeyvalueOutcome::Denied, KeyvalueOutcome::Refused, KeyvalueOutcome::Failed];
+
+    /// The `outcome` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyvalueOutcome::Ok => "ok",
+            KeyvalueOutcome::Denied => "denied",
+            KeyvalueOutcome::Refused => "refused",
+            KeyvalueOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// The labels of a metric counted per component.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ComponentLabels {
@@ -112,6 +199,21 @@ pub(crate) struct CallbackLabels {
     pub(crate) callback: &'static str,
 }
 
+/// The labels of `evconn_keyvalue_operations_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KeyvalueLabels {
+    pub(crate) component: String,
+    pub(crate) op: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
+/// The labels of `evconn_keyvalue_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KeyvalueOpLabels {
+    pub(crate) component: String,
+    pub(crate) op: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +226,12 @@ mod tests {
         }
         for (index, callback) in Callback::ALL.into_iter().enumerate() {
             assert_eq!(callback as usize, index, "{}", callback.name());
+        }
+        for (index, op) in KeyvalueOp::ALL.into_iter().enumerate() {
+            assert_eq!(op as usize, index, "{}", op.name());
+        }
+        for (index, outcome) in KeyvalueOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, index, "{}", outcome.name());
         }
     }
 }

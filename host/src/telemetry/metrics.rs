@@ -11,9 +11,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::counts::{CountFamilies, PerComponent, registered};
-use super::labels::{AcceptErrorLabels, Callback, CallbackLabels, CloseReason, ClosedLabels, ComponentLabels};
+use super::labels::{
+    AcceptErrorLabels, Callback, CallbackLabels, CloseReason, ClosedLabels, ComponentLabels, KeyvalueLabels,
+    KeyvalueOpLabels,
+};
 use super::latency::Latency;
-use super::stats::Stats;
+use super::stats::{KeyvalueSeries, Stats};
 use crate::base::sync::lock;
 
 /// The content type of [`Metrics::encode`]'s text.
@@ -30,6 +33,8 @@ pub struct Metrics {
     closed: Family<ClosedLabels, Counter>,
     accept_errors: Family<AcceptErrorLabels, Counter>,
     callbacks: Family<CallbackLabels, Latency>,
+    keyvalue_calls: Family<KeyvalueLabels, Counter>,
+    keyvalue_durations: Family<KeyvalueOpLabels, Latency>,
     /// Each component's handles, by name: versions of a component that hot
     /// reload swaps in add to the same counts.
     components: Mutex<BTreeMap<Arc<str>, Arc<Stats>>>,
@@ -51,6 +56,18 @@ impl Default for Metrics {
                 None,
             ),
             callbacks: registered(r, "evconn_callback_duration", "How long guest callbacks ran", Some(Unit::Seconds)),
+            keyvalue_calls: registered(
+                r,
+                "evconn_keyvalue_operations",
+                "wasi:keyvalue calls, by function and outcome",
+                None,
+            ),
+            keyvalue_durations: registered(
+                r,
+                "evconn_keyvalue_duration",
+                "How long wasi:keyvalue calls took, waiting on the store included",
+                Some(Unit::Seconds),
+            ),
             components: Mutex::default(),
             registry,
         }
@@ -80,6 +97,7 @@ impl Metrics {
             timers: self.timers.get_or_create_owned(&labels),
             closed: CloseReason::ALL.map(|reason| self.closed.get_or_create_owned(&closed(reason))),
             callbacks: Callback::ALL.map(|c| self.callbacks.get_or_create_owned(&callback(c))),
+            keyvalue: KeyvalueSeries::new(self.keyvalue_calls.clone(), self.keyvalue_durations.clone()),
             accept_errors: self.accept_errors.clone(),
             component: component.to_string(),
         }
@@ -132,7 +150,9 @@ mod tests {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
         let metrics = Metrics::default();
         // A family shows only once it has a series: give each one.
-        metrics.component(&"x".into()).accept_error(&std::io::Error::from_raw_os_error(libc::EMFILE));
+        let stats = metrics.component(&"x".into());
+        stats.accept_error(&std::io::Error::from_raw_os_error(libc::EMFILE));
+        stats.keyvalue(super::super::KeyvalueOp::Get, super::super::KeyvalueOutcome::Ok, std::time::Duration::ZERO);
         let text = metrics.encode();
         let families: std::collections::BTreeSet<&str> = text
             .lines()

@@ -1,13 +1,16 @@
 //! What happened to one component in a host: the handles of its metrics,
 //! resolved for its labels once, which the log line at stop reads too.
 use std::io;
+use std::sync::OnceLock;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::counts::Counts;
-use super::labels::{AcceptErrorLabels, Callback, CloseReason};
+use super::labels::{
+    AcceptErrorLabels, Callback, CloseReason, KeyvalueLabels, KeyvalueOp, KeyvalueOpLabels, KeyvalueOutcome,
+};
 use super::latency::Latency;
 
 /// Everything a host counts for one component (see [`super::Metrics`]).
@@ -24,10 +27,32 @@ pub struct Stats {
     pub(super) closed: [Counter; CloseReason::ALL.len()],
     /// How long callbacks ran, by `Callback::ALL` order.
     pub(super) callbacks: [Latency; Callback::ALL.len()],
+    /// Store calls: made when first counted.
+    pub(super) keyvalue: KeyvalueSeries,
     /// Failed accepts reported to the guest, by errno: resolved when one
     /// happens, which is rare.
     pub(super) accept_errors: Family<AcceptErrorLabels, Counter>,
     pub(super) component: String,
+}
+
+/// A component's `wasi:keyvalue` series, each made on its first count:
+/// most components never call the store, and 50 series of zeros each
+/// would bury the rest of `/metrics`.
+#[derive(Debug)]
+pub(super) struct KeyvalueSeries {
+    call_family: Family<KeyvalueLabels, Counter>,
+    duration_family: Family<KeyvalueOpLabels, Latency>,
+    calls: [[OnceLock<Counter>; KeyvalueOutcome::ALL.len()]; KeyvalueOp::ALL.len()],
+    durations: [OnceLock<Latency>; KeyvalueOp::ALL.len()],
+}
+
+impl KeyvalueSeries {
+    pub(super) fn new(
+        call_family: Family<KeyvalueLabels, Counter>,
+        duration_family: Family<KeyvalueOpLabels, Latency>,
+    ) -> Self {
+        KeyvalueSeries { call_family, duration_family, calls: Default::default(), durations: Default::default() }
+    }
 }
 
 /// What a connection counts where its socket reads and the guest writes.
@@ -56,6 +81,26 @@ impl Stats {
     /// The durations of `callback`.
     pub fn callback(&self, callback: Callback) -> &Latency {
         &self.callbacks[callback as usize]
+    }
+
+    /// Counts a store call that took `duration` and ended with `outcome`.
+    pub fn keyvalue(&self, op: KeyvalueOp, outcome: KeyvalueOutcome, duration: std::time::Duration) {
+        let series = &self.keyvalue;
+        let calls = series.calls[op as usize][outcome as usize].get_or_init(|| {
+            let labels = KeyvalueLabels { component: self.component.clone(), op: op.name(), outcome: outcome.name() };
+            series.call_family.get_or_create_owned(&labels)
+        });
+        calls.inc();
+        let durations = series.durations[op as usize].get_or_init(|| {
+            let labels = KeyvalueOpLabels { component: self.component.clone(), op: op.name() };
+            series.duration_family.get_or_create_owned(&labels)
+        });
+        durations.observe(duration);
+    }
+
+    /// How many store calls `op` ended with `outcome`.
+    pub fn keyvalue_count(&self, op: KeyvalueOp, outcome: KeyvalueOutcome) -> u64 {
+        self.keyvalue.calls[op as usize][outcome as usize].get().map_or(0, Counter::get)
     }
 
     /// Counts a failed `accept()` reported to the guest.

@@ -2,16 +2,29 @@
 //!
 //! Resources map to the host's own handle types; imports are synchronous
 //! (they only queue work for the reactor and never block) and may trap only
-//! on a broken host invariant; exports are called asynchronously so that
-//! guest stdout and other WASI calls can wait on the reactor.
+//! on a broken host invariant, except the store's calls, which may wait on
+//! Redis; exports are called asynchronously so that guest stdout, other
+//! WASI calls and the store can wait on the reactor.
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "handler",
-    imports: { default: trappable },
+    imports: {
+        "wasi:keyvalue/store.[method]bucket.get": async | trappable,
+        "wasi:keyvalue/store.[method]bucket.set": async | trappable,
+        "wasi:keyvalue/store.[method]bucket.delete": async | trappable,
+        "wasi:keyvalue/store.[method]bucket.exists": async | trappable,
+        "wasi:keyvalue/store.[method]bucket.list-keys": async | trappable,
+        "wasi:keyvalue/atomics.increment": async | trappable,
+        "wasi:keyvalue/batch.get-many": async | trappable,
+        "wasi:keyvalue/batch.set-many": async | trappable,
+        "wasi:keyvalue/batch.delete-many": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
     with: {
         "evconn:listener/listener.listener": crate::wasm::imports::ListenerHandle,
         "evconn:listener/connection.connection": crate::wasm::imports::ConnectionHandle,
+        "wasi:keyvalue/store.bucket": crate::wasm::imports::BucketHandle,
     },
 });
 

@@ -1,6 +1,6 @@
 //! How long the running callback has run, for `--guest-timeout`: its time
 //! since it started, less the turns it waited for after yielding to the
-//! reactor at epoch ticks.
+//! reactor at epoch ticks and the time it waited on a remote store.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +22,9 @@ pub(crate) struct CallClock {
     counted_to: Instant,
     /// Run up to `counted_to`.
     ran: Duration,
+    /// Time since `counted_to` the callback spent waiting on the store,
+    /// which is not running.
+    excluded: Duration,
     /// When the callback last resumed after a yield, in nanoseconds after
     /// `base`: set by the yield's future, which cannot reach the store.
     resumed: Arc<AtomicU64>,
@@ -31,13 +34,20 @@ pub(crate) struct CallClock {
 impl CallClock {
     pub(crate) fn new() -> Self {
         let now = Instant::now();
-        CallClock { counted_to: now, ran: Duration::ZERO, resumed: Arc::default(), base: now }
+        CallClock { counted_to: now, ran: Duration::ZERO, excluded: Duration::ZERO, resumed: Arc::default(), base: now }
     }
 
     /// A callback starts at `now`.
     pub(crate) fn start(&mut self, now: Instant) {
         self.counted_to = now;
         self.ran = Duration::ZERO;
+        self.excluded = Duration::ZERO;
+    }
+
+    /// The callback waited `wait` on the store (a call to Redis), which the
+    /// next tick does not count.
+    pub(crate) fn exclude(&mut self, wait: Duration) {
+        self.excluded += wait;
     }
 
     /// At an epoch tick at `now`: how long the callback has run, adding the
@@ -45,7 +55,8 @@ impl CallClock {
     /// came last.
     pub(crate) fn tick(&mut self, now: Instant) -> Duration {
         let resumed = self.base + Duration::from_nanos(self.resumed.load(Ordering::Relaxed));
-        self.ran += now.saturating_duration_since(resumed.max(self.counted_to));
+        let span = now.saturating_duration_since(resumed.max(self.counted_to));
+        self.ran += span.saturating_sub(std::mem::take(&mut self.excluded));
         self.counted_to = now;
         self.ran
     }
@@ -82,7 +93,11 @@ mod tests {
         // Yielded at 13 ms, resumed at 40 ms: the 27 ms between do not count.
         clock.resumed.store((140 * MS).as_nanos() as u64, Ordering::Relaxed);
         assert_eq!(clock.tick(start + 50 * MS), 23 * MS);
+        // Waiting on the store does not count either.
+        clock.exclude(5 * MS);
+        assert_eq!(clock.tick(start + 60 * MS), 23 * MS + 5 * MS);
         // The next callback starts from nothing.
+        clock.exclude(MS);
         clock.start(start + 60 * MS);
         assert_eq!(clock.tick(start + 61 * MS), MS);
     }

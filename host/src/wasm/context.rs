@@ -9,6 +9,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::net::{Admission, Connection, DialTarget, Lifecycle, Listener, OutputLimits};
 use crate::policy::Policy;
+use crate::store::Store;
 use crate::telemetry::Stats;
 
 /// What a guest may ask of the worker that runs its instance.
@@ -54,8 +55,10 @@ pub struct InstanceContext {
     /// The host's life: `loop-exit` stops it; guest listeners get their ids
     /// from it and may be kept open by it.
     pub lifecycle: Arc<Lifecycle>,
-    /// The limits on the instance, and what it may bind.
+    /// The limits on the instance, and what it may bind, connect to and open.
     pub policy: Arc<Policy>,
+    /// The host's key-value store, shared by every instance.
+    pub store: Arc<Store>,
     /// Where the instance runs: its worker, and the lock its callbacks
     /// take. Weak: that owns the instance.
     pub owner: Weak<dyn Owner>,

@@ -17,6 +17,7 @@ use super::timers::Timers;
 use crate::base::ids::IdMap;
 use crate::net::{Connection, Lifecycle, Listener, OutputLimits};
 use crate::policy::Policy;
+use crate::store::Store;
 use crate::telemetry::Stats;
 
 /// The most elements a guest table may grow to: far above what compiled
@@ -30,8 +31,10 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     /// The host's life (`loop-exit`, guest listeners' ids).
     pub(crate) lifecycle: Arc<Lifecycle>,
-    /// What the guest may bind and where it may connect.
+    /// What the guest may bind, where it may connect, which buckets it may open.
     pub(crate) policy: Arc<Policy>,
+    /// The host's key-value store.
+    pub(crate) store: Arc<Store>,
     /// Which of its worker's instances this is.
     pub(crate) generation: u64,
     /// Its outbound connections' permits (`--max-outbound-per-instance`).
@@ -91,6 +94,7 @@ impl HostState {
             table: ResourceTable::new(),
             lifecycle: context.lifecycle.clone(),
             policy: context.policy.clone(),
+            store: context.store.clone(),
             generation,
             outbound_permits: Arc::new(Semaphore::new(context.policy.limits.max_outbound_per_instance)),
             output: context.output.clone(),

@@ -243,6 +243,16 @@ impl TestHostBuilder {
         Self(self.0.env(key, value))
     }
 
+    /// Lets the guest open the store's bucket `name`.
+    pub fn allow_bucket(self, name: &str) -> Self {
+        Self(self.0.allow_bucket(name))
+    }
+
+    /// Keeps the store where `url` (`--keyvalue`'s form) says.
+    pub fn keyvalue(self, url: &str) -> Self {
+        Self(self.0.keyvalue(url.parse().expect("a --keyvalue value")))
+    }
+
     /// Serves under `isolation`.
     pub fn isolation(self, isolation: Isolation) -> Self {
         Self(self.0.isolation(isolation))

@@ -55,7 +55,11 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
-        let port = super::free_port();
+        Self::start_on(super::free_port())
+    }
+
+    /// A server on `port`: the same address again after a stop.
+    pub fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())

@@ -49,9 +49,21 @@
 //! | `flood MIB` | `flooded N CODE`: writes MIB mebibytes in 64 KiB pieces, until one is refused |
 //! | `write-big KIB` | `wrote` or `error CODE`: one write of KIB kibibytes |
 //! | `flood-forever` | nothing: writes 1 MiB pieces without end, ignoring refusals |
+//! | `kv-open NAME` | `opened` or `error CODE`: opens a store bucket, kept by name |
+//! | `kv-close NAME` | `closed true` or `closed false` |
+//! | `kv-set NAME KEY VALUE`, `kv-del NAME KEY` | `ok` or `error CODE [TEXT]` |
+//! | `kv-get NAME KEY` | `value VALUE`, `none` or `error ...` |
+//! | `kv-exists NAME KEY` | `exists true` or `exists false` |
+//! | `kv-incr NAME KEY DELTA` | `value N`: atomics.increment, DELTA signed |
+//! | `kv-keys NAME` | `keys N pages P`: every key, listed page by page |
+//! | `kv-fill NAME SIZE` | `filled N error ...`: sets keys of SIZE bytes until one is refused |
+//! | `kv-get-many NAME KEY COUNT` | `got N`: batch.get-many of KEY named COUNT times |
+//! | `kv-set-many NAME KEY VALUE ...` | `ok` or `error ...` |
 //!
 //! Accept errors are only logged (`accept error ERRNO (TEXT)`), so tests can
 //! watch the host back off and recover.
+mod store;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -84,6 +96,8 @@ struct Probe {
     fired: u64,
     /// Outbound connections, by id: the connection that dialed each.
     dialed_by: HashMap<u64, u64>,
+    /// Store buckets opened with `kv-open`.
+    buckets: store::Buckets,
 }
 
 /// What a timer does when it fires.
@@ -217,6 +231,9 @@ impl Probe {
     /// Runs one command; `Ok(None)` sends no answer, `Err` fails the callback.
     fn command(&mut self, conn: &Connection, line: &str) -> Result<Option<String>, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(answer) = self.buckets.command(&words) {
+            return answer.map(Some);
+        }
         let answer = match words.as_slice() {
             ["ping"] => "pong".to_string(),
             ["whoami"] => {

@@ -91,6 +91,7 @@ impl Worker {
                 output,
                 lifecycle: services.lifecycle.clone(),
                 policy: services.policy.clone(),
+                store: services.store.clone(),
                 owner: Weak::<Home>::new(),
             },
             isolation,
