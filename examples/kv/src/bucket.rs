@@ -78,6 +78,11 @@ impl Store for WasiBucket {
         keyvalue::get_many(bucket, keys).map_err(|e| error(&self.name, e))
     }
 
+    fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let bucket = opened(&mut self.bucket, &self.name)?;
+        keyvalue::set_many(bucket, pairs).map_err(|e| error(&self.name, e))
+    }
+
     fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
         let bucket = opened(&mut self.bucket, &self.name)?;
         keyvalue::delete_many(bucket, keys).map_err(|e| error(&self.name, e))

@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`request`]: bytes to requests (arrays of bulk strings, inline commands).
 //! - [`commands`]: what each command does, with Redis's replies and errors.
+//! - [`batch`]: pipelined GETs, SETs and INCRs in runs, one store call each.
 //! - [`reply`]: replies to bytes.
 //! - [`store`]: the store the commands use, as a trait, and a map in memory
 //!   that stands for it in the native tests.
@@ -23,6 +24,7 @@
 //!
 //! Everything but this file and `bucket` is plain Rust, tested with
 //! `cargo test -p kv` on the build machine.
+pub mod batch;
 pub mod bucket;
 pub mod commands;
 pub mod entry;
@@ -39,12 +41,16 @@ use std::time::{Duration, SystemTime};
 use evconn_guest::timers::{self, TimerId};
 use evconn_guest::{Connection, ConnectionEvent, ErrorCode, Handler, Listener};
 
+use batch::Kind;
 use bucket::WasiBucket;
 use commands::{Context, Then};
 use reply::Reply;
 
 /// Replies are gathered and written in pieces of about this size.
 const WRITE_CHUNK: usize = 64 * 1024;
+
+/// A value larger than this makes a client's GETs run one at a time.
+const LARGE_VALUE: usize = 16 * 1024;
 
 /// While its replies wait for the client to read, a connection is not read
 /// from; it is read again once the host holds this little of its output.
@@ -79,6 +85,10 @@ struct Client {
     close_after: bool,
     /// Reading is paused until the host holds less of its output.
     waiting: bool,
+    /// The last value this client got was large: its GETs are fetched one
+    /// at a time, not in runs, so that a run of large values is not held
+    /// at once.
+    large_values: bool,
 }
 
 impl Handler for Kv {
@@ -150,24 +160,36 @@ impl Kv {
                 return Ok(());
             }
             let mut context = Context { store: &mut self.store, client: id, now: wall_clock_ms() };
-            while client.output.len() < WRITE_CHUNK {
-                match request::parse(&client.input[at..]) {
-                    Ok(Some((args, used))) => {
-                        at += used;
-                        if args.is_empty() {
-                            continue;
-                        }
-                        let (reply, then) = commands::execute(&mut context, &args);
-                        reply.encode(&mut client.output);
-                        if then == Then::Close {
-                            client.close_after = true;
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
+            while client.output.len() < WRITE_CHUNK && !client.close_after {
+                let max_gets = if client.large_values { 1 } else { batch::MAX_RUN };
+                let run = match batch::next_run(&client.input[at..], max_gets) {
+                    Ok(run) => run,
                     Err(error) => {
                         // As Redis does: say what was wrong, then hang up.
                         Reply::err(error).encode(&mut client.output);
+                        client.close_after = true;
+                        break;
+                    }
+                };
+                let start = at;
+                at += run.skipped;
+                let Some(kind) = run.kind else { break };
+                let first = at;
+                for ((reply, then), end) in batch::execute(&mut context, kind, &run.requests).into_iter().zip(run.ends)
+                {
+                    if kind == Kind::Get {
+                        if at > first && client.output.len() >= WRITE_CHUNK {
+                            // The replies are large: the rest of the run is
+                            // read again once these are written, one at a
+                            // time.
+                            client.large_values = true;
+                            break;
+                        }
+                        client.large_values = matches!(&reply, Reply::Bulk(value) if value.len() > LARGE_VALUE);
+                    }
+                    reply.encode(&mut client.output);
+                    at = start + end;
+                    if then == Then::Close {
                         client.close_after = true;
                         break;
                     }

@@ -44,6 +44,9 @@ pub trait Store {
     /// The values of `keys`, in their order, in one read.
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
+    /// Sets each key of `pairs` (no key twice) to its value, in one write.
+    fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
+
     /// Removes `keys`, in one write.
     fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError>;
 
@@ -120,6 +123,14 @@ impl Store for MemoryStore {
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.call()?;
         Ok(keys.iter().map(|key| self.entries.get(key).cloned()).collect())
+    }
+
+    fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        self.call()?;
+        for (key, value) in pairs {
+            self.entries.insert(key.clone(), value.clone());
+        }
+        Ok(())
     }
 
     fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
