@@ -74,8 +74,8 @@ const MILLISECOND: u64 = 1;
 
 /// Runs one request; `args` holds at least the command's name.
 pub fn execute(context: &mut Context, args: &[Vec<u8>]) -> (Reply, Then) {
-    let name = lowercase(&args[0]);
-    let Some(&(name, arity, run)) = COMMANDS.iter().find(|(known, ..)| *known == name) else {
+    let Some(&(name, arity, run)) = COMMANDS.iter().find(|(known, ..)| known.as_bytes().eq_ignore_ascii_case(&args[0]))
+    else {
         return (unknown_command(args), Then::Continue);
     };
     let fits = if arity >= 0 { args.len() == arity as usize } else { args.len() >= arity.unsigned_abs() as usize };
