@@ -10,7 +10,8 @@
 //! seeing the same store: GET, SET, TTL, PTTL and EXISTS make one; INCR one
 //! (the store's atomic `increment`) on a key without a deadline, three on a
 //! key with one; DEL, EXPIRE, PEXPIRE and PERSIST two; DBSIZE one per page
-//! of keys. A failed store call is answered `-ERR store: ...`.
+//! of keys (pipelined runs share calls: see `batch`). A failed store call
+//! is answered `-ERR store: ...`.
 use crate::entry::{self, Entry, NEVER};
 use crate::keys;
 use crate::reply::Reply;
