@@ -56,6 +56,14 @@ const LARGE_VALUE: usize = 16 * 1024;
 /// from; it is read again once the host holds this little of its output.
 const RESUME_BELOW: u64 = 256 * 1024;
 
+/// How many runs of requests, and how many bytes of replies, one callback
+/// serves before it lets the instance's other connections have a turn (and
+/// goes on from a timer): a client that pipelines thousands of requests,
+/// or reads large values as fast as they come, would otherwise hold the
+/// callback past the host's guest timeout, each request being a store call.
+const TURN_RUNS: usize = 64;
+const TURN_BYTES: usize = 8 << 20;
+
 #[derive(Default)]
 struct Kv {
     /// The bucket of the host's store, shared with every other instance;
@@ -64,6 +72,11 @@ struct Kv {
     /// What is pending for each connection; an entry exists only while a
     /// connection has unread input or unwritten replies.
     clients: HashMap<u64, Client>,
+    /// Each open connection's handle, from `on-accept` to its end, to serve
+    /// it from a timer when its turn ends with requests left.
+    connections: HashMap<u64, Connection>,
+    /// The timers that give connections their next turn: which each is for.
+    turns: HashMap<TimerId, u64>,
     /// The repeating timer that sweeps keys past their deadline, from the
     /// instance's first connection to its end.
     sweep_timer: Option<TimerId>,
@@ -89,10 +102,13 @@ struct Client {
     /// at a time, not in runs, so that a run of large values is not held
     /// at once.
     large_values: bool,
+    /// A timer is set to serve the requests left when the last turn ended.
+    next_turn: bool,
 }
 
 impl Handler for Kv {
-    fn on_accept(&mut self, _listener: &Listener, _conn: Connection, _peer: SocketAddr) -> Result<(), String> {
+    fn on_accept(&mut self, _listener: &Listener, conn: Connection, _peer: SocketAddr) -> Result<(), String> {
+        self.connections.insert(conn.id(), conn);
         if self.sweep_timer.is_none() {
             // An instance that serves one short connection (under
             // `--isolation connection`) may never see its timer fire:
@@ -114,15 +130,15 @@ impl Handler for Kv {
         } else {
             client.input.extend_from_slice(&data);
         }
-        self.serve(conn)
+        self.serve_or_forget(conn)
     }
 
     fn on_drain(&mut self, conn: &Connection) -> Result<(), String> {
-        self.serve(conn)
+        self.serve_or_forget(conn)
     }
 
     fn on_event(&mut self, conn: &Connection, _event: ConnectionEvent) -> Result<(), String> {
-        self.clients.remove(&conn.id());
+        self.forget(conn.id());
         conn.close();
         Ok(())
     }
@@ -130,19 +146,56 @@ impl Handler for Kv {
     fn on_timer(&mut self, timer: TimerId) -> Result<(), String> {
         if self.sweep_timer == Some(timer) {
             self.sweep();
+        } else if let Some(id) = self.turns.remove(&timer) {
+            if let Some(client) = self.clients.get_mut(&id) {
+                client.next_turn = false;
+            }
+            // Out of the map while it is served; back in if it stays open.
+            let Some(conn) = self.connections.remove(&id) else { return Ok(()) };
+            match self.serve(&conn) {
+                Ok(true) => {
+                    self.connections.insert(id, conn);
+                }
+                Ok(false) => self.forget(id),
+                Err(error) => {
+                    // A timer's error closes nothing: close it here, as an
+                    // error from `on-data` would.
+                    eprintln!("kv: connection {id}: {error}");
+                    self.forget(id);
+                    conn.close();
+                }
+            }
         }
         Ok(())
     }
 }
 
 impl Kv {
+    /// Serves `conn` ([`Kv::serve`]), and forgets it once it is closed or
+    /// its callback fails (then no callback for it follows).
+    fn serve_or_forget(&mut self, conn: &Connection) -> Result<(), String> {
+        let served = self.serve(conn);
+        if !matches!(served, Ok(true)) {
+            self.forget(conn.id());
+        }
+        served.map(drop)
+    }
+
+    /// Drops what the handler keeps for connection `id`.
+    fn forget(&mut self, id: u64) {
+        self.clients.remove(&id);
+        self.connections.remove(&id);
+    }
+
     /// Runs `conn`'s requests and writes their replies, until its input has
-    /// no whole request left or the host holds as much of its output as it
-    /// may (then reading pauses until `on-drain`).
-    fn serve(&mut self, conn: &Connection) -> Result<(), String> {
+    /// no whole request left, or the host holds as much of its output as it
+    /// may (then reading pauses until `on-drain`), or its turn is over (then
+    /// a timer gives it the next). Whether the connection stays open.
+    fn serve(&mut self, conn: &Connection) -> Result<bool, String> {
         let id = conn.id();
-        let Some(mut client) = self.clients.remove(&id) else { return Ok(()) };
+        let Some(mut client) = self.clients.remove(&id) else { return Ok(true) };
         let mut at = 0;
+        let (mut runs, mut produced) = (0, 0);
         loop {
             if !write_out(conn, &mut client.output)? {
                 // The host holds all it may: wait for the client to read.
@@ -153,13 +206,17 @@ impl Kv {
                 }
                 client.input.drain(..at);
                 self.clients.insert(id, client);
-                return Ok(());
+                return Ok(true);
             }
             if client.close_after {
                 conn.close();
-                return Ok(());
+                return Ok(false);
+            }
+            if (runs >= TURN_RUNS || produced >= TURN_BYTES) && self.next_turn(id, &mut client) {
+                break;
             }
             let mut context = Context { store: &mut self.store, client: id, now: wall_clock_ms() };
+            let before = client.output.len();
             while client.output.len() < WRITE_CHUNK && !client.close_after {
                 let max_gets = if client.large_values { 1 } else { batch::MAX_RUN };
                 let run = match batch::next_run(&client.input[at..], max_gets) {
@@ -174,6 +231,7 @@ impl Kv {
                 let start = at;
                 at += run.skipped;
                 let Some(kind) = run.kind else { break };
+                runs += 1;
                 let first = at;
                 for ((reply, then), end) in batch::execute(&mut context, kind, &run.requests).into_iter().zip(run.ends)
                 {
@@ -195,6 +253,7 @@ impl Kv {
                     }
                 }
             }
+            produced += client.output.len() - before;
             if client.output.is_empty() && !client.close_after {
                 break;
             }
@@ -205,10 +264,28 @@ impl Kv {
             conn.set_drain_watermark(None);
             conn.resume_reading();
         }
-        if !client.input.is_empty() {
-            self.clients.insert(id, client);
+        if client.input.is_empty() {
+            return Ok(true);
         }
-        Ok(())
+        self.clients.insert(id, client);
+        Ok(true)
+    }
+
+    /// Ends `client`'s turn, with a timer due at once to give it the next,
+    /// after what else the instance has to do; `false` if no timer can be
+    /// had (then the turn goes on).
+    fn next_turn(&mut self, id: u64, client: &mut Client) -> bool {
+        if client.next_turn {
+            return true;
+        }
+        match timers::start(Duration::ZERO, None) {
+            Ok(timer) => {
+                self.turns.insert(timer, id);
+                client.next_turn = true;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Sweeps a page of keys, if no other instance has this tick (see
