@@ -160,7 +160,8 @@ fn redis_benchmark_runs_every_test() {
 /// each isolation model, serve the same keys: `SET k v` through one and
 /// `GET k` through the other gives `v`; INCRs through both add up (and
 /// redis-benchmark's 2,000 through one are all read through the other); a
-/// key's deadline holds through both.
+/// key's deadline holds through both, and keys nobody reads are swept out
+/// of Redis.
 #[test]
 fn two_hosts_share_one_redis() {
     let redis = RedisServer::start();
@@ -180,6 +181,21 @@ fn two_hosts_share_one_redis() {
     assert!((1..=300).contains(&left), "PTTL through the other host: {left}");
     std::thread::sleep(Duration::from_millis(400).saturating_sub(set.elapsed()));
     assert_eq!(redis_cli(&b, &["--no-raw", "get", "short"]), "(nil)\n");
+
+    // Keys nobody reads leave Redis too: the sweep pages through it (SCAN)
+    // from the instances that live.
+    let args: Vec<String> = ["-h", "127.0.0.1", "-p", &a.addr.port().to_string()].map(String::from).to_vec();
+    let commands: String = (0..50).map(|n| format!("set unread:{n} {n} px 200\n")).collect();
+    assert!(run("redis-cli", &args, &commands, Duration::from_secs(30)).status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let size = redis_cli(&b, &["dbsize"]);
+        if size == "1\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{size} keys 3 s after setting 50 to live 0.2 s (and n)");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let port = a.addr.port().to_string();
     let args: Vec<String> =
