@@ -19,8 +19,8 @@
 //! - [`sweep`]: removing keys past their deadline that nobody reads.
 //! - [`bucket`]: the store in the component, over `wasi:keyvalue`.
 //! - this file: the evconn handler, which buffers each connection's input,
-//!   writes its replies as fast as the client reads them, and sweeps from
-//!   a timer.
+//!   serves it in turns, writes its replies as fast as the client reads
+//!   them, and sweeps from a timer.
 //!
 //! Everything but this file and `bucket` is plain Rust, tested with
 //! `cargo test -p kv` on the build machine.
