@@ -1,16 +1,20 @@
 //! The example handlers in `examples/` over real TCP on loopback: rot13,
 //! chat and kv, each served by an in-process host; source, served by the
 //! `host` binary so that its memory can be watched; proxy, both ways; and
-//! the rate limiter in C, Python and JavaScript, on the host's store.
+//! kv's store and rate-limit, by in-process hosts under both isolation
+//! models, by the binary with two workers, and by two hosts sharing a
+//! `redis-server`; the rate limiter in C, Python and JavaScript too.
 mod chat;
 mod kv;
+mod kv_store;
 mod proxy;
+mod rate_limit;
 mod rate_limit_langs;
 mod rot13;
 mod source;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// How long a client waits before concluding that nothing more is coming.
@@ -27,6 +31,20 @@ impl Client {
     /// Connects to `addr`; every send goes out at once.
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).expect("connects");
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    /// Connects to `addr` from the address `local` (any of 127.0.0.0/8 on
+    /// loopback), so that a server that tells peers apart by address sees
+    /// another peer.
+    pub fn connect_from(addr: SocketAddr, local: IpAddr) -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::new(local, 0).into()).unwrap_or_else(|e| panic!("binding {local}: {e}"));
+        socket.connect(&addr.into()).unwrap_or_else(|e| panic!("connecting from {local}: {e}"));
+        let stream = TcpStream::from(socket);
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());

@@ -1,13 +1,16 @@
 //! The kv example against the real `redis-cli` and `redis-benchmark` from
 //! Debian's `redis-tools` (scripts/setup installs them): the tools work
 //! unchanged, including what they send on their own (`COMMAND DOCS`,
-//! `CONFIG GET`). Missing tools fail these tests; they are never skipped.
+//! `CONFIG GET`); and two hosts keeping their keys in one real
+//! `redis-server` serve the same data. Missing tools fail these tests; they
+//! are never skipped.
 use crate::support;
 
 use std::time::Duration;
 
+use evconn_host::wasm::Isolation;
 use support::TestHost;
-use support::tools::run;
+use support::tools::{RedisServer, run};
 
 /// `redis-cli` against `host`, one command given as arguments; returns
 /// what it printed.
@@ -151,4 +154,53 @@ fn redis_benchmark_runs_every_test() {
     }
     assert_eq!(redis_cli(&host, &["get", "counter:__rand_int__"]), "2000\n", "every INCR counted");
     assert_eq!(redis_cli(&host, &["exists", "key:__rand_int__"]), "1\n", "SET stored its key");
+}
+
+/// Two hosts given one `redis-server` (`--keyvalue redis://...`), one under
+/// each isolation model, serve the same keys: `SET k v` through one and
+/// `GET k` through the other gives `v`; INCRs through both add up (and
+/// redis-benchmark's 2,000 through one are all read through the other); a
+/// key's deadline holds through both, and keys nobody reads are swept out
+/// of Redis.
+#[test]
+fn two_hosts_share_one_redis() {
+    let redis = RedisServer::start();
+    let url = format!("redis://{}", redis.addr);
+    let a = TestHost::builder(&support::guest("kv")).keyvalue(&url).start();
+    let b = TestHost::builder(&support::guest("kv")).keyvalue(&url).isolation(Isolation::Connection).start();
+    assert_eq!(redis_cli(&a, &["set", "k", "v"]), "OK\n");
+    assert_eq!(redis_cli(&b, &["get", "k"]), "v\n");
+    assert_eq!(redis_cli(&b, &["incr", "n"]), "1\n");
+    assert_eq!(redis_cli(&a, &["incr", "n"]), "2\n");
+    assert_eq!(redis_cli(&b, &["del", "k"]), "1\n");
+    assert_eq!(redis_cli(&a, &["--no-raw", "get", "k"]), "(nil)\n");
+
+    let set = std::time::Instant::now();
+    assert_eq!(redis_cli(&a, &["set", "short", "lived", "px", "300"]), "OK\n");
+    let left: i64 = redis_cli(&b, &["pttl", "short"]).trim().parse().unwrap();
+    assert!((1..=300).contains(&left), "PTTL through the other host: {left}");
+    std::thread::sleep(Duration::from_millis(400).saturating_sub(set.elapsed()));
+    assert_eq!(redis_cli(&b, &["--no-raw", "get", "short"]), "(nil)\n");
+
+    // Keys nobody reads leave Redis too: the sweep pages through it (SCAN)
+    // from the instances that live.
+    let args: Vec<String> = ["-h", "127.0.0.1", "-p", &a.addr.port().to_string()].map(String::from).to_vec();
+    let commands: String = (0..50).map(|n| format!("set unread:{n} {n} px 200\n")).collect();
+    assert!(run("redis-cli", &args, &commands, Duration::from_secs(30)).status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let size = redis_cli(&b, &["dbsize"]);
+        if size == "1\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{size} keys 3 s after setting 50 to live 0.2 s (and n)");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let port = a.addr.port().to_string();
+    let args: Vec<String> =
+        ["-h", "127.0.0.1", "-p", &port, "-n", "2000", "-c", "10", "-t", "set,incr", "-q"].map(String::from).to_vec();
+    let ran = run("redis-benchmark", &args, "", Duration::from_secs(120));
+    assert!(ran.status.success(), "redis-benchmark failed: {}{}", ran.stdout, ran.stderr);
+    assert_eq!(redis_cli(&b, &["get", "counter:__rand_int__"]), "2000\n", "every INCR through A, read through B");
 }

@@ -4,10 +4,18 @@
 //! PTTL, PERSIST) and those `redis-cli`, `redis-benchmark` and client
 //! libraries send on their own (COMMAND, CONFIG GET, HELLO, CLIENT, SELECT,
 //! QUIT), answered so that they carry on.
-use std::time::{Duration, Instant};
-
+//!
+//! The keys live in a [`Store`] that other instances share, so a command
+//! makes as few store calls as it can, and never counts on two calls
+//! seeing the same store: GET, SET, TTL, PTTL and EXISTS make one; INCR one
+//! (the store's atomic `increment`) on a key without a deadline, three on a
+//! key with one; DEL, EXPIRE, PEXPIRE and PERSIST two; DBSIZE one per page
+//! of keys (pipelined runs share calls: see `batch`). A failed store call
+//! is answered `-ERR store: ...`.
+use crate::entry::{self, Entry, NEVER};
+use crate::keys;
 use crate::reply::Reply;
-use crate::store::{OverBudget, Store, after};
+use crate::store::{Store, StoreError};
 
 /// What the connection does once the reply is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,12 +28,13 @@ pub enum Then {
 
 /// What a command works on besides its arguments.
 pub struct Context<'a> {
-    /// The keys and values, shared by every connection of the instance.
-    pub store: &'a mut Store,
+    /// The keys and values, shared with every other instance.
+    pub store: &'a mut dyn Store,
     /// The connection's id, which `CLIENT ID` and `HELLO` report.
     pub client: u64,
-    /// The time the command runs at, by the instance's monotonic clock.
-    pub now: Instant,
+    /// The time the command runs at, in milliseconds since the Unix epoch
+    /// (the wall clock, which every host agrees on, unlike a monotonic one).
+    pub now: u64,
 }
 
 type Run = fn(&mut Context, &[Vec<u8>]) -> Reply;
@@ -58,10 +67,16 @@ const COMMANDS: &[(&str, i32, Run)] = &[
 /// `appendonly` before it starts; nothing is ever saved here.
 const SETTINGS: &[(&str, &str)] = &[("save", ""), ("appendonly", "no")];
 
+/// Milliseconds in a second, the unit of `EX` and `EXPIRE`.
+const SECOND: u64 = 1000;
+
+/// Milliseconds in a millisecond, the unit of `PX` and `PEXPIRE`.
+const MILLISECOND: u64 = 1;
+
 /// Runs one request; `args` holds at least the command's name.
 pub fn execute(context: &mut Context, args: &[Vec<u8>]) -> (Reply, Then) {
-    let name = lowercase(&args[0]);
-    let Some(&(name, arity, run)) = COMMANDS.iter().find(|(known, ..)| *known == name) else {
+    let Some(&(name, arity, run)) = COMMANDS.iter().find(|(known, ..)| known.as_bytes().eq_ignore_ascii_case(&args[0]))
+    else {
         return (unknown_command(args), Then::Continue);
     };
     let fits = if arity >= 0 { args.len() == arity as usize } else { args.len() >= arity.unsigned_abs() as usize };
@@ -84,136 +99,234 @@ fn echo(_: &mut Context, args: &[Vec<u8>]) -> Reply {
     Reply::Bulk(args[1].clone())
 }
 
+/// One store call: the value and its deadline go in one store value.
 fn set(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    let mut ttl = None;
+    let mut deadline = None;
     let mut options = args[3..].iter();
     while let Some(option) = options.next() {
         let option = lowercase(option);
-        let unit: fn(u64) -> Duration = match option.as_str() {
-            "ex" => Duration::from_secs,
-            "px" => Duration::from_millis,
+        let unit = match option.as_str() {
+            "ex" => SECOND,
+            "px" => MILLISECOND,
             "nx" | "xx" | "get" | "exat" | "pxat" | "keepttl" => {
                 return Reply::err(format!("SET option '{}' is not supported", option.to_uppercase()));
             }
             _ => return Reply::err("syntax error"),
         };
         // One of EX and PX, once, with its number.
-        let (None, Some(amount)) = (ttl, options.next()) else { return Reply::err("syntax error") };
-        ttl = Some(match time_to_live(amount, unit, context.now) {
-            Ok(Some(when)) => when,
-            Ok(None) => return Reply::err("invalid expire time in 'set' command"),
-            Err(reply) => return reply,
-        });
+        let (None, Some(amount)) = (deadline, options.next()) else { return Reply::err("syntax error") };
+        let Some(amount) = integer(amount) else { return not_an_integer() };
+        let Some(when) = expiry_at(amount, unit, context.now) else {
+            return Reply::err("invalid expire time in 'set' command");
+        };
+        deadline = Some(when);
     }
-    match context.store.set(&args[1], args[2].clone(), ttl) {
+    let stored = entry::encode(&args[2], deadline);
+    match context.store.set(&keys::store_key(&args[1]), &stored) {
         Ok(()) => Reply::Status("OK"),
-        Err(OverBudget) => out_of_memory(),
+        Err(error) => store_error(error),
     }
 }
 
-/// When a key given `amount` of `unit` to live at `now` expires: `Ok(None)`
-/// for a time that is not positive or does not fit the clock, `Err` with
-/// Redis's reply for what is not an integer.
-fn time_to_live(amount: &[u8], unit: fn(u64) -> Duration, now: Instant) -> Result<Option<Instant>, Reply> {
-    let amount = integer(amount).ok_or_else(not_an_integer)?;
-    Ok(expiry_at(amount, unit, now))
-}
-
-/// `now` plus `amount` of `unit`, if `amount` is positive and the sum fits
-/// the clock.
-fn expiry_at(amount: i64, unit: fn(u64) -> Duration, now: Instant) -> Option<Instant> {
+/// `now` plus `amount` of `unit` milliseconds, if `amount` is positive and
+/// the sum is a time the store can hold.
+fn expiry_at(amount: i64, unit: u64, now: u64) -> Option<u64> {
     let amount = u64::try_from(amount).ok().filter(|&amount| amount > 0)?;
-    after(now, unit(amount))
+    amount.checked_mul(unit)?.checked_add(now).filter(|&when| when < NEVER)
 }
 
+/// The entry of the Redis key whose store key is `key`, unless it has none
+/// or its deadline has passed: one store call.
+fn live(context: &mut Context, key: &str) -> Result<Option<Entry>, StoreError> {
+    let stored = context.store.get(key)?;
+    Ok(stored.map(Entry::decode).filter(|entry| entry.is_live(context.now)))
+}
+
+/// A key past its deadline reads as gone; the sweep (`sweep.rs`) removes
+/// it from the store.
 fn get(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    context.store.get(&args[1], context.now).map_or(Reply::Null, |value| Reply::Bulk(value.to_vec()))
+    match live(context, &keys::store_key(&args[1])) {
+        Ok(Some(entry)) => Reply::Bulk(entry.value),
+        Ok(None) => Reply::Null,
+        Err(error) => store_error(error),
+    }
 }
 
+/// Two store calls: one read, to count the keys that exist (a key named
+/// twice counts once, as in Redis), and one write that removes them.
 fn del(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    Reply::Integer(args[1..].iter().filter(|key| context.store.remove(key)).count() as i64)
+    let mut keys: Vec<String> = args[1..].iter().map(|key| keys::store_key(key)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let values = match context.store.get_many(&keys) {
+        Ok(values) => values,
+        Err(error) => return store_error(error),
+    };
+    let mut removed = 0;
+    let mut present = Vec::new();
+    for (key, value) in keys.into_iter().zip(values) {
+        let Some(stored) = value else { continue };
+        // A key past its deadline goes too, but does not count.
+        if entry::deadline(&stored).is_none_or(|deadline| context.now < deadline) {
+            removed += 1;
+        }
+        present.push(key);
+    }
+    if !present.is_empty()
+        && let Err(error) = context.store.delete_many(&present)
+    {
+        return store_error(error);
+    }
+    Reply::Integer(removed)
 }
 
+/// One store call.
 fn exists(context: &mut Context, args: &[Vec<u8>]) -> Reply {
     // As in Redis, a key named twice counts twice.
-    Reply::Integer(args[1..].iter().filter(|key| context.store.contains(key, context.now)).count() as i64)
+    let keys: Vec<String> = args[1..].iter().map(|key| keys::store_key(key)).collect();
+    match context.store.get_many(&keys) {
+        Ok(values) => Reply::Integer(
+            values
+                .iter()
+                .flatten()
+                .filter(|stored| entry::deadline(stored).is_none_or(|deadline| context.now < deadline))
+                .count() as i64,
+        ),
+        Err(error) => store_error(error),
+    }
 }
 
+/// One store call per page of keys; like Redis's, the count includes keys
+/// past their deadline that the sweep has not removed yet.
 fn dbsize(context: &mut Context, _: &[Vec<u8>]) -> Reply {
-    Reply::Integer(context.store.len() as i64)
+    let mut count = 0;
+    let mut cursor = None;
+    loop {
+        let page = match context.store.list_keys(cursor) {
+            Ok(page) => page,
+            Err(error) => return store_error(error),
+        };
+        count += page.keys.iter().filter(|key| keys::is_user_key(key)).count() as i64;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Reply::Integer(count),
+        }
+    }
 }
 
 fn expire(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    set_time_to_live(context, args, Duration::from_secs, "expire")
+    set_time_to_live(context, args, SECOND, "expire")
 }
 
 fn pexpire(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    set_time_to_live(context, args, Duration::from_millis, "pexpire")
+    set_time_to_live(context, args, MILLISECOND, "pexpire")
 }
 
 /// EXPIRE and PEXPIRE: 1 if the key exists (a time that is not positive
-/// removes it, as in Redis), 0 if not.
-fn set_time_to_live(context: &mut Context, args: &[Vec<u8>], unit: fn(u64) -> Duration, name: &str) -> Reply {
+/// removes it, as in Redis), 0 if not. Two store calls: a read, then the
+/// value written back with its new deadline.
+fn set_time_to_live(context: &mut Context, args: &[Vec<u8>], unit: u64, name: &str) -> Reply {
     if let Some(option) = args.get(3) {
         return Reply::err(format!("Unsupported option {}", String::from_utf8_lossy(option)));
     }
-    let key = &args[1];
     let Some(amount) = integer(&args[2]) else { return not_an_integer() };
-    if amount <= 0 {
-        return Reply::Integer(i64::from(context.store.remove(key)));
-    }
-    let Some(when) = expiry_at(amount, unit, context.now) else {
+    let when = expiry_at(amount, unit, context.now);
+    if amount > 0 && when.is_none() {
         return Reply::err(format!("invalid expire time in '{name}' command"));
+    }
+    let key = keys::store_key(&args[1]);
+    let entry = match live(context, &key) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return Reply::Integer(0),
+        Err(error) => return store_error(error),
     };
-    Reply::Integer(i64::from(context.store.set_expiry(key, Some(when), context.now)))
+    let written = match when {
+        Some(when) => context.store.set(&key, &entry::encode(&entry.value, Some(when))),
+        None => context.store.delete(&key),
+    };
+    match written {
+        Ok(()) => Reply::Integer(1),
+        Err(error) => store_error(error),
+    }
 }
 
 fn ttl(context: &mut Context, args: &[Vec<u8>]) -> Reply {
     // Rounded to the nearest second, as Redis does.
-    time_left(context, &args[1], |left| (left.as_millis() as i64 + 500) / 1000)
+    time_left(context, &args[1], |left| (left as i64 + 500) / 1000)
 }
 
 fn pttl(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    time_left(context, &args[1], |left| left.as_millis() as i64)
+    time_left(context, &args[1], |left| left as i64)
 }
 
 /// TTL and PTTL: -2 for no such key, -1 for a key that never expires,
-/// else the time left in the unit `count` gives.
-fn time_left(context: &mut Context, key: &[u8], count: impl Fn(Duration) -> i64) -> Reply {
-    if !context.store.contains(key, context.now) {
-        return Reply::Integer(-2);
-    }
-    match context.store.expiry(key, context.now) {
-        None => Reply::Integer(-1),
-        Some(when) => Reply::Integer(count(when.saturating_duration_since(context.now))),
+/// else the time left in the unit `count` gives, from milliseconds. One
+/// store call.
+fn time_left(context: &mut Context, key: &[u8], count: impl Fn(u64) -> i64) -> Reply {
+    match live(context, &keys::store_key(key)) {
+        Ok(None) => Reply::Integer(-2),
+        Ok(Some(Entry { deadline: None, .. })) => Reply::Integer(-1),
+        Ok(Some(Entry { deadline: Some(when), .. })) => Reply::Integer(count(when - context.now)),
+        Err(error) => store_error(error),
     }
 }
 
-/// PERSIST: 1 if the key had an expiry and lost it, 0 otherwise.
+/// PERSIST: 1 if the key had a deadline and lost it, 0 otherwise. Two
+/// store calls when it has one.
 fn persist(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    let key = &args[1];
-    if context.store.expiry(key, context.now).is_none() {
-        return Reply::Integer(0);
+    let key = keys::store_key(&args[1]);
+    let entry = match live(context, &key) {
+        Ok(Some(entry)) if entry.deadline.is_some() => entry,
+        Ok(_) => return Reply::Integer(0),
+        Err(error) => return store_error(error),
+    };
+    match context.store.set(&key, &entry::encode(&entry.value, None)) {
+        Ok(()) => Reply::Integer(1),
+        Err(error) => store_error(error),
     }
-    Reply::Integer(i64::from(context.store.set_expiry(key, None, context.now)))
 }
 
+/// INCR: one call to the store's atomic `increment`, which counts a bare
+/// decimal integer, so that clients of every instance and host add up.
+/// The store refuses what it cannot count (a value with a deadline, one
+/// that is not an integer, a sum past `i64`, or a write past its budget);
+/// then the value is read to answer as Redis would.
 fn incr(context: &mut Context, args: &[Vec<u8>]) -> Reply {
-    let key = &args[1];
-    let current = match context.store.get(key, context.now) {
-        None => 0,
-        Some(value) => match integer(value) {
-            Some(n) => n,
-            None => return not_an_integer(),
-        },
+    let key = keys::store_key(&args[1]);
+    match context.store.increment(&key, 1) {
+        Ok(n) => Reply::Integer(n),
+        Err(refused) => incr_refused(context, &key, refused),
+    }
+}
+
+/// What INCR answers once the store's `increment` refused `key`: for a
+/// value with a deadline, the sum written back with it (a read and a write,
+/// which another instance's write to the same key may come between).
+fn incr_refused(context: &mut Context, key: &str, refused: StoreError) -> Reply {
+    let stored = match context.store.get(key) {
+        Ok(Some(stored)) => stored,
+        // Not the value's fault.
+        Ok(None) => return store_error(refused),
+        Err(error) => return store_error(error),
     };
-    let Some(next) = current.checked_add(1) else {
-        return Reply::err("increment or decrement would overflow");
+    let entry = Entry::decode(stored);
+    let (next, deadline) = if entry.is_live(context.now) {
+        let Some(current) = integer(&entry.value) else { return not_an_integer() };
+        let Some(next) = current.checked_add(1) else {
+            return Reply::err("increment or decrement would overflow");
+        };
+        // The store counts a bare integer: it refused for reasons of its own.
+        let Some(deadline) = entry.deadline else { return store_error(refused) };
+        // INCR keeps the key's deadline, as in Redis.
+        (next, Some(deadline))
+    } else {
+        // Gone at its deadline: counted from nothing, and it no longer
+        // expires, as in Redis.
+        (1, None)
     };
-    // INCR keeps the key's expiry, as in Redis.
-    match context.store.replace(key, next.to_string().into_bytes(), context.now) {
+    match context.store.set(key, &entry::encode(next.to_string().as_bytes(), deadline)) {
         Ok(()) => Reply::Integer(next),
-        Err(OverBudget) => out_of_memory(),
+        Err(error) => store_error(error),
     }
 }
 
@@ -335,33 +448,47 @@ fn not_an_integer() -> Reply {
     Reply::err("value is not an integer or out of range")
 }
 
-fn out_of_memory() -> Reply {
-    Reply::Error("OOM command not allowed when used memory > 'maxmemory'.".into())
+/// A failed store call, as the client reads it: `-ERR store: ...`.
+fn store_error(error: StoreError) -> Reply {
+    Reply::err(error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::store::MemoryStore;
+
     /// A store, a client id and a clock that moves only when told, and a
     /// way to run commands on them.
     struct Session {
-        store: Store,
-        now: Instant,
+        store: MemoryStore,
+        now: u64,
     }
 
     impl Session {
         fn new() -> Self {
-            Session { store: Store::default(), now: Instant::now() }
+            Session { store: MemoryStore::default(), now: 1_750_000_000_000 }
         }
 
         fn run(&mut self, words: &[&str]) -> Reply {
             let args: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
-            execute(&mut Context { store: &mut self.store, client: 7, now: self.now }, &args).0
+            self.run_bytes(&args)
+        }
+
+        fn run_bytes(&mut self, args: &[Vec<u8>]) -> Reply {
+            execute(&mut Context { store: &mut self.store, client: 7, now: self.now }, args).0
+        }
+
+        /// Runs `words` and says how many store calls it made.
+        fn calls(&mut self, words: &[&str]) -> usize {
+            let before = self.store.calls;
+            self.run(words);
+            self.store.calls - before
         }
 
         fn wait(&mut self, ms: u64) {
-            self.now += Duration::from_millis(ms);
+            self.now += ms;
         }
     }
 
@@ -457,13 +584,17 @@ mod tests {
         assert_eq!(s.run(&["TTL"]), err("ERR wrong number of arguments for 'ttl' command"));
     }
 
-    /// DBSIZE counts the keys held.
+    /// DBSIZE counts the keys held, those past their deadline that the
+    /// sweep has not removed yet included (as Redis's does).
     #[test]
     fn dbsize_counts_keys() {
         let mut s = Session::new();
         assert_eq!(s.run(&["DBSIZE"]), Reply::Integer(0));
         s.run(&["SET", "a", "1"]);
         s.run(&["SET", "b", "1", "PX", "10"]);
+        assert_eq!(s.run(&["DBSIZE"]), Reply::Integer(2));
+        s.wait(10);
+        assert_eq!(s.run(&["GET", "b"]), Reply::Null);
         assert_eq!(s.run(&["DBSIZE"]), Reply::Integer(2));
     }
 
@@ -538,24 +669,119 @@ mod tests {
     /// QUIT answers OK and closes; nothing else closes.
     #[test]
     fn only_quit_closes() {
-        let mut store = Store::default();
-        let mut context = Context { store: &mut store, client: 1, now: Instant::now() };
+        let mut store = MemoryStore::default();
+        let mut context = Context { store: &mut store, client: 1, now: 0 };
         assert_eq!(execute(&mut context, &[b"quit".to_vec()]), (Reply::Status("OK"), Then::Close));
         assert_eq!(execute(&mut context, &[b"nope".to_vec()]).1, Then::Continue);
         assert_eq!(execute(&mut context, &[b"ping".to_vec()]).1, Then::Continue);
     }
 
-    /// Past the store's budget SET and INCR answer as Redis does past
-    /// maxmemory, and change nothing.
+    /// A store that fails (a bucket not allowed, a budget spent, Redis
+    /// gone) gets `-ERR store: ...` for every command that needs it, and
+    /// the others still work.
     #[test]
-    fn a_full_store_refuses_writes() {
-        let mut s = Session { store: Store::with_budget(crate::store::ENTRY_OVERHEAD + 4), now: Instant::now() };
-        assert_eq!(s.run(&["SET", "k", "123"]), Reply::Status("OK"));
-        let oom = err("OOM command not allowed when used memory > 'maxmemory'.");
-        assert_eq!(s.run(&["SET", "k", "12345"]), oom);
-        assert_eq!(s.run(&["SET", "j", ""]), oom);
-        assert_eq!(s.run(&["INCR", "n"]), oom);
-        assert_eq!(s.run(&["GET", "k"]), bulk("123"));
-        assert_eq!(s.run(&["INCR", "k"]), Reply::Integer(124), "a value that fits may still change");
+    fn store_errors_become_err_replies() {
+        let mut s = Session::new();
+        s.run(&["SET", "k", "1", "EX", "100"]);
+        s.store.broken = Some("store: over the operator's budget".into());
+        let failed = err("ERR store: over the operator's budget");
+        for command in [
+            &["GET", "k"][..],
+            &["SET", "k", "v"],
+            &["SET", "k", "v", "PX", "5"],
+            &["DEL", "k"],
+            &["EXISTS", "k"],
+            &["INCR", "k"],
+            &["INCR", "n"],
+            &["DBSIZE"],
+            &["EXPIRE", "k", "5"],
+            &["PEXPIRE", "k", "0"],
+            &["TTL", "k"],
+            &["PTTL", "k"],
+            &["PERSIST", "k"],
+        ] {
+            assert_eq!(s.run(command), failed, "{command:?}");
+        }
+        assert_eq!(s.run(&["PING"]), Reply::Status("PONG"));
+        assert_eq!(s.run(&["EXPIRE", "k", "x"]), err("ERR value is not an integer or out of range"));
+        s.store.broken = None;
+        assert_eq!(s.run(&["GET", "k"]), bulk("1"), "nothing changed");
+    }
+
+    /// GET, SET without a deadline and INCR of a key without one make one
+    /// store call each (the benchmark's commands); SET with a deadline too.
+    #[test]
+    fn hot_paths_make_one_store_call() {
+        let mut s = Session::new();
+        assert_eq!(s.calls(&["SET", "k", "v"]), 1);
+        assert_eq!(s.calls(&["GET", "k"]), 1);
+        assert_eq!(s.calls(&["GET", "missing"]), 1);
+        assert_eq!(s.calls(&["INCR", "n"]), 1);
+        assert_eq!(s.calls(&["INCR", "n"]), 1);
+        assert_eq!(s.calls(&["SET", "e", "v", "PX", "100"]), 1);
+        assert_eq!(s.calls(&["GET", "e"]), 1);
+        assert_eq!(s.calls(&["EXISTS", "k", "e", "n"]), 1);
+        assert_eq!(s.calls(&["TTL", "e"]), 1);
+        assert_eq!(s.calls(&["PING"]), 0);
+    }
+
+    /// INCR of a bare integer leaves the count to the store's `increment`
+    /// (atomic across instances): another instance's INCRs, straight on the
+    /// store, add up with this one's.
+    #[test]
+    fn incr_counts_in_the_store() {
+        let mut s = Session::new();
+        assert_eq!(s.run(&["INCR", "hits"]), Reply::Integer(1));
+        assert_eq!(s.store.increment("k:hits", 5), Ok(6), "the store holds a bare integer");
+        assert_eq!(s.run(&["INCR", "hits"]), Reply::Integer(7));
+        s.run(&["SET", "hits", "41"]);
+        assert_eq!(s.store.entries["k:hits"], b"41", "SET without a deadline stores the value as it is");
+        assert_eq!(s.run(&["INCR", "hits"]), Reply::Integer(42));
+    }
+
+    /// INCR of a key with a deadline keeps it; of a key past its deadline,
+    /// counts from nothing without one.
+    #[test]
+    fn incr_keeps_a_deadline_and_restarts_an_expired_key() {
+        let mut s = Session::new();
+        s.run(&["SET", "n", "10", "PX", "1000"]);
+        assert_eq!(s.run(&["INCR", "n"]), Reply::Integer(11));
+        assert_eq!(s.run(&["PTTL", "n"]), Reply::Integer(1000));
+        s.wait(1000);
+        assert_eq!(s.run(&["INCR", "n"]), Reply::Integer(1));
+        assert_eq!(s.run(&["TTL", "n"]), Reply::Integer(-1));
+        assert_eq!(s.calls(&["INCR", "n"]), 1, "bare again, so counted by the store");
+        s.run(&["SET", "w", "word", "EX", "10"]);
+        assert_eq!(s.run(&["INCR", "w"]), err("ERR value is not an integer or out of range"));
+        s.run(&["SET", "m", &i64::MAX.to_string(), "EX", "10"]);
+        assert_eq!(s.run(&["INCR", "m"]), err("ERR increment or decrement would overflow"));
+    }
+
+    /// Keys and values of any bytes: keys that are not UTF-8 or hold `%`,
+    /// values that start with the byte that marks a deadline.
+    #[test]
+    fn any_bytes_make_keys_and_values() {
+        let mut s = Session::new();
+        let set = |key: &[u8], value: &[u8]| vec![b"SET".to_vec(), key.to_vec(), value.to_vec()];
+        let get = |key: &[u8]| vec![b"GET".to_vec(), key.to_vec()];
+        assert_eq!(s.run_bytes(&set(b"\xff", b"\xff\x00binary")), Reply::Status("OK"));
+        assert_eq!(s.run_bytes(&set(b"%FF", b"text")), Reply::Status("OK"));
+        assert_eq!(s.run_bytes(&get(b"\xff")), Reply::Bulk(b"\xff\x00binary".to_vec()));
+        assert_eq!(s.run_bytes(&get(b"%FF")), bulk("text"));
+        assert_eq!(s.run_bytes(&[b"TTL".to_vec(), b"\xff".to_vec()]), Reply::Integer(-1));
+        assert_eq!(s.run(&["DBSIZE"]), Reply::Integer(2));
+    }
+
+    /// DBSIZE counts Redis keys across every page, and not the handler's
+    /// own keys.
+    #[test]
+    fn dbsize_counts_every_page() {
+        let mut s = Session::new();
+        for n in 0..10 {
+            s.run(&["SET", &format!("key:{n}"), "v"]);
+        }
+        s.store.set("sweep:cursor", b"4").unwrap();
+        assert_eq!(s.calls(&["DBSIZE"]), 3, "pages of 4");
+        assert_eq!(s.run(&["DBSIZE"]), Reply::Integer(10));
     }
 }

@@ -35,21 +35,41 @@ impl Reply {
             // A newline inside an error would end it early and desynchronise
             // the client: Redis turns them into spaces too.
             Reply::Error(message) => line(out, b'-', message.replace(['\r', '\n'], " ").as_bytes()),
-            Reply::Integer(n) => line(out, b':', n.to_string().as_bytes()),
+            Reply::Integer(n) => line(out, b':', decimal(&mut [0; 20], *n)),
             Reply::Bulk(bytes) => {
-                line(out, b'$', bytes.len().to_string().as_bytes());
+                line(out, b'$', decimal(&mut [0; 20], bytes.len() as i64));
                 out.extend_from_slice(bytes);
                 out.extend_from_slice(b"\r\n");
             }
             Reply::Null => out.extend_from_slice(b"$-1\r\n"),
             Reply::Array(elements) => {
-                line(out, b'*', elements.len().to_string().as_bytes());
+                line(out, b'*', decimal(&mut [0; 20], elements.len() as i64));
                 for element in elements {
                     element.encode(out);
                 }
             }
         }
     }
+}
+
+/// `n` in decimal, written into the end of `buffer` (every reply has a
+/// length or a number: this spares an allocation each).
+fn decimal(buffer: &mut [u8; 20], n: i64) -> &[u8] {
+    let mut at = buffer.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buffer[at] = b'-';
+    }
+    &buffer[at..]
 }
 
 fn line(out: &mut Vec<u8>, kind: u8, text: &[u8]) {
@@ -77,6 +97,14 @@ mod tests {
         assert_eq!(encoded(Reply::text("a\r\nb")), "$4\r\na\r\nb\r\n");
         assert_eq!(encoded(Reply::Null), "$-1\r\n");
         assert_eq!(encoded(Reply::Array(vec![Reply::Integer(1), Reply::Array(vec![])])), "*2\r\n:1\r\n*0\r\n");
+    }
+
+    /// Numbers are written as Rust writes them, the extremes included.
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, -7, 10, 1_000_000, i64::MAX, i64::MIN] {
+            assert_eq!(encoded(Reply::Integer(n)), format!(":{n}\r\n"));
+        }
     }
 
     /// An error message cannot break out of its line.

@@ -49,15 +49,24 @@
 //! they return, and [`Handler::on_event`] says `Connected` or `Error`. After
 //! that it is a connection like an accepted one.
 //!
+//! # State shared across instances
+//! [`keyvalue::open`] opens a bucket of the host's store (`wasi:keyvalue`),
+//! which every instance of the host sees, under both isolation models and
+//! across workers, and every host pointed at the same Redis: what must
+//! outlive an instance, or be counted across many, goes there
+//! ([`keyvalue::increment`] counts atomically).
+//!
 //! # Modules
 //! - [`lines`]: whole lines out of bytes as they arrive, with a length limit.
 //! - [`timers`]: timers that call [`Handler::on_timer`].
 //! - [`outbound`]: connections the handler opens.
+//! - [`keyvalue`]: the host's store, shared by every instance.
 //! - [`reactor`]: `loop_exit`, to stop the host.
 //! - [`bindings`]: everything the WIT package declares, for what the crate
 //!   root does not re-export.
 #![deny(missing_docs)]
 
+pub mod keyvalue;
 pub mod lines;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

@@ -5,7 +5,7 @@ use super::Client;
 use crate::support::{self, TestHost};
 
 /// A request as redis-cli sends it: an array of bulk strings.
-fn request(args: &[&str]) -> Vec<u8> {
+pub(super) fn request(args: &[&str]) -> Vec<u8> {
     let mut bytes = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
         bytes.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
@@ -19,7 +19,7 @@ fn host() -> TestHost {
 
 impl Client {
     /// Sends `args` and asserts that the reply is `expected`, exactly.
-    fn assert_reply(&mut self, args: &[&str], expected: &str) {
+    pub(super) fn assert_reply(&mut self, args: &[&str], expected: &str) {
         self.send(request(args));
         let reply = self.read_exact(expected.len());
         assert_eq!(String::from_utf8_lossy(&reply), expected, "reply to {args:?}");
