@@ -129,6 +129,11 @@ pub fn valid_bucket_name(name: &str) -> bool {
 }
 
 /// An open bucket. Each call is atomic on its own, batches included.
+///
+/// The in-memory store answers without waiting; Redis's calls are boxed, so
+/// that the future of every call, which a guest's call to the store
+/// awaits, stays the size of the memory store's and is not copied about
+/// at the size of a Redis round trip's.
 #[derive(Debug, Clone)]
 pub enum Bucket {
     /// A bucket of the in-memory store.
@@ -142,7 +147,7 @@ impl Bucket {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Bucket::Memory(bucket) => Ok(bucket.get(key)),
-            Bucket::Redis(bucket) => bucket.get(key).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.get(key)).await,
         }
     }
 
@@ -150,7 +155,7 @@ impl Bucket {
     pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
         match self {
             Bucket::Memory(bucket) => bucket.set(key, value),
-            Bucket::Redis(bucket) => bucket.set(key, value).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.set(key, value)).await,
         }
     }
 
@@ -161,7 +166,7 @@ impl Bucket {
                 bucket.delete(key);
                 Ok(())
             }
-            Bucket::Redis(bucket) => bucket.delete(key).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.delete(key)).await,
         }
     }
 
@@ -169,7 +174,7 @@ impl Bucket {
     pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         match self {
             Bucket::Memory(bucket) => Ok(bucket.exists(key)),
-            Bucket::Redis(bucket) => bucket.exists(key).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.exists(key)).await,
         }
     }
 
@@ -177,7 +182,7 @@ impl Bucket {
     pub async fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, StoreError> {
         match self {
             Bucket::Memory(bucket) => bucket.list_keys(cursor),
-            Bucket::Redis(bucket) => bucket.list_keys(cursor).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.list_keys(cursor)).await,
         }
     }
 
@@ -186,7 +191,7 @@ impl Bucket {
     pub async fn increment(&self, key: &str, delta: u64) -> Result<u64, StoreError> {
         match self {
             Bucket::Memory(bucket) => bucket.increment(key, delta),
-            Bucket::Redis(bucket) => bucket.increment(key, delta).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.increment(key, delta)).await,
         }
     }
 
@@ -196,7 +201,7 @@ impl Bucket {
     pub async fn get_many(&self, keys: &[String], max_bytes: usize) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         match self {
             Bucket::Memory(bucket) => bucket.get_many(keys, max_bytes),
-            Bucket::Redis(bucket) => bucket.get_many(keys, max_bytes).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.get_many(keys, max_bytes)).await,
         }
     }
 
@@ -204,7 +209,7 @@ impl Bucket {
     pub async fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
         match self {
             Bucket::Memory(bucket) => bucket.set_many(pairs),
-            Bucket::Redis(bucket) => bucket.set_many(pairs).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.set_many(pairs)).await,
         }
     }
 
@@ -215,7 +220,7 @@ impl Bucket {
                 bucket.delete_many(keys);
                 Ok(())
             }
-            Bucket::Redis(bucket) => bucket.delete_many(keys).await,
+            Bucket::Redis(bucket) => Box::pin(bucket.delete_many(keys)).await,
         }
     }
 }

@@ -89,11 +89,7 @@ pub fn example(name: &str) -> PathBuf {
     let out_dir = workspace().join("target").join("guests").join(lang);
     let output = out_dir.join(format!("{name}.wasm"));
     // What the build reads: the example, the contract, and the C guests' tool.
-    let sources = [
-        folder.clone(),
-        workspace().join("wit"),
-        workspace().join("guest").join("c"),
-    ];
+    let sources = [folder.clone(), workspace().join("wit"), workspace().join("guest").join("c")];
     let built = modified(&output);
     if built.is_none() || sources.iter().any(|source| newest_file(source) > built) {
         let started = Instant::now();
