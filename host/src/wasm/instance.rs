@@ -79,7 +79,7 @@ impl Instance {
         let timeout = context.policy.limits.guest_timeout;
         let pre = &compiled.0;
         let mut store = Store::new(pre.engine(), HostState::new(context, generation));
-        store.limiter(|state| &mut state.store_limits);
+        store.limiter(|state| &mut state.memory);
         // At an epoch tick a long callback yields to the reactor, so other
         // connections and the accept loop run meanwhile; once it has run for
         // the timeout it traps. A callback the tick finds young runs on: on a
@@ -132,6 +132,20 @@ impl Instance {
                 let reason = trap.root_cause();
                 tracing::error!(component = %state.component, generation = self.generation, %reason, "guest trapped");
                 tracing::debug!(error = ?trap, "guest trap in full");
+                if state.memory.reached_cap() {
+                    // What a trap after a refused growth most likely is:
+                    // Python's MemoryError, JavaScript's "cabi_realloc
+                    // Unable to realloc", a Rust guest's allocation abort.
+                    tracing::error!(
+                        component = %state.component,
+                        generation = self.generation,
+                        memory = state.memory.held(),
+                        guest_memory = state.memory.cap(),
+                        "the guest had run out of memory: its memory had reached --guest-memory. \
+                         Python and JavaScript guests keep a copy of every byte they pass to `write` \
+                         (docs/guest-guide.md, Limitations)"
+                    );
+                }
                 Outcome::Trapped
             }
         }
