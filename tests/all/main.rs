@@ -35,3 +35,4 @@ mod socket_echo;
 mod test_kit;
 mod timers;
 mod workers;
+mod write_input;

@@ -1,6 +1,7 @@
 //! The data of one guest instance's store: its WASI context, its resource
-//! table, the handles it holds to connections and listeners, and what its
-//! outbound connections count against.
+//! table, the handles it holds to connections and listeners, what its
+//! outbound connections count against, and the input of the running
+//! `on-data` call.
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 
@@ -55,6 +56,10 @@ pub struct HostState {
     /// Caps the instance's memories and tables (`Limits::guest_memory`),
     /// and counts what its memories hold.
     pub(crate) memory: GuestMemory,
+    /// A copy of the bytes the running `on-data` call was given, for
+    /// `write-input`: `Some` only during that call, and only for a guest
+    /// that imports `write-input`.
+    pub(crate) input: Option<Vec<u8>>,
     /// How long the running callback has run (`--guest-timeout`).
     pub(crate) call_clock: CallClock,
     /// The timers this instance started; the worker fires them.
@@ -99,6 +104,7 @@ impl HostState {
             connections: IdMap::default(),
             listeners: IdMap::default(),
             memory,
+            input: None,
             call_clock: CallClock::new(),
             timers: Arc::new(Timers::new(context.policy.limits.max_timers, context.stats.timers.clone())),
         }
