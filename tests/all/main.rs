@@ -15,6 +15,7 @@ mod code_cache;
 mod config_file;
 mod deploy_examples;
 mod echo;
+mod echo_streams;
 mod example_scripts;
 mod examples;
 mod hostile_guests;
