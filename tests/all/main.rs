@@ -4,8 +4,9 @@
 //! `host` binary.
 //!
 //! `hostile_guests` and `hostile_peers` measure time, CPU and memory, and
-//! hold thousands of connections: `scripts/test` runs them after the rest,
-//! one test at a time.
+//! hold thousands of connections, and `echo_streams` pushes 1 GiB through
+//! each of four echoes: `scripts/test` runs them after the rest, one test at
+//! a time.
 mod support;
 
 mod accept_errors;
