@@ -115,6 +115,7 @@ impl Instance {
     /// helper, its closure and the generated binding cost four copies of
     /// some 500 bytes per round trip, about 4% of its instructions).
     fn begin(&mut self, conn: u64) -> Instant {
+        self.store.data_mut().memory.watch();
         let started = arm_deadline(&mut self.store);
         self.store.data().current_connection.store(conn, Ordering::Relaxed);
         started

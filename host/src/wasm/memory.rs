@@ -36,11 +36,19 @@ impl GuestMemory {
         self.held
     }
 
-    /// Whether a memory was refused growth: the guest asked for more than
-    /// the cap (its allocator then fails: Python raises `MemoryError`,
-    /// JavaScript's `cabi_realloc` aborts, Rust aborts).
+    /// Whether a memory was refused growth since [`GuestMemory::watch`]:
+    /// the guest asked for more than the cap (its allocator then fails:
+    /// Python raises `MemoryError`, JavaScript's `cabi_realloc` aborts, Rust
+    /// aborts).
     pub fn reached_cap(&self) -> bool {
         self.refused
+    }
+
+    /// Forgets refusals so far: called before each callback, so that a trap
+    /// is blamed on memory only if its own callback was refused some (a
+    /// guest may handle a refusal and trap later for another reason).
+    pub fn watch(&mut self) {
+        self.refused = false;
     }
 
     /// The cap on each memory, in bytes (`--guest-memory`).
@@ -105,6 +113,8 @@ mod tests {
         assert!(!memory.memory_growing(128 << 10, 2 << 20, None).unwrap());
         assert!(memory.reached_cap());
         assert_eq!(memory.held(), 128 << 10, "a refused growth adds nothing");
+        memory.watch();
+        assert!(!memory.reached_cap(), "the next callback starts afresh");
         drop(memory);
         assert_eq!(gauge.get(), 0);
     }
