@@ -145,8 +145,10 @@ impl Instance {
                         memory = state.memory.held(),
                         guest_memory = state.memory.cap(),
                         "the guest had run out of memory: its memory had reached --guest-memory. \
-                         Python and JavaScript guests keep a copy of every byte they pass to `write`: \
-                         pass on received bytes with `write-input` (docs/guest-guide.md, Limitations)"
+                         Python and JavaScript guests keep every byte they pass to `write` (pass on \
+                         received bytes with `write-input`), and a JavaScript instance collects its \
+                         garbage late (one that lives long needs about 80 MiB): see \
+                         docs/guest-guide.md, Limitations"
                     );
                 }
                 Outcome::Trapped
