@@ -1,6 +1,7 @@
 // The echo server from libevent's listener chapter, as an evconn handler in
-// JavaScript: every byte read is written back; end of stream or an error
-// closes the connection; an accept error shuts the host down.
+// JavaScript: every byte read is written back (with `writeInput`, as
+// libevent's echo moves its input buffer to its output); end of stream or an
+// error closes the connection; an accept error shuts the host down.
 //
 // componentize-js generates the bindings from wit/ when it builds the
 // component. Borrowed handles are dropped for us when a callback returns;
@@ -19,10 +20,19 @@ export const callbacks = {
   },
 
   onData(conn, data) {
+    // The bytes go back as they came, from the host's copy of them:
+    // `conn.write(data)` would work too, but componentize-js never frees
+    // what it passes to an import (see the guest guide), so an echo that
+    // wrote them would grow until it ran out of memory.
     try {
-      conn.write(data);
+      conn.writeInput(0, data.length);
     } catch (e) {
       throw e.payload ?? String(e);
+    } finally {
+      // `data` is a copy the engine frees only when it collects garbage,
+      // which at the default --guest-memory comes too late: detaching its
+      // buffer frees it now.
+      data.buffer.transfer(0);
     }
   },
 

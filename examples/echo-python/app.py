@@ -1,6 +1,7 @@
 """The echo server from libevent's listener chapter, as an evconn handler in
-Python: every byte read is written back; end of stream or an error closes the
-connection; an accept error shuts the host down.
+Python: every byte read is written back (with `write_input`, as libevent's
+echo moves its input buffer to its output); end of stream or an error closes
+the connection; an accept error shuts the host down.
 
 The bindings (`wit_world`) are generated from wit/ by componentize-py when it
 builds the component. Borrowed handles are dropped for us when a callback
@@ -26,8 +27,13 @@ class Callbacks(exports.Callbacks):
         pass
 
     def on_data(self, conn, data):
+        # The bytes go back as they came, from the host's copy of them:
+        # `conn.write(data)` would work too, but componentize-py keeps every
+        # `bytes` passed to an import for the instance's life (see the guest
+        # guide), so an echo that wrote them would grow until it ran out of
+        # memory.
         try:
-            conn.write(data)
+            conn.write_input(0, len(data))
         except Err as e:
             raise Err(name(e.value))
 

@@ -13,6 +13,11 @@
 //   not sent yet, reading from the other side pauses until `onDrain` says it
 //   is down to LOW. A write the host refuses (would-block) is kept, and
 //   reading paused, until the drain.
+// - Bytes are relayed with `writeInput`, from the host's copy of what
+//   `onData` was given, and each read is freed as soon as it is relayed:
+//   componentize-js never frees what a guest passes to an import, and its
+//   garbage collector frees reads late (see the guest guide). Only bytes
+//   held back for the drain go with `write`.
 // - Half-close passes through: a side's end-of-stream becomes the other
 //   side's, after what it sent; once both have ended, both close. An error
 //   or an idle timeout on either side closes both.
@@ -127,16 +132,38 @@ function writeTo(pair, to, data) {
   }
 }
 
-// Sends `data`, read from side `from`, to the other end.
+// Writes on to side `to` all of what the running onData was given, from
+// the host's copy of it (componentize-js never frees what it passes to an
+// import, `write`'s bytes included); false if the host refused it
+// (would-block). Any other failure closes the pair and throws.
+function writeInputTo(pair, to, length) {
+  try {
+    pair.ends[to].conn.writeInput(0, length);
+    return true;
+  } catch (e) {
+    if (e.payload === 'would-block') return false;
+    forget(pair);
+    throw `relaying to the ${SIDE_NAMES[to]}: ${e.payload ?? e}`;
+  }
+}
+
+// Sends `data`, read from side `from` in the running onData, to the other
+// end. Bytes the host refused are kept, to go with `write` at the drain;
+// the others are freed at once (the garbage collector would free them only
+// after tens of MiB).
 function relay(pair, from, data) {
   const to = 1 - from;
   const target = pair.ends[to];
-  if (target === undefined) return;
+  if (target === undefined) {
+    data.buffer.transfer(0);
+    return;
+  }
   let refused = true;
   if (target.pending.length > 0) {
     target.pending.push(data);
-  } else if (writeTo(pair, to, data)) {
+  } else if (writeInputTo(pair, to, data.length)) {
     refused = false;
+    data.buffer.transfer(0);
   } else {
     target.pending.push(data);
   }

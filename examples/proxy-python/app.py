@@ -11,6 +11,10 @@ connection is relayed to a backend, both ways.
   sent yet, reading from the other side pauses until `on_drain` says it is
   down to LOW. A write the host refuses (would-block) is kept, and reading
   paused, until the drain.
+- Bytes are relayed with `write_input`, from the host's copy of what
+  `on_data` was given: componentize-py keeps every `bytes` a guest passes to
+  an import (see the guest guide). Only bytes held back for the drain go
+  with `write`.
 - Half-close passes through: a side's end-of-stream becomes the other
   side's, after what it sent; once both have ended, both close. An error or
   an idle timeout on either side closes both.
@@ -138,7 +142,10 @@ def dial_backend(pair):
 
 
 def relay(pair, source, data):
-    """Sends `data`, read from side `source`, to the other end."""
+    """Sends `data`, read from side `source` in the running `on_data`, to the
+    other end: from the host's copy of it (`write_input`), since
+    componentize-py keeps every `bytes` passed to an import, `write`'s
+    included. Bytes the host refused go with `write` at the drain."""
     to = 1 - source
     target = pair.ends[to]
     if target is None:
@@ -148,7 +155,7 @@ def relay(pair, source, data):
         target.pending += data
     else:
         try:
-            target.conn.write(data)
+            target.conn.write_input(0, len(data))
             refused = False
         except Err as e:
             if e.value != ErrorCode.WOULD_BLOCK:

@@ -14,9 +14,9 @@ use rand::{Rng, RngCore, SeedableRng};
 use support::{TestHost, TestHostBuilder};
 
 /// The same tests, in a module per language (see `support::echo`), each
-/// with the limits that language's echo is served with.
+/// echo served with the default limits but a patient guest timeout.
 macro_rules! echo_tests {
-    ($($lang:ident => $limits:expr;)*) => {$(
+    ($($lang:ident),*) => {$(
         mod $lang {
             use super::*;
 
@@ -24,7 +24,6 @@ macro_rules! echo_tests {
                 TestHost::builder(&support::echo(stringify!($lang)))
                     .isolation(isolation)
                     .limits(patient)
-                    .limits($limits)
             }
 
             /// 50 concurrent clients with random payloads from 1 byte to 4 MiB
@@ -58,12 +57,7 @@ macro_rules! echo_tests {
     )*};
 }
 
-echo_tests! {
-    rust => |_| {};
-    c => |_| {};
-    python => python_limits;
-    js => js_limits;
-}
+echo_tests!(rust, c, python, js);
 
 /// A guest timeout for every echo far above the default 1 s. The timeout
 /// leaves out the turns a callback waits for after yielding to the reactor,
@@ -73,21 +67,6 @@ echo_tests! {
 /// each) at once.
 fn patient(limits: &mut Limits) {
     limits.guest_timeout = Duration::from_secs(10);
-}
-
-/// componentize-py (0.17 to 0.25 at least) never frees the copy of a
-/// `list<u8>` it passes to an import, so a Python instance's memory grows by
-/// every byte it writes: the shared instance here echoes about 100 MiB.
-fn python_limits(limits: &mut Limits) {
-    limits.guest_memory = 256 << 20;
-}
-
-/// The shared JavaScript echo's memory peaks near 60 MiB in this test: its
-/// engine's garbage collector lets the buffers of fifty connections' reads
-/// pile up between collections, more so on a loaded machine. At the default
-/// 64 MiB it sometimes reached the cap (see the guest guide).
-fn js_limits(limits: &mut Limits) {
-    limits.guest_memory = 128 << 20;
 }
 
 /// Sends `payload`, half-closes, and reads everything back until end of stream.

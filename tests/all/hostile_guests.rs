@@ -462,6 +462,8 @@ fn memory_scenario(isolation: &str) {
     let closed = grower.wait_closed(PROMPTLY);
     let closed = closed.unwrap_or_else(|| panic!("the hog's connection is closed:\n{}", host.output()));
     assert!(host.wait_for_line("guest trapped", PROMPTLY).is_some(), "the hog trapped:\n{}", host.output());
+    let blamed = host.wait_for_line("the guest had run out of memory", PROMPTLY);
+    assert!(blamed.is_some_and(|line| line.contains("guest_memory=16777216")), "the log says why:\n{}", host.output());
     let rss_after = status_kb(pid, "VmRSS");
     let peak = status_kb(pid, "VmHWM");
     eprintln!(
@@ -664,6 +666,7 @@ fn traps_under_shared_model_replace_the_instance() {
     assert_eq!(staying.ask("count").unwrap(), "3", "the same instance still serves: `fail` replaced nothing");
     drop(staying);
     assert_eq!(host.wait_for_count("guest trapped", TRAPS as usize, PROMPTLY) as u64, TRAPS);
+    assert_eq!(host.count_lines("run out of memory"), 0, "a panic is not blamed on memory:\n{}", host.output());
     assert_no_host_panic(&host);
 
     let stats = stop_and_stats(&mut host);

@@ -4,8 +4,9 @@
 //! `host` binary.
 //!
 //! `hostile_guests` and `hostile_peers` measure time, CPU and memory, and
-//! hold thousands of connections: `scripts/test` runs them after the rest,
-//! one test at a time.
+//! hold thousands of connections, and `echo_streams` pushes 1 GiB through
+//! each of four echoes: `scripts/test` runs them after the rest, one test at
+//! a time.
 mod support;
 
 mod accept_errors;
@@ -15,6 +16,7 @@ mod code_cache;
 mod config_file;
 mod deploy_examples;
 mod echo;
+mod echo_streams;
 mod example_scripts;
 mod examples;
 mod hostile_guests;
@@ -36,3 +38,4 @@ mod socket_echo;
 mod test_kit;
 mod timers;
 mod workers;
+mod write_input;

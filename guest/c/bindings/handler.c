@@ -37,6 +37,9 @@ extern int64_t __wasm_import_evconn_listener_connection_method_connection_id(int
 __attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.write")))
 extern void __wasm_import_evconn_listener_connection_method_connection_write(int32_t, uint8_t *, size_t, uint8_t *);
 
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.write-input")))
+extern void __wasm_import_evconn_listener_connection_method_connection_write_input(int32_t, int32_t, int32_t, uint8_t *);
+
 __attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.queued")))
 extern int64_t __wasm_import_evconn_listener_connection_method_connection_queued(int32_t);
 
@@ -753,6 +756,31 @@ bool evconn_listener_connection_method_connection_write(evconn_listener_connecti
   uint8_t ret_area[2];
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_evconn_listener_connection_method_connection_write((self).__handle, (uint8_t *) (*data).ptr, (*data).len, ptr);
+  evconn_listener_connection_result_void_error_code_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (int32_t) *((uint8_t*) (ptr + 1));
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool evconn_listener_connection_method_connection_write_input(evconn_listener_connection_borrow_connection_t self, uint32_t offset, uint32_t length, evconn_listener_connection_error_code_t *err) {
+  __attribute__((__aligned__(1)))
+  uint8_t ret_area[2];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_evconn_listener_connection_method_connection_write_input((self).__handle, (int32_t) (offset), (int32_t) (length), ptr);
   evconn_listener_connection_result_void_error_code_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {

@@ -547,6 +547,26 @@ extern uint64_t evconn_listener_connection_method_connection_id(evconn_listener_
 // - `invalid-state`: `shutdown-write` was called.
 // - `closed`: `close` was called, or the host closed the connection.
 extern bool evconn_listener_connection_method_connection_write(evconn_listener_connection_borrow_connection_t self, handler_list_u8_t *data, evconn_listener_connection_error_code_t *err);
+// Queue `length` bytes of the running `callbacks.on-data` call's
+// `data`, from `offset`, to be sent to this connection's peer, as
+// `write` would: `evbuffer_add_buffer(output, input)` in libevent's
+// echo. The host keeps its own copy of what it hands to `on-data`,
+// so the bytes do not go back through the guest. An echo calls it
+// on the connection the data came from; a proxy on the other end.
+// 
+// Use it to pass on bytes received as they came: the Python and
+// JavaScript bindings keep a copy of every list a guest passes to
+// an import, `write`'s included, for the instance's life (see the
+// guest guide), and this call passes none. Nothing is kept once
+// `on-data` returns: outside it there is no input to write.
+// 
+// # Typical errors
+// - `invalid-state`: no `on-data` call is running, or
+//   `shutdown-write` was called.
+// - `invalid-argument`: `offset` + `length` is past the end of
+//   `data`, or `length` is larger than the output cap.
+// - `would-block`, `closed`: as for `write`.
+extern bool evconn_listener_connection_method_connection_write_input(evconn_listener_connection_borrow_connection_t self, uint32_t offset, uint32_t length, evconn_listener_connection_error_code_t *err);
 // How many bytes of what was written the host still holds, waiting
 // for the peer to take them:
 // `evbuffer_get_length(bufferevent_get_output(bev))`.

@@ -171,6 +171,7 @@ impl Plan {
         Ok(Server {
             apps,
             metrics,
+            counts: Default::default(),
             workers,
             shutdown_timeout: self.host.shutdown_timeout,
             isolation: self.host.limits.isolation,

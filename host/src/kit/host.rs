@@ -16,6 +16,7 @@ use crate::net::{ListenOptions, bind_listener};
 use crate::policy::{ConnectRule, Limits, Policy};
 use crate::serve::{App, BoundListener, ConnectionWatch, Server};
 use crate::store::{Backend, Budget, Store};
+use crate::telemetry::Metrics;
 use crate::wasm::{self, CodeCache, Isolation};
 
 /// Connections a test host serves at once unless told otherwise; under
@@ -32,6 +33,8 @@ pub struct Host {
     watch: Arc<ConnectionWatch>,
     /// The host's reactor; returns how the run ended.
     thread: Option<JoinHandle<anyhow::Result<()>>>,
+    /// What the host counts.
+    metrics: Arc<Metrics>,
 }
 
 /// A host to configure, then [`HostBuilder::start`].
@@ -143,6 +146,7 @@ impl HostBuilder {
         let addrs = listeners.iter().map(|l| l.sockets[0].local_addr()).collect::<io::Result<Vec<_>>>()?;
         let budget = Budget { keys: self.limits.keyvalue_keys, bytes: self.limits.keyvalue_memory };
         let watch = Arc::new(ConnectionWatch::default());
+        let metrics = Arc::new(Metrics::default());
         let server = Server {
             apps: vec![App {
                 name: wasm::name(&self.component),
@@ -164,6 +168,7 @@ impl HostBuilder {
             loader,
             reload: Default::default(),
             metrics: None,
+            counts: metrics.clone(),
             watch: Some(watch.clone()),
         };
         let (stop, stopped) = oneshot::channel::<()>();
@@ -173,7 +178,7 @@ impl HostBuilder {
                 let _ = stopped.await;
             }))
         })?;
-        Ok(Host { addrs, stop: Some(stop), watch, thread: Some(thread) })
+        Ok(Host { addrs, stop: Some(stop), watch, thread: Some(thread), metrics })
     }
 }
 
@@ -225,6 +230,11 @@ impl Host {
     /// stream). Fails if neither happens within `timeout`.
     pub fn connect_within(&self, timeout: Duration) -> io::Result<Client> {
         Client::connect_watched(self.addr(), self.watch.clone(), timeout)
+    }
+
+    /// What the host counts: the numbers `/metrics` would serve.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Whether the host has stopped on its own (the guest called `loop-exit`).

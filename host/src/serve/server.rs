@@ -44,6 +44,9 @@ pub struct Server {
     /// Where to answer `GET /metrics` (`--metrics`), bound and listening;
     /// served on the runtime that runs [`Server::run`], not on a reactor.
     pub metrics: Option<std::net::TcpListener>,
+    /// What the host counts, which `/metrics` serves and the log line at
+    /// stop reads; the caller may keep a handle to read it while serving.
+    pub counts: Arc<Metrics>,
 }
 
 /// After the shutdown timeout, how long closing connections get to send
@@ -63,7 +66,7 @@ impl Server {
             lifecycle: Lifecycle::new(self.policy.limits.max_connections, self.policy.limits.max_outbound),
             output: Arc::new(OutputBudget::new(self.policy.limits.output_memory)),
             policy: Arc::new(self.policy),
-            metrics: Arc::new(Metrics::default()),
+            metrics: self.counts,
             store: self.store,
             watch: self.watch,
         };

@@ -30,6 +30,7 @@ pub struct Metrics {
     counts: CountFamilies,
     active: PerComponent<Gauge>,
     timers: PerComponent<Gauge>,
+    guest_memory: PerComponent<Gauge>,
     closed: Family<ClosedLabels, Counter>,
     accept_errors: Family<AcceptErrorLabels, Counter>,
     callbacks: Family<CallbackLabels, Latency>,
@@ -48,6 +49,12 @@ impl Default for Metrics {
             counts: CountFamilies::register(r),
             active: registered(r, "evconn_connections_active", "Connections accepted and not yet ended", None),
             timers: registered(r, "evconn_timers_active", "Timers started by guests and not yet ended", None),
+            guest_memory: registered(
+                r,
+                "evconn_guest_memory",
+                "Linear memory held by the component's live instances",
+                Some(Unit::Bytes),
+            ),
             closed: registered(r, "evconn_connections_closed", "Connections ended, by what ended them", None),
             accept_errors: registered(
                 r,
@@ -95,6 +102,7 @@ impl Metrics {
             counts: self.counts.of(&labels),
             active: self.active.get_or_create_owned(&labels),
             timers: self.timers.get_or_create_owned(&labels),
+            guest_memory: self.guest_memory.get_or_create_owned(&labels),
             closed: CloseReason::ALL.map(|reason| self.closed.get_or_create_owned(&closed(reason))),
             callbacks: Callback::ALL.map(|c| self.callbacks.get_or_create_owned(&callback(c))),
             keyvalue: KeyvalueSeries::new(self.keyvalue_calls.clone(), self.keyvalue_durations.clone()),

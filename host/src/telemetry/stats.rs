@@ -23,6 +23,10 @@ pub struct Stats {
     /// Timers the component's instances have started and that have not
     /// ended yet.
     pub timers: Gauge,
+    /// The linear memory its live instances hold, in bytes: it only grows
+    /// while an instance lives (WebAssembly memories never shrink), and
+    /// falls when one is dropped.
+    pub guest_memory: Gauge,
     /// Connections ended, by `CloseReason::ALL` order.
     pub(super) closed: [Counter; CloseReason::ALL.len()],
     /// How long callbacks ran, by `Callback::ALL` order.

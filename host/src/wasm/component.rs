@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
 use wasmtime::{Engine, Precompiled};
 
 use super::bindings::HandlerPre;
@@ -70,12 +71,31 @@ pub enum LoadError {
 /// A guest compiled and linked against the host's imports, ready to
 /// instantiate as often as needed.
 #[derive(Clone)]
-pub struct Compiled(pub(super) HandlerPre<HostState>);
+pub struct Compiled {
+    pub(super) pre: HandlerPre<HostState>,
+    /// The guest imports `connection.write-input`: the host keeps a copy of
+    /// what it hands to `on-data` while the call runs. Guests that do not
+    /// import it pay nothing for it.
+    pub(super) keeps_input: bool,
+}
 
 impl Compiled {
     /// The engine it was compiled for.
     pub fn engine(&self) -> &Engine {
-        self.0.engine()
+        self.pre.engine()
+    }
+}
+
+/// Where the guest imports `write-input` from: the interface, then the method.
+const WRITE_INPUT_IMPORT: (&str, &str) = ("evconn:listener/connection@0.2.0", "[method]connection.write-input");
+
+/// Whether `component` imports `connection.write-input`.
+fn imports_write_input(engine: &Engine, component: &Component) -> bool {
+    let (interface, method) = WRITE_INPUT_IMPORT;
+    let ty = component.component_type();
+    match ty.get_import(engine, interface).map(|import| import.ty) {
+        Some(ComponentItem::ComponentInstance(instance)) => instance.get_export(engine, method).is_some(),
+        _ => false,
     }
 }
 
@@ -142,7 +162,9 @@ impl Loader {
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld { path: path.into(), reason: one_line(&e) };
         let linker = linker(&self.engine).map_err(compile_error)?;
         let pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-        HandlerPre::new(pre).map(Compiled).map_err(wrong_world)
+        let keeps_input = imports_write_input(&self.engine, &component);
+        let pre = HandlerPre::new(pre).map_err(wrong_world)?;
+        Ok(Compiled { pre, keeps_input })
     }
 }
 
@@ -155,7 +177,7 @@ pub fn precompile(engine: &Engine, path: &Path) -> Result<Vec<u8>, LoadError> {
     // now; the code compiled for that is what gets written.
     let compiled = Loader::new(engine.clone()).load(path)?;
     compiled
-        .0
+        .pre
         .instance_pre()
         .component()
         .serialize()

@@ -26,6 +26,8 @@ pub struct Instance {
     /// Counts the instances a worker made, so a connection can tell whether
     /// the instance that accepted it is still the current one.
     generation: u64,
+    /// The guest imports `write-input`: `on-data`'s bytes are kept for it.
+    keeps_input: bool,
 }
 
 /// What `on-event` tells the guest of a connection.
@@ -77,9 +79,9 @@ impl Instance {
     /// it among its worker's instances.
     pub async fn new(compiled: &Compiled, context: &InstanceContext, generation: u64) -> wasmtime::Result<Self> {
         let timeout = context.policy.limits.guest_timeout;
-        let pre = &compiled.0;
+        let pre = &compiled.pre;
         let mut store = Store::new(pre.engine(), HostState::new(context, generation));
-        store.limiter(|state| &mut state.store_limits);
+        store.limiter(|state| &mut state.memory);
         // At an epoch tick a long callback yields to the reactor, so other
         // connections and the accept loop run meanwhile; once it has run for
         // the timeout it traps. A callback the tick finds young runs on: on a
@@ -100,7 +102,7 @@ impl Instance {
         });
         arm_deadline(&mut store);
         let exports = pre.instantiate_async(&mut store).await?;
-        Ok(Instance { store, exports, generation })
+        Ok(Instance { store, exports, generation, keeps_input: compiled.keeps_input })
     }
 
     /// Before a callback for connection `conn` (0 for none): gives it its
@@ -113,6 +115,7 @@ impl Instance {
     /// helper, its closure and the generated binding cost four copies of
     /// some 500 bytes per round trip, about 4% of its instructions).
     fn begin(&mut self, conn: u64) -> Instant {
+        self.store.data_mut().memory.watch();
         let started = arm_deadline(&mut self.store);
         self.store.data().current_connection.store(conn, Ordering::Relaxed);
         started
@@ -132,6 +135,22 @@ impl Instance {
                 let reason = trap.root_cause();
                 tracing::error!(component = %state.component, generation = self.generation, %reason, "guest trapped");
                 tracing::debug!(error = ?trap, "guest trap in full");
+                if state.memory.reached_cap() {
+                    // What a trap after a refused growth most likely is:
+                    // Python's MemoryError, JavaScript's "cabi_realloc
+                    // Unable to realloc", a Rust guest's allocation abort.
+                    tracing::error!(
+                        component = %state.component,
+                        generation = self.generation,
+                        memory = state.memory.held(),
+                        guest_memory = state.memory.cap(),
+                        "the guest had run out of memory: its memory had reached --guest-memory. \
+                         Python and JavaScript guests keep every byte they pass to `write` (pass on \
+                         received bytes with `write-input`), and a JavaScript instance collects its \
+                         garbage late (one that lives long needs about 80 MiB): see \
+                         docs/guest-guide.md, Limitations"
+                    );
+                }
                 Outcome::Trapped
             }
         }
@@ -153,17 +172,30 @@ impl Instance {
         self.end(Callback::Accept, started, result)
     }
 
-    /// Calls `on-data` for `conn`.
+    /// Calls `on-data` for `conn`; a guest that imports `write-input` may
+    /// write `data` on with it while the call runs.
     pub async fn data(&mut self, conn: &Connection, data: &[u8]) -> Outcome {
         let Some(borrow) = self.store.data().borrow_connection(conn) else { return Outcome::Returned };
         let started = self.begin(conn.id());
+        if self.keeps_input {
+            self.store.data_mut().input = Some(data.to_vec());
+        }
         let on_data = self.exports.evconn_listener_callbacks().func_on_data();
         let result = on_data.call_async(&mut self.store, (borrow, data)).await.map(|(r,)| r);
+        self.store.data_mut().input = None;
         self.end(Callback::Data, started, result)
     }
 
+    /// Whether `on-data`'s bytes are kept for `write-input` during the call
+    /// (the guest imports it): then they cannot go straight from the socket
+    /// into the guest (`data_from_socket`), and go through `data`.
+    pub fn keeps_input(&self) -> bool {
+        self.keeps_input
+    }
+
     /// Calls `on-data` for `conn` with up to `limit` of the `waiting` bytes
-    /// its socket holds, read straight into the guest's memory.
+    /// its socket holds, read straight into the guest's memory. Not for a
+    /// guest that [`keeps_input`](Self::keeps_input).
     pub async fn data_from_socket(&mut self, conn: &Connection, waiting: usize, limit: usize) -> Outcome {
         let Some(borrow) = self.store.data().borrow_connection(conn) else { return Outcome::Returned };
         let started = self.begin(conn.id());

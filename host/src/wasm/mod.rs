@@ -13,6 +13,7 @@ pub mod engine;
 mod guest_log;
 mod imports;
 mod instance;
+mod memory;
 mod socket_input;
 mod state;
 mod ticker;

@@ -1,28 +1,25 @@
 //! The data of one guest instance's store: its WASI context, its resource
-//! table, the handles it holds to connections and listeners, and what its
-//! outbound connections count against.
+//! table, the handles it holds to connections and listeners, what its
+//! outbound connections count against, and the input of the running
+//! `on-data` call.
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 
 use tokio::sync::Semaphore;
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::call_clock::CallClock;
 use super::context::{InstanceContext, Owner};
 use super::guest_log::GuestLog;
 use super::imports::{ConnectionHandle, ListenerHandle};
+use super::memory::GuestMemory;
 use super::timers::Timers;
 use crate::base::ids::IdMap;
 use crate::net::{Connection, Lifecycle, Listener, OutputLimits};
 use crate::policy::Policy;
 use crate::store::Store;
 use crate::telemetry::Stats;
-
-/// The most elements a guest table may grow to: far above what compiled
-/// languages need, far below what would hurt the host.
-const TABLE_ELEMENTS: usize = 1 << 20;
 
 /// Store data for one instance of the guest component.
 pub struct HostState {
@@ -56,8 +53,13 @@ pub struct HostState {
     /// The host's table entry for each listener this instance has seen, lent
     /// to callbacks as `borrow<listener>`; kept for the instance's life.
     listeners: IdMap<u32>,
-    /// Caps the instance's memories and tables (`Limits::guest_memory`).
-    pub(crate) store_limits: StoreLimits,
+    /// Caps the instance's memories and tables (`Limits::guest_memory`),
+    /// and counts what its memories hold.
+    pub(crate) memory: GuestMemory,
+    /// A copy of the bytes the running `on-data` call was given, for
+    /// `write-input`: `Some` only during that call, and only for a guest
+    /// that imports `write-input`.
+    pub(crate) input: Option<Vec<u8>>,
     /// How long the running callback has run (`--guest-timeout`).
     pub(crate) call_clock: CallClock,
     /// The timers this instance started; the worker fires them.
@@ -85,10 +87,7 @@ impl HostState {
             .stdout(GuestLog::stdout(component.clone(), current_connection.clone()))
             .stderr(GuestLog::stderr(component.clone(), current_connection.clone()))
             .build();
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(context.policy.limits.guest_memory)
-            .table_elements(TABLE_ELEMENTS)
-            .build();
+        let memory = GuestMemory::new(context.policy.limits.guest_memory, context.stats.guest_memory.clone());
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -104,7 +103,8 @@ impl HostState {
             current_connection,
             connections: IdMap::default(),
             listeners: IdMap::default(),
-            store_limits,
+            memory,
+            input: None,
             call_clock: CallClock::new(),
             timers: Arc::new(Timers::new(context.policy.limits.max_timers, context.stats.timers.clone())),
         }

@@ -283,12 +283,11 @@ fn refused_writes_kept_by(component: &Path) {
 
 /// What a Python or JavaScript proxy's instance may add to the host's
 /// memory in the stream tests: up to its `--guest-memory` (64 MiB by
-/// default). Its heap grows with the traffic (componentize-py keeps a copy
-/// of every write; SpiderMonkey frees reads only when it collects): the
-/// host grew by about 24 MB (Python) and 27 MB (JavaScript) with a backend
-/// that never reads, 10 MB and 30 MB with the slow one, where the Rust and
-/// C proxies add 1 to 2 MB. What the host itself holds stays within its
-/// caps either way.
+/// default). The proxies relay with `write-input`, which their bindings
+/// keep nothing of, but bytes held back for `on-drain` go with `write`,
+/// which they keep, and JavaScript's collector frees each callback's
+/// objects late (see the guest guide); the Rust and C proxies add 1 to
+/// 2 MB. What the host itself holds stays within its caps either way.
 const RUNTIME_HEAP_KB: u64 = 64 * 1024;
 
 /// Declares, for the proxy written in another language, the tests above

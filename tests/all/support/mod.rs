@@ -282,6 +282,20 @@ impl TestHost {
         TestHostBuilder(kit::Host::builder(component).code_cache(code_cache()))
     }
 
+    /// The linear memory the guest's live instances hold, in bytes: the
+    /// host's `evconn_guest_memory_bytes`.
+    pub fn guest_memory(&self) -> u64 {
+        let host = self.host.as_ref().expect("running until dropped");
+        let components = host.metrics().components();
+        components.iter().map(|(_, stats)| u64::try_from(stats.guest_memory.get()).unwrap_or(0)).sum()
+    }
+
+    /// How many callbacks of the guest have trapped.
+    pub fn traps(&self) -> u64 {
+        let host = self.host.as_ref().expect("running until dropped");
+        host.metrics().components().iter().map(|(_, stats)| stats.counts.traps.get()).sum()
+    }
+
     /// Whether the host has stopped on its own (the guest called `loop-exit`).
     pub fn has_exited(&self) -> bool {
         self.host.as_ref().is_none_or(kit::Host::has_exited)

@@ -49,6 +49,8 @@
 //! | `watermark LOW` (`-` for none) | `ok`; each `on-drain` then writes `drained QUEUED` |
 //! | `flood MIB` | `flooded N CODE`: writes MIB mebibytes in 64 KiB pieces, until one is refused |
 //! | `write-big KIB` | `wrote` or `error CODE`: one write of KIB kibibytes |
+//! | `input OFFSET LEN` | the bytes OFFSET..OFFSET+LEN of what this `on-data` call got, written with `write-input`, then `input ok` or `input error CODE` |
+//! | `input-later MS` | `timer ID`; when it fires, `write-input` outside `on-data`, and `fired-input ok` or `fired-input error CODE` |
 //! | `flood-forever` | nothing: writes 1 MiB pieces without end, ignoring refusals |
 //! | `kv-open NAME` | `opened` or `error CODE`: opens a store bucket, kept by name |
 //! | `kv-close NAME` | `closed true` or `closed false` |
@@ -110,6 +112,9 @@ enum TimerJob {
     Spin,
     /// Returns an error.
     Fail,
+    /// Calls `write-input` on this connection, outside `on-data`, and
+    /// writes what it returned.
+    Input { conn: u64 },
 }
 
 impl Handler for Probe {
@@ -192,6 +197,15 @@ impl Handler for Probe {
                 std::hint::spin_loop();
             },
             Some(TimerJob::Fail) => Err(format!("timer {timer} asked to fail")),
+            Some(TimerJob::Input { conn }) => {
+                self.timers.remove(&timer);
+                let Some(conn) = self.connections.get(&conn) else { return Ok(()) };
+                let outcome = match conn.write_input(0, 1) {
+                    Ok(()) => "ok".to_string(),
+                    Err(code) => format!("error {}", code.name()),
+                };
+                conn.write(format!("fired-input {outcome}\n").as_bytes()).map_err(|e| e.to_string())
+            }
             None => Err(format!("timer {timer} is not one of ours")),
         }
     }
@@ -423,6 +437,15 @@ impl Probe {
             }
             ["timer-spin", after] => self.start_timer(after, None, TimerJob::Spin)?,
             ["timer-fail", after, every] => self.start_timer(after, Some(every), TimerJob::Fail)?,
+            ["input-later", after] => self.start_timer(after, None, TimerJob::Input { conn: conn.id() })?,
+            ["input", offset, length] => {
+                let offset = offset.parse().map_err(|e| format!("bad offset: {e}"))?;
+                let length = length.parse().map_err(|e| format!("bad length: {e}"))?;
+                match conn.write_input(offset, length) {
+                    Ok(()) => "input ok".to_string(),
+                    Err(code) => format!("input error {}", code.name()),
+                }
+            }
             ["cancel", id] => {
                 let id: TimerId = id.parse().map_err(|e| format!("bad id: {e}"))?;
                 self.timers.remove(&id);

@@ -328,8 +328,11 @@ impl Worker {
             return;
         }
         // A peer that streams (its last read was large) gets its bytes read
-        // straight into the guest's memory, sized by what the socket holds.
+        // straight into the guest's memory, sized by what the socket holds;
+        // unless the host keeps a copy of them for `write-input`, which
+        // takes a buffer of its own anyway.
         if conn.last_read() >= DIRECT_READ_MIN
+            && !instance.keeps_input()
             && let Ok(waiting @ 1..) = conn.waiting()
         {
             let outcome = instance.data_from_socket(conn, waiting, READ_CHUNK).await;

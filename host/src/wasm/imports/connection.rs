@@ -64,6 +64,22 @@ impl HostConnection for HostState {
         Ok(self.conn(&this)?.write(&data).map_err(ErrorCode::from))
     }
 
+    fn write_input(
+        &mut self,
+        this: Resource<ConnectionHandle>,
+        offset: u32,
+        length: u32,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        let conn = self.conn(&this)?;
+        let Some(input) = &self.input else { return Ok(Err(ErrorCode::InvalidState)) };
+        // u32 fits in usize on every target the host builds for.
+        let (offset, length) = (offset as usize, length as usize);
+        let Some(bytes) = offset.checked_add(length).and_then(|end| input.get(offset..end)) else {
+            return Ok(Err(ErrorCode::InvalidArgument));
+        };
+        Ok(conn.write(bytes).map_err(ErrorCode::from))
+    }
+
     fn shutdown_write(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<Result<(), ErrorCode>> {
         Ok(self.conn(&this)?.shutdown_write().map_err(ErrorCode::from))
     }
