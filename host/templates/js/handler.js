@@ -33,7 +33,16 @@ export const callbacks = {
         conn.write(encoder.encode(visitor === null ? 'welcome\n' : `welcome, visitor ${visitor}\n`));
     },
     onData(conn, data) {
-        conn.write(data);
+        // Back from the host's copy of the bytes: componentize-js never
+        // frees what it passes to an import (conn.write), so an echo that
+        // wrote them would run out of memory.
+        try {
+            conn.writeInput(0, data.length);
+        } finally {
+            // The engine would free `data` only when it collects, too late:
+            // detaching its buffer frees it now.
+            data.buffer.transfer(0);
+        }
     },
     onEvent(conn, event) {
         conn.close();

@@ -30,7 +30,10 @@ class Callbacks(exports.Callbacks):
         conn.write(welcome.encode())
 
     def on_data(self, conn, data):
-        conn.write(data)
+        # Back from the host's copy of the bytes: componentize-py keeps
+        # every `bytes` passed to an import (conn.write) for the instance's
+        # life, so an echo that wrote them would run out of memory.
+        conn.write_input(0, len(data))
 
     def on_event(self, conn, event):
         conn.close()
