@@ -162,7 +162,11 @@ fn requests_split_across_reads_are_answered_once_whole() {
 fn clients_share_one_store() {
     let host = host();
     let mut writer = Client::connect(host.addr);
-    let mut reader = Client::connect(host.addr);
+    clients_share_keys(&mut writer, &mut Client::connect(host.addr));
+}
+
+/// What `writer` sets and counts, `reader` sees, and counts on from.
+pub(super) fn clients_share_keys(writer: &mut Client, reader: &mut Client) {
     writer.assert_reply(&["SET", "shared", "yes"], "+OK\r\n");
     reader.assert_reply(&["GET", "shared"], "$3\r\nyes\r\n");
     reader.assert_reply(&["INCR", "visits"], ":1\r\n");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use evconn_host::wasm::Isolation;
 
 use super::Client;
-use super::kv::request;
+use super::kv::{clients_share_keys, request};
 use crate::support::{self, TestHost};
 
 /// A kv host in this process serving each connection with an instance of
@@ -39,12 +39,8 @@ fn dbsize(client: &mut Client) -> i64 {
 #[test]
 fn connections_with_instances_of_their_own_share_the_keys() {
     let host = per_connection();
-    let mut writer = Client::connect(host.addr);
-    let mut reader = Client::connect(host.addr);
-    writer.assert_reply(&["SET", "shared", "yes"], "+OK\r\n");
-    reader.assert_reply(&["GET", "shared"], "$3\r\nyes\r\n");
-    reader.assert_reply(&["INCR", "visits"], ":1\r\n");
-    writer.assert_reply(&["INCR", "visits"], ":2\r\n");
+    let (mut writer, mut reader) = (Client::connect(host.addr), Client::connect(host.addr));
+    clients_share_keys(&mut writer, &mut reader);
     drop(writer);
     assert_eq!(ask(host.addr, &["GET", "shared"], 9), "$3\r\nyes\r\n", "a key outlives the instance that set it");
     assert_eq!(ask(host.addr, &["DEL", "shared", "visits"], 4), ":2\r\n");
