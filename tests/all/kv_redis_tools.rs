@@ -22,6 +22,19 @@ fn redis_cli(host: &TestHost, command: &[&str]) -> String {
     ran.stdout
 }
 
+/// Waits until `host` holds one key (DBSIZE), as the sweep leaves it;
+/// fails at `deadline`, saying `when`.
+fn wait_for_one_key(host: &TestHost, deadline: std::time::Instant, when: &str) {
+    loop {
+        let size = redis_cli(host, &["dbsize"]);
+        if size == "1\n" {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {} keys {when}", size.trim());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn kv_host() -> TestHost {
     TestHost::start(&support::guest("kv"))
 }
@@ -100,15 +113,7 @@ fn expired_keys_are_removed_though_nobody_reads_them() {
     if set.elapsed() < Duration::from_millis(900) {
         assert_eq!(held, 1001, "no key is due yet");
     }
-    let deadline = set + Duration::from_secs(3);
-    loop {
-        let size = redis_cli(&host, &["dbsize"]);
-        if size == "1\n" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still {size} keys 3 s after setting them to live 1 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_one_key(&host, set + Duration::from_secs(3), "3 s after setting them to live 1 s");
     assert_eq!(redis_cli(&host, &["get", "long"]), "1\n");
 }
 
@@ -187,15 +192,7 @@ fn two_hosts_share_one_redis() {
     let args: Vec<String> = ["-h", "127.0.0.1", "-p", &a.addr.port().to_string()].map(String::from).to_vec();
     let commands: String = (0..50).map(|n| format!("set unread:{n} {n} px 200\n")).collect();
     assert!(run("redis-cli", &args, &commands, Duration::from_secs(30)).status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let size = redis_cli(&b, &["dbsize"]);
-        if size == "1\n" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{size} keys 3 s after setting 50 to live 0.2 s (and n)");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_one_key(&b, std::time::Instant::now() + Duration::from_secs(3), "3 s after setting 50 to live 0.2 s");
 
     let port = a.addr.port().to_string();
     let args: Vec<String> =
