@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::{Args, HostFlags};
 use crate::net::activation::Inherited;
-use crate::net::{ListenOptions, ZeroBacklog, bind_listener};
+use crate::net::{ListenOptions, ListeningSocket, ZeroBacklog, bind_listener};
 use crate::policy::Policy;
 use crate::serve::reload::Triggers;
 use crate::serve::{App, BoundListener, Server};
@@ -138,7 +138,7 @@ impl Plan {
             let inherited = std::mem::take(&mut inherited_by_entry[entry]);
             let inherited_none = inherited.is_empty();
             for Inherited { name, socket } in inherited {
-                tracing::info!(name = %name, address = %socket.local_addr()?, "serving an inherited socket");
+                tracing::info!(name = %name, address = %socket.local()?, "serving an inherited socket");
                 // The socket is bound already: only the options that act
                 // after binding (disabled, close-on-free) apply, and every
                 // worker accepts from it.
@@ -156,7 +156,7 @@ impl Plan {
             }
             for address in addresses {
                 let sockets = (0..workers)
-                    .map(|_| bind_listener(address, options, plan.backlog))
+                    .map(|_| bind_listener(address, options, plan.backlog).map(ListeningSocket::from))
                     .collect::<Result<Vec<_>, _>>()?;
                 app.listeners.push(BoundListener { sockets, options });
             }

@@ -140,10 +140,13 @@ impl HostBuilder {
         let listeners = listeners
             .into_iter()
             .map(|(address, options)| {
-                Ok(BoundListener { sockets: vec![bind_listener(address, options, -1)?], options })
+                Ok(BoundListener { sockets: vec![bind_listener(address, options, -1)?.into()], options })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let addrs = listeners.iter().map(|l| l.sockets[0].local_addr()).collect::<io::Result<Vec<_>>>()?;
+        let addrs = listeners
+            .iter()
+            .map(|l| l.sockets[0].local().map(|local| local.ip().expect("the kit binds IP addresses")))
+            .collect::<io::Result<Vec<_>>>()?;
         let budget = Budget { keys: self.limits.keyvalue_keys, bytes: self.limits.keyvalue_memory };
         let watch = Arc::new(ConnectionWatch::default());
         let metrics = Arc::new(Metrics::default());

@@ -4,21 +4,20 @@
 //! instead of spinning. What to do with a connection is the [`Acceptor`]'s.
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use tokio::net::{TcpListener, TcpStream};
 
 use super::lifecycle::{Admission, Lifecycle};
-use super::listener::{AcceptState, Listener};
+use super::listener::{AcceptState, Accepting, Listener};
+use super::{Endpoint, Stream};
 use crate::base::backoff::Backoff;
 
 /// Where an accept loop sends what it accepts.
 pub trait Acceptor: Send + Sync + 'static {
     /// Serves a connection accepted on `listener`, holding `admission` until
     /// it ends.
-    fn accepted(&self, listener: &Arc<Listener>, stream: TcpStream, peer: SocketAddr, admission: Admission);
+    fn accepted(&self, listener: &Arc<Listener>, stream: Stream, peer: Endpoint, admission: Admission);
 
     /// Reports a failed `accept()` on `listener` (libevent's error callback).
     fn accept_failed(&self, listener: &Arc<Listener>, error: &io::Error) -> impl Future<Output = ()> + Send;
@@ -122,7 +121,7 @@ pub async fn accept_loop(listener: Arc<Listener>, lifecycle: Arc<Lifecycle>, acc
 }
 
 /// Whether a connection waits in `socket`'s accept queue.
-fn has_pending_connection(socket: &TcpListener) -> bool {
+fn has_pending_connection(socket: &Accepting) -> bool {
     let mut fds = [PollFd::new(socket, PollFlags::IN)];
     // A zero timeout: only looks.
     let ready = poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 }));

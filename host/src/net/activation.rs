@@ -5,6 +5,8 @@ use std::os::fd::{FromRawFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
+use super::ListeningSocket;
+
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
 const FIRST_FD: RawFd = 3;
 
@@ -15,7 +17,7 @@ pub struct Inherited {
     /// by default the socket unit's name), or `fd3`, `fd4`...
     pub name: String,
     /// The socket, non-blocking and closed on exec.
-    pub socket: std::net::TcpListener,
+    pub socket: ListeningSocket,
 }
 
 /// Why inherited descriptors cannot be served.
@@ -24,8 +26,8 @@ pub enum ActivationError {
     /// `LISTEN_FDS` is not a count.
     #[error("LISTEN_FDS={0:?} is not a number of descriptors")]
     BadCount(String),
-    /// A descriptor is not a listening TCP socket.
-    #[error("inherited descriptor {fd} ({name}) is not a listening TCP socket: {reason}")]
+    /// A descriptor is not a listening TCP or Unix stream socket.
+    #[error("inherited descriptor {fd} ({name}) is not a listening TCP or Unix stream socket: {reason}")]
     NotTcpListener {
         /// The descriptor.
         fd: RawFd,
@@ -81,7 +83,7 @@ fn adopt(fd: RawFd, name: String) -> Result<Inherited, ActivationError> {
         Ok::<_, std::io::Error>((domain, kind, listening))
     })();
     match checked {
-        Ok((Domain::IPV4 | Domain::IPV6, Type::STREAM, true)) => {}
+        Ok((Domain::IPV4 | Domain::IPV6 | Domain::UNIX, Type::STREAM, true)) => {}
         Ok((domain, kind, listening)) => {
             // Not ours to close: leave it open, as it came.
             std::mem::forget(socket);
@@ -94,5 +96,9 @@ fn adopt(fd: RawFd, name: String) -> Result<Inherited, ActivationError> {
     }
     let prepared = socket.set_nonblocking(true).and_then(|()| socket.set_cloexec(true));
     prepared.map_err(|e| refuse(e.to_string()))?;
-    Ok(Inherited { name, socket: socket.into() })
+    let socket = match socket.domain() {
+        Ok(Domain::UNIX) => ListeningSocket::Unix(socket.into()),
+        _ => ListeningSocket::Tcp(socket.into()),
+    };
+    Ok(Inherited { name, socket })
 }

@@ -197,7 +197,7 @@ mod tests {
             cap: 1 << 22,
             budget: Arc::new(crate::net::OutputBudget::new(1 << 30)),
         });
-        let conn = Connection::new(id, stream, peer, limits, Default::default()).unwrap();
+        let conn = Connection::new(id, stream.into(), peer.into(), None, limits, Default::default()).unwrap();
         (Arc::new(conn), client)
     }
 

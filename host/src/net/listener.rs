@@ -2,15 +2,15 @@
 //! `evconnlistener`, with enable/disable, `set_cb` and free. Its accept loop
 //! is [`super::accept`].
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
-use super::ListenOptions;
+use super::connection::unix_endpoint;
+use super::{Endpoint, ListenOptions, ListeningSocket, Stream};
 
 /// Whether the accept loop runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +28,11 @@ pub enum AcceptState {
 pub struct Listener {
     id: u64,
     options: ListenOptions,
-    local: SocketAddr,
+    local: Endpoint,
     fd: RawFd,
     /// The socket; `None` once freed with `close-on-free`. The accept loop
     /// holds its own reference while it runs.
-    socket: Mutex<Option<Arc<TcpListener>>>,
+    socket: Mutex<Option<Arc<Accepting>>>,
     accept_state: watch::Sender<AcceptState>,
     /// `false` after `set-accept-callback(false)`: connections are accepted
     /// and closed at once.
@@ -42,10 +42,13 @@ pub struct Listener {
 impl Listener {
     /// Wraps a bound, listening, non-blocking socket. Must be called inside a
     /// tokio runtime.
-    pub fn new(id: u64, socket: std::net::TcpListener, options: ListenOptions) -> io::Result<Arc<Self>> {
-        let local = socket.local_addr()?;
+    pub fn new(id: u64, socket: ListeningSocket, options: ListenOptions) -> io::Result<Arc<Self>> {
+        let local = socket.local()?;
         let fd = socket.as_raw_fd();
-        let socket = TcpListener::from_std(socket)?;
+        let socket = match socket {
+            ListeningSocket::Tcp(socket) => Accepting::Tcp(TcpListener::from_std(socket)?),
+            ListeningSocket::Unix(socket) => Accepting::Unix(UnixListener::from_std(socket)?),
+        };
         let initial =
             if options.contains(ListenOptions::DISABLED) { AcceptState::Disabled } else { AcceptState::Enabled };
         Ok(Arc::new(Listener {
@@ -65,8 +68,8 @@ impl Listener {
     }
 
     /// The bound address.
-    pub fn local(&self) -> SocketAddr {
-        self.local
+    pub fn local(&self) -> &Endpoint {
+        &self.local
     }
 
     /// The descriptor, or -1 once the socket is closed.
@@ -116,7 +119,7 @@ impl Listener {
     }
 
     /// The socket, while the listener is open.
-    pub(super) fn socket(&self) -> Option<Arc<TcpListener>> {
+    pub(super) fn socket(&self) -> Option<Arc<Accepting>> {
         self.lock_socket().clone()
     }
 
@@ -146,8 +149,47 @@ impl Listener {
         }
     }
 
-    fn lock_socket(&self) -> std::sync::MutexGuard<'_, Option<Arc<TcpListener>>> {
+    fn lock_socket(&self) -> std::sync::MutexGuard<'_, Option<Arc<Accepting>>> {
         // Only `Option::take` and `clone` run under this lock; neither panics.
         crate::base::sync::lock(&self.socket)
+    }
+}
+
+/// A listening socket on the reactor, accepting.
+#[derive(Debug)]
+pub(super) enum Accepting {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Accepting {
+    /// The next connection and its peer: for a Unix one, who connected.
+    pub(super) async fn accept(&self) -> io::Result<(Stream, Endpoint)> {
+        match self {
+            Accepting::Tcp(socket) => {
+                socket.accept().await.map(|(stream, peer)| (Stream::Tcp(stream), Endpoint::Ip(peer)))
+            }
+            Accepting::Unix(socket) => {
+                let (stream, peer) = socket.accept().await?;
+                // The kernel records the credentials at connect(): they
+                // cannot fail to be there for a connected socket.
+                let credentials = stream.peer_cred().ok().map(|cred| super::Credentials {
+                    pid: cred.pid().map_or(0, |pid| pid as u32),
+                    uid: cred.uid(),
+                    gid: cred.gid(),
+                });
+                let peer = Endpoint::Unix(unix_endpoint(&peer.into(), credentials));
+                Ok((Stream::Unix(stream), peer))
+            }
+        }
+    }
+}
+
+impl AsFd for Accepting {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Accepting::Tcp(socket) => socket.as_fd(),
+            Accepting::Unix(socket) => socket.as_fd(),
+        }
     }
 }

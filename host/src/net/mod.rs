@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod listener;
 mod options;
 pub mod socket;
+pub mod stream;
 
 pub use accept::{Acceptor, accept_loop};
 pub use budget::OutputBudget;
@@ -26,4 +27,5 @@ pub use endpoint::{Credentials, Endpoint, UnixEndpoint};
 pub use lifecycle::{Admission, Lifecycle, OpenConnections, OutboundRefused};
 pub use listener::{AcceptState, Listener};
 pub use options::ListenOptions;
-pub use socket::{BindError, DEFAULT_BACKLOG, ZeroBacklog, bind_listener, listen_backlog};
+pub use socket::{BindError, DEFAULT_BACKLOG, ListeningSocket, ZeroBacklog, bind_listener, listen_backlog};
+pub use stream::Stream;

@@ -7,6 +7,8 @@ use std::os::fd::AsRawFd;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::ListenOptions;
+use super::connection::unix_endpoint;
+use super::endpoint::Endpoint;
 
 /// The backlog libevent passes to `listen()` when the caller gives a
 /// negative one.
@@ -119,4 +121,47 @@ fn set_defer_accept(socket: &Socket) -> io::Result<()> {
         )
     };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// A bound, listening, non-blocking socket, before a reactor takes it: TCP
+/// or Unix domain.
+#[derive(Debug)]
+pub enum ListeningSocket {
+    /// A TCP listener.
+    Tcp(std::net::TcpListener),
+    /// A Unix domain stream listener.
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl ListeningSocket {
+    /// The address it is bound to.
+    pub fn local(&self) -> io::Result<Endpoint> {
+        Ok(match self {
+            ListeningSocket::Tcp(socket) => Endpoint::Ip(socket.local_addr()?),
+            ListeningSocket::Unix(socket) => Endpoint::Unix(unix_endpoint(&socket.local_addr()?, None)),
+        })
+    }
+
+    /// Another descriptor for the same socket, for another reactor.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(match self {
+            ListeningSocket::Tcp(socket) => ListeningSocket::Tcp(socket.try_clone()?),
+            ListeningSocket::Unix(socket) => ListeningSocket::Unix(socket.try_clone()?),
+        })
+    }
+}
+
+impl AsRawFd for ListeningSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            ListeningSocket::Tcp(socket) => socket.as_raw_fd(),
+            ListeningSocket::Unix(socket) => socket.as_raw_fd(),
+        }
+    }
+}
+
+impl From<std::net::TcpListener> for ListeningSocket {
+    fn from(socket: std::net::TcpListener) -> Self {
+        ListeningSocket::Tcp(socket)
+    }
 }

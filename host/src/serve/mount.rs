@@ -12,7 +12,7 @@ use super::Services;
 use super::reactor::Reactor;
 use super::route::Route;
 use super::worker::Worker;
-use crate::net::{ListenOptions, Listener, accept_loop};
+use crate::net::{ListenOptions, Listener, ListeningSocket, accept_loop};
 use crate::wasm::{Compiled, Isolation};
 
 /// One component and the operator's listeners that route to it.
@@ -34,7 +34,7 @@ pub struct BoundListener {
     /// Bound and listening. One per worker (bound with `SO_REUSEPORT`, so
     /// the kernel spreads connections), or one that every worker accepts
     /// from (an inherited socket).
-    pub sockets: Vec<std::net::TcpListener>,
+    pub sockets: Vec<ListeningSocket>,
     /// The options it was bound with.
     pub options: ListenOptions,
 }

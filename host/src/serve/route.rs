@@ -5,15 +5,13 @@
 //! which is how an instance's home serves as its [`Owner`].
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::slot::Home;
 use super::worker::Worker;
-use crate::net::{Acceptor, Admission, Connection, Listener, accept_loop};
+use crate::net::{Acceptor, Admission, Connection, Endpoint, Listener, Stream, accept_loop};
 use crate::wasm::{Dial, Owner};
 
 /// The worker an accept loop serves, as hot reload last set it.
@@ -39,7 +37,7 @@ impl Route {
 }
 
 impl Acceptor for Route {
-    fn accepted(&self, listener: &Arc<Listener>, stream: TcpStream, peer: SocketAddr, admission: Admission) {
+    fn accepted(&self, listener: &Arc<Listener>, stream: Stream, peer: Endpoint, admission: Admission) {
         self.current().spawn_connection(listener.clone(), stream, peer, admission);
     }
 

@@ -1,6 +1,6 @@
-//! One TCP connection, accepted or outbound: its socket, the output the
-//! guest queued, and the state machine that flushes and closes it without
-//! losing a byte.
+//! One connection, accepted or outbound, over TCP or a Unix domain socket,
+//! in plaintext or TLS: its socket, the output the guest queued, and the
+//! state machine that flushes and closes it without losing a byte.
 //!
 //! Guest calls (`write`, `close`, ...) change the state synchronously and
 //! wake the connection's task; the task (`Connection::ready`) sends queued
@@ -10,23 +10,27 @@
 mod activity;
 mod output;
 mod state;
+mod tls;
 mod wake;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::net::{Shutdown, SocketAddr};
+use std::os::unix::net::SocketAddr as UnixSocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::Interest;
-use tokio::net::TcpStream;
+use rustls::ServerConnection;
 
 pub use self::activity::Activity;
 use self::state::{Drain, Phase, State, WriteSide};
+use self::tls::TlsSession;
 use self::wake::Wake;
 use super::budget::OutputBudget;
+use super::endpoint::{Credentials, Endpoint, UnixEndpoint};
+use super::stream::Stream;
 use crate::base::linger::linger;
 use crate::telemetry::{CloseReason, Traffic};
 
@@ -61,23 +65,36 @@ pub struct Connection {
 /// A connected socket and its two ends.
 #[derive(Debug)]
 struct Socket {
-    stream: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
+    stream: Stream,
+    peer: Endpoint,
+    local: Endpoint,
+    /// Whether the connection's bytes go through a TLS session (in the
+    /// state): known without taking the lock.
+    tls: bool,
 }
 
 impl Socket {
-    fn new(stream: TcpStream, peer: SocketAddr) -> io::Result<Self> {
-        let local = stream.local_addr()?;
-        // Request/response protocols want each write on the wire at once.
-        stream.set_nodelay(true)?;
-        Ok(Socket { stream, peer, local })
+    fn new(stream: Stream, peer: Endpoint, tls: bool) -> io::Result<Self> {
+        let local = match &stream {
+            Stream::Tcp(stream) => {
+                // Request/response protocols want each write on the wire at once.
+                stream.set_nodelay(true)?;
+                Endpoint::Ip(stream.local_addr()?)
+            }
+            Stream::Unix(stream) => Endpoint::Unix(unix_endpoint(&stream.local_addr()?.into(), None)),
+        };
+        Ok(Socket { stream, peer, local, tls })
     }
+}
+
+/// A Unix socket's end as a [`UnixEndpoint`].
+pub fn unix_endpoint(address: &UnixSocketAddr, credentials: Option<Credentials>) -> UnixEndpoint {
+    UnixEndpoint { path: address.as_pathname().map(Into::into), credentials }
 }
 
 /// What an outbound connection reports before it has a socket: 0.0.0.0
 /// port 0.
-const NO_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+static NO_ADDRESS: Endpoint = Endpoint::Ip(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
 
 /// How much output a connection may hold, and where it counts.
 #[derive(Debug, Clone)]
@@ -136,17 +153,20 @@ pub enum Ready {
 
 impl Connection {
     /// Wraps an accepted socket whose bytes count in `traffic`, and whose
-    /// output is bounded by `limits`.
+    /// output is bounded by `limits`; with `tls`, a TLS session whose
+    /// handshake is done, through which every byte goes.
     pub fn new(
         id: u64,
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: Stream,
+        peer: Endpoint,
+        tls: Option<ServerConnection>,
         limits: Arc<OutputLimits>,
         traffic: Traffic,
     ) -> io::Result<Self> {
         let conn = Self::connecting(id, limits, traffic);
         // Set before the task first waits: nothing to wake it for.
-        let _ = conn.socket.set(Socket::new(stream, peer)?);
+        let _ = conn.socket.set(Socket::new(stream, peer, tls.is_some())?);
+        conn.state().tls = tls.map(|session| Box::new(TlsSession::new(session)));
         Ok(conn)
     }
 
@@ -167,8 +187,8 @@ impl Connection {
 
     /// Gives the connection its socket, connected to `peer`: reading starts
     /// and queued output goes out. Only once.
-    pub fn attach(&self, stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
-        let socket = Socket::new(stream, peer)?;
+    pub fn attach(&self, stream: Stream, peer: Endpoint) -> io::Result<()> {
+        let socket = Socket::new(stream, peer, false)?;
         if self.socket.set(socket).is_err() {
             return Err(io::Error::other("the connection has a socket already"));
         }
@@ -183,7 +203,7 @@ impl Connection {
     }
 
     /// The socket, once there is one.
-    fn stream(&self) -> Option<&TcpStream> {
+    fn stream(&self) -> Option<&Stream> {
         self.socket.get().map(|socket| &socket.stream)
     }
 
@@ -193,13 +213,27 @@ impl Connection {
     }
 
     /// The peer's address (0.0.0.0:0 before an outbound one connects).
-    pub fn peer(&self) -> SocketAddr {
-        self.socket.get().map_or(NO_ADDRESS, |socket| socket.peer)
+    pub fn peer(&self) -> &Endpoint {
+        self.socket.get().map_or(&NO_ADDRESS, |socket| &socket.peer)
     }
 
     /// The local end's address (0.0.0.0:0 before an outbound one connects).
-    pub fn local(&self) -> SocketAddr {
-        self.socket.get().map_or(NO_ADDRESS, |socket| socket.local)
+    pub fn local(&self) -> &Endpoint {
+        self.socket.get().map_or(&NO_ADDRESS, |socket| &socket.local)
+    }
+
+    /// Whether the connection's bytes go through TLS.
+    fn is_tls(&self) -> bool {
+        self.socket.get().is_some_and(|socket| socket.tls)
+    }
+
+    /// What `f` reads of the TLS session rustls negotiated; `None` for a
+    /// plaintext connection.
+    pub fn with_tls<R>(&self, f: impl FnOnce(&ServerConnection) -> R) -> Option<R> {
+        if !self.is_tls() {
+            return None;
+        }
+        self.state().tls.as_ref().map(|tls| f(tls.rustls()))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -227,13 +261,28 @@ impl Connection {
         if state.output.is_empty()
             && let Some(stream) = self.stream()
         {
-            match stream.try_write(data) {
-                Ok(n) => {
-                    rest = &data[n..];
-                    self.activity.mark();
-                    self.traffic.sent.inc_by(n as u64);
+            let (taken, sent) = match state.tls.as_deref_mut() {
+                // rustls takes what its buffer holds, encrypted, whether
+                // or not the socket takes the records now.
+                Some(tls) => {
+                    let taken = tls.write(data);
+                    (taken, tls.send(stream))
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                None => match stream.try_write(data) {
+                    Ok(n) => (n, Ok(())),
+                    Err(e) => (0, Err(e)),
+                },
+            };
+            rest = &data[taken..];
+            if taken > 0 {
+                self.activity.mark();
+                self.traffic.sent.inc_by(taken as u64);
+            }
+            match sent {
+                Ok(()) => {}
+                // TLS records the socket did not take: the task sends
+                // them once it is writable.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wake.wake(),
                 Err(e) => {
                     // Reported to the guest as an error event by the task,
                     // as a bufferevent reports a failed write.
@@ -373,7 +422,12 @@ impl Connection {
     /// no more than that many returns that many: TCP hands out queued bytes
     /// before it reports an error or the end of the stream. That lets the
     /// host size memory before reading into it: the guest's, for one copy.
+    /// Always 0 over TLS, whose bytes are decrypted before anyone reads
+    /// them, so `try_read` is the way.
     pub fn waiting(&self) -> io::Result<usize> {
+        if self.is_tls() {
+            return Ok(0);
+        }
         let waiting = rustix::io::ioctl_fionread(self.stream().ok_or(io::ErrorKind::NotConnected)?)?;
         Ok(usize::try_from(waiting).unwrap_or(usize::MAX))
     }
@@ -387,11 +441,17 @@ impl Connection {
 
     fn read_into(&self, buffer: &mut [u8], all_waiting: bool) -> io::Result<usize> {
         let Some(stream) = self.stream() else { return Err(io::ErrorKind::WouldBlock.into()) };
-        let result = stream.try_read(buffer);
+        let tls = self.is_tls();
+        let result = match tls {
+            true => self.state().tls.as_deref_mut().map_or(Ok(0), |tls| tls.read(stream, buffer)),
+            false => stream.try_read(buffer),
+        };
         match &result {
             Ok(0) => self.state().advance(Phase::PeerEnded),
             Ok(n) => {
-                if *n < buffer.len() || all_waiting {
+                // Not after a TLS read: rustls takes one record at a time,
+                // so the socket may hold more than the read showed.
+                if !tls && (*n < buffer.len() || all_waiting) {
                     self.forget_readable();
                 }
                 self.last_read.store(*n, Ordering::Relaxed);
@@ -421,7 +481,7 @@ impl Connection {
     /// thread, between tasks, so it cannot record one in between.
     fn forget_readable(&self) {
         if let Some(stream) = self.stream() {
-            let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+            stream.forget_readable();
         }
     }
 
@@ -430,26 +490,71 @@ impl Connection {
     fn flush(&self) {
         let Some(stream) = self.stream() else { return };
         let mut state = self.state();
-        while !state.output.is_empty() && state.phase != Phase::Failed {
-            match state.output.send_to(stream) {
-                Ok(n) => {
-                    self.activity.mark();
-                    self.traffic.sent.inc_by(n as u64);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::debug!(conn = self.id, error = %e, "write failed");
-                    state.write_failed(e);
-                }
-            }
+        let sent = if state.tls.is_some() { self.send_tls(&mut state, stream) } else { self.send(&mut state, stream) };
+        if let Err(e) = sent {
+            tracing::debug!(conn = self.id, error = %e, "write failed");
+            state.write_failed(e);
         }
         if state.backpressure && state.output.len() <= self.limits.pause_reading_at / 2 {
             tracing::debug!(conn = self.id, "output drained: reading resumed");
             state.backpressure = false;
         }
-        if state.output.is_empty() && state.write_side == WriteSide::ShutdownRequested {
+        if state.output.is_empty() && state.write_side == WriteSide::ShutdownRequested && state.phase != Phase::Failed {
+            // Over TLS, end-of-stream is `close_notify` first, sent before
+            // the socket's end; flushing again once writable if the socket
+            // is full.
+            if let Some(tls) = state.tls.as_deref_mut() {
+                tls.close_notify();
+                match tls.send(stream) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) => return state.write_failed(e),
+                }
+            }
             state.write_side = WriteSide::Shut;
-            let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Write);
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Sends queued output until the socket is full (`Ok`) or the queue
+    /// empty; `Err` if the socket failed.
+    fn send(&self, state: &mut State, stream: &Stream) -> io::Result<()> {
+        while !state.output.is_empty() && state.phase != Phase::Failed {
+            match state.output.send_with(|slices| stream.try_write_vectored(slices)) {
+                Ok(n) => {
+                    self.activity.mark();
+                    self.traffic.sent.inc_by(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// `send` over TLS: records first, then queued plaintext encrypted as
+    /// rustls's buffer takes it, until the socket is full or nothing is
+    /// left. Plaintext stays in the queue, where the output caps count it,
+    /// until rustls takes it.
+    fn send_tls(&self, state: &mut State, stream: &Stream) -> io::Result<()> {
+        let State { output, tls, .. } = state;
+        let Some(tls) = tls.as_deref_mut() else { return Ok(()) };
+        loop {
+            match tls.send(stream) {
+                Ok(()) => self.activity.mark(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            if output.is_empty() {
+                return Ok(());
+            }
+            match output.send_with(|slices| tls.write_vectored(slices)) {
+                Ok(n) => {
+                    self.traffic.sent.inc_by(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -459,7 +564,7 @@ impl Connection {
         loop {
             let (want_read, want_write, want_room) = {
                 let mut state = self.state();
-                let output_pending = !state.output.is_empty();
+                let output_pending = state.output_pending();
                 if state.phase == Phase::Failed || (state.closing.is_some() && !output_pending) {
                     return Ready::Finished;
                 }
@@ -477,7 +582,12 @@ impl Connection {
                     return Ready::Drained;
                 }
                 let shutdown_pending = state.write_side == WriteSide::ShutdownRequested;
-                (state.wants_input(), output_pending || shutdown_pending, drained)
+                let wants_input = state.wants_input();
+                // Plaintext rustls holds already: no readiness will tell.
+                if wants_input && state.tls.as_ref().is_some_and(|tls| tls.has_plaintext()) {
+                    return Ready::Readable;
+                }
+                (wants_input, output_pending || shutdown_pending, drained)
             };
             let wait = if want_room {
                 // Only while the host's output memory is full, which no
@@ -553,11 +663,36 @@ impl Connection {
     pub async fn finish(&self) {
         let phase = self.state().phase;
         let Some(stream) = self.stream().filter(|_| phase != Phase::Failed) else { return };
-        let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Write);
+        if self.is_tls() {
+            Box::pin(self.close_notify(stream)).await;
+        }
+        let _ = stream.shutdown(Shutdown::Write);
         if phase == Phase::PeerEnded {
             return;
         }
         linger(stream, LINGER).await;
+    }
+
+    /// Sends `close_notify`, and whatever records wait before it, within
+    /// `LINGER`: a TLS peer then knows that the stream ended here.
+    async fn close_notify(&self, stream: &Stream) {
+        let send = async {
+            loop {
+                {
+                    let mut state = self.state();
+                    let Some(tls) = state.tls.as_deref_mut() else { return };
+                    tls.close_notify();
+                    match tls.send(stream) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        _ => return,
+                    }
+                }
+                if stream.writable().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, send).await;
     }
 }
 
@@ -566,8 +701,8 @@ mod tests {
     use std::time::Duration;
 
     use futures_util::FutureExt;
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -575,7 +710,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, address) = listener.accept().await.unwrap();
-        (Connection::new(1, stream, address, limits(1 << 16, 1 << 20, 1 << 30), Traffic::default()).unwrap(), peer)
+        let limits = limits(1 << 16, 1 << 20, 1 << 30);
+        (Connection::new(1, stream.into(), address.into(), None, limits, Traffic::default()).unwrap(), peer)
     }
 
     fn limits(pause_reading_at: usize, cap: usize, budget: usize) -> Arc<OutputLimits> {
@@ -652,5 +788,121 @@ mod tests {
         assert_eq!(conn.ready().now_or_never(), Some(Ready::Readable), "36 bytes are left");
         assert_eq!(conn.try_read(&mut buffer).unwrap(), 36);
         assert!(conn.ready().now_or_never().is_none());
+    }
+
+    /// A TLS connection over loopback: the host's end as the host wraps an
+    /// accepted one after its handshake, and a rustls client's.
+    async fn tls_connected(cap: usize) -> (Arc<Connection>, tokio_rustls::client::TlsStream<TcpStream>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key.into())
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dial = TcpStream::connect(listener.local_addr().unwrap());
+        let (dialed, (stream, address)) = tokio::join!(dial, async { listener.accept().await.unwrap() });
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let (client, server) = tokio::join!(connector.connect(name, dialed.unwrap()), acceptor.accept(stream));
+        let (stream, session) = server.unwrap().into_inner();
+        let limits = limits(cap / 2, cap, 1 << 30);
+        let conn =
+            Connection::new(1, stream.into(), address.into(), Some(session), limits, Traffic::default()).unwrap();
+        (Arc::new(conn), client.unwrap())
+    }
+
+    /// Runs `conn`'s task as the host does, reading into small buffers (so
+    /// that rustls holds plaintext between reads) and appending to `input`,
+    /// until it is over; then finishes it.
+    async fn serve(conn: Arc<Connection>, input: Arc<Mutex<Vec<u8>>>) {
+        loop {
+            match conn.ready().await {
+                Ready::Readable => {
+                    let mut buffer = [0u8; 1000];
+                    match conn.try_read(&mut buffer) {
+                        Ok(0) => conn.close(CloseReason::PeerClosed),
+                        Ok(n) => input.lock().unwrap().extend_from_slice(&buffer[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("read failed: {e}"),
+                    }
+                }
+                Ready::Finished => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        conn.finish().await;
+    }
+
+    /// Plaintext goes both ways through TLS, in order, past the output cap
+    /// (writes refused at the cap are retried, as a guest does after
+    /// `on-drain`), and the close sends `close_notify` after the last byte:
+    /// the client reads everything and a clean end, not a cut.
+    #[tokio::test]
+    async fn tls_carries_every_byte_both_ways_and_ends_with_close_notify() {
+        let (conn, mut client) = tls_connected(64 * 1024).await;
+        let input = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(serve(conn.clone(), input.clone()));
+        let sent: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
+        let reply: Vec<u8> = (0..1_000_000u32).map(|n| (n % 241) as u8).collect();
+        let reader = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            let mut received = Vec::new();
+            // A cut stream (no close_notify) is an error here.
+            client.read_to_end(&mut received).await.expect("a clean end");
+            (received, sent)
+        });
+        let mut rest = &reply[..];
+        while !rest.is_empty() {
+            let room = conn.write_room().min(rest.len()).min(10_000);
+            if room == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            conn.write(&rest[..room]).unwrap();
+            rest = &rest[room..];
+        }
+        assert!(conn.queued() <= 64 * 1024, "the cap holds for the plaintext queued");
+        // Closing discards input not read yet: wait for all of it first.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while input.lock().unwrap().len() < 300_000 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        conn.close(CloseReason::GuestClosed);
+        let (received, sent) = tokio::time::timeout(Duration::from_secs(10), reader).await.unwrap().unwrap();
+        assert!(received == reply, "{} bytes of {} arrive, in order", received.len(), reply.len());
+        tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+        let input = input.lock().unwrap();
+        assert!(*input == sent, "{} bytes of {} read, in order", input.len(), sent.len());
+    }
+
+    /// `shutdown_write` over TLS sends `close_notify`: the client sees the
+    /// end of the stream, and can still send.
+    #[tokio::test]
+    async fn tls_shutdown_write_sends_close_notify_and_reading_goes_on() {
+        let (conn, mut client) = tls_connected(1 << 20).await;
+        let input = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(serve(conn.clone(), input.clone()));
+        conn.write(b"bye").unwrap();
+        conn.shutdown_write().unwrap();
+        let mut received = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut received)).await.unwrap().unwrap();
+        assert_eq!(received, b"bye");
+        client.write_all(b"still here").await.unwrap();
+        client.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+        assert_eq!(*input.lock().unwrap(), b"still here");
     }
 }

@@ -9,8 +9,6 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
-
 use crate::net::budget::OutputBudget;
 
 /// Writes up to this size go into a shared chunk; larger ones get their own.
@@ -75,9 +73,11 @@ impl Output {
         }
     }
 
-    /// Sends what the socket takes without blocking; returns how many
-    /// bytes went. `WouldBlock` once the socket is full.
-    pub(super) fn send_to(&mut self, stream: &TcpStream) -> io::Result<usize> {
+    /// Hands the queued bytes, in order, to `send` (a socket's
+    /// `writev`, or a TLS session's), which returns how many it took and
+    /// `WouldBlock` once it takes none; forgets those. Returns how many
+    /// bytes went.
+    pub(super) fn send_with(&mut self, send: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>) -> io::Result<usize> {
         let Some(queue) = self.queue.as_mut() else { return Ok(0) };
         let mut slices = [IoSlice::new(&[]); SLICES_PER_SEND];
         let mut count = 0;
@@ -86,7 +86,7 @@ impl Output {
             slices[index] = IoSlice::new(&chunk[start..]);
             count += 1;
         }
-        let sent = stream.try_write_vectored(&slices[..count])?;
+        let sent = send(&slices[..count])?;
         queue.advance(sent);
         if queue.len == 0 {
             self.queue = None;
@@ -129,7 +129,7 @@ impl Drop for Queue {
 #[cfg(test)]
 mod tests {
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -154,7 +154,7 @@ mod tests {
         assert!(chunks < 30, "{chunks} chunks for 100 writes");
         let mut received = Vec::new();
         while !output.is_empty() {
-            match output.send_to(&stream) {
+            match output.send_with(|slices| stream.try_write_vectored(slices)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let mut buffer = vec![0u8; 1 << 16];

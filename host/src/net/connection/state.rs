@@ -4,6 +4,7 @@
 use std::io;
 
 use super::output::Output;
+use super::tls::TlsSession;
 use crate::telemetry::CloseReason;
 
 /// What the guest's calls and the connection's task share.
@@ -32,6 +33,9 @@ pub(super) struct State {
     /// for the size of every connection: no cap comes near them.
     pub(super) drain_watermark: Option<u32>,
     pub(super) drain: Drain,
+    /// The TLS session of a connection accepted on a TLS listener: the
+    /// guest's plaintext goes through it, under this same lock.
+    pub(super) tls: Option<Box<TlsSession>>,
 }
 
 /// Whether the guest is owed an `on-drain`.
@@ -103,7 +107,13 @@ impl State {
             unreported_failure: None,
             drain_watermark: None,
             drain: Drain::default(),
+            tls: None,
         }
+    }
+
+    /// Whether output waits: the guest's, or TLS records made of it.
+    pub(super) fn output_pending(&self) -> bool {
+        !self.output.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.has_records())
     }
 
     /// The queued output at or under which a drain owed is told.

@@ -9,17 +9,14 @@
 mod outbound;
 mod timers;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-
-use tokio::net::TcpStream;
 
 use self::timers::{Step, TimerSlot};
 use super::slot::{Home, Slot, TrapBackoff};
 use super::{ConnectionWatch, Services};
 use crate::base::sync::{AsyncLockGuard, lock};
-use crate::net::{Admission, Connection, Lifecycle, Listener, OutputLimits, Ready};
+use crate::net::{Admission, Connection, Endpoint, Lifecycle, Listener, OutputLimits, Ready, Stream};
 use crate::telemetry::{Callback, CloseReason, Stats};
 use crate::wasm::{Compiled, Event, Instance, InstanceContext, Isolation, Outcome, Owner, Timers};
 
@@ -194,29 +191,29 @@ impl Worker {
     pub(super) fn spawn_connection(
         self: &Arc<Self>,
         listener: Arc<Listener>,
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: Stream,
+        peer: Endpoint,
         admission: Admission,
     ) {
         let id = self.lifecycle().next_connection_id();
         // Made before the task, so that the task does not carry the stream
         // and address it was made from for the connection's whole life.
-        let conn = match Connection::new(id, stream, peer, self.context.output.clone(), self.stats().traffic()) {
+        let conn = match Connection::new(id, stream, peer, None, self.context.output.clone(), self.stats().traffic()) {
             Ok(conn) => Arc::new(conn),
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "connection lost before it was served");
+                tracing::debug!(error = %e, "connection lost before it was served");
                 return;
             }
         };
-        tracing::debug!(conn = id, %peer, listener = listener.id(), component = %self.component(), "accepted");
+        tracing::debug!(conn = id, peer = %conn.peer(), listener = listener.id(), component = %self.component(), "accepted");
         self.lifecycle().open().track(&conn);
         let worker = self.clone();
         tokio::spawn(async move {
             worker.serve(&listener, &conn).await;
             worker.lifecycle().open().untrack(id);
             tracing::debug!(conn = id, reason = %conn.close_reason().name(), "closed");
-            if let Some(watch) = &worker.watch {
-                watch.closed(conn.peer());
+            if let Some((watch, peer)) = worker.watch.as_ref().zip(conn.peer().ip()) {
+                watch.closed(peer);
             }
             drop(admission);
         });
@@ -232,8 +229,8 @@ impl Worker {
         // allocation per callback, against 0.4 KiB of every idle
         // connection (docs/performance.md).
         let (generation, own_timers) = Box::pin(self.accept(&home, listener, conn)).await;
-        if let Some(watch) = &self.watch {
-            watch.accepted(conn.peer());
+        if let Some((watch, peer)) = self.watch.as_ref().zip(conn.peer().ip()) {
+            watch.accepted(peer);
         }
         self.run(&home, conn, generation, own_timers).await;
         Box::pin(self.end(&home, conn, generation)).await;

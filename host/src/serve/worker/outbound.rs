@@ -44,7 +44,7 @@ impl Worker {
             () = closed => return false,
         };
         let attached = dialed.and_then(|(stream, address)| {
-            conn.attach(stream, address).map_err(|error| crate::net::DialError::Failed { address, error })
+            conn.attach(stream.into(), address.into()).map_err(|error| crate::net::DialError::Failed { address, error })
         });
         let mut slot = self.slot(home).await;
         match attached {

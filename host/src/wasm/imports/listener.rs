@@ -66,7 +66,7 @@ impl HostListener for HostState {
             }
         };
         let id = self.lifecycle.next_listener_id();
-        let listener = match Listener::new(id, socket, options) {
+        let listener = match Listener::new(id, socket.into(), options) {
             Ok(listener) => listener,
             Err(e) => return Ok(Err(error_code(&e))),
         };

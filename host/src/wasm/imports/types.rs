@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::net::{self, ConnectionError, DialError};
+use crate::net::{self, ConnectionError, DialError, Endpoint};
 use crate::wasm::bindings::evconn::listener::types::Host;
 use crate::wasm::bindings::{
     AcceptError, ErrorCode, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, ListenOptions,
@@ -115,6 +115,14 @@ impl From<SocketAddr> for IpSocketAddress {
                 })
             }
         }
+    }
+}
+
+/// An endpoint as the guest sees it. A Unix one has no IP form: it reads
+/// as 0.0.0.0 port 0.
+impl From<&Endpoint> for IpSocketAddress {
+    fn from(endpoint: &Endpoint) -> Self {
+        endpoint.ip().unwrap_or(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0)).into()
     }
 }
 
