@@ -140,7 +140,7 @@ impl HostBuilder {
         let listeners = listeners
             .into_iter()
             .map(|(address, options)| {
-                Ok(BoundListener { sockets: vec![bind_listener(address, options, -1)?], options })
+                Ok(BoundListener { sockets: vec![bind_listener(address, options, -1)?], options, tls: None })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let addrs = listeners.iter().map(|l| l.sockets[0].local_addr()).collect::<io::Result<Vec<_>>>()?;
