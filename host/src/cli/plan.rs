@@ -1,7 +1,7 @@
 //! What to serve, from flags or a config file, and turning it into a
 //! [`Server`]: components loaded once each, sockets bound or inherited.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +99,7 @@ impl Plan {
         // Certificates load before anything is bound, as components do, and
         // faster: a bad one fails the start at once.
         let tls = (self.listeners.iter())
-            .map(|plan| plan.tls.clone().map(load_tls).transpose())
+            .map(|plan| plan.tls.clone().map(|tls| load_tls(tls, &plan.component)).transpose())
             .collect::<anyhow::Result<Vec<_>>>()?;
 
         // Every component loads before anything is bound: a bad file fails
@@ -202,11 +202,10 @@ impl Plan {
     }
 }
 
-/// A listener's TLS configuration, read from its files; the error names
-/// the file and what is wrong with it.
-fn load_tls(settings: TlsSettings) -> anyhow::Result<Arc<TlsConfig>> {
-    let cert = settings.cert.clone();
-    TlsConfig::load(settings).with_context(|| format!("cannot serve TLS with {}", cert.display()))
+/// The TLS configuration of a listener of `component`, read from its
+/// files; the error names the listener, the file and what is wrong with it.
+fn load_tls(settings: TlsSettings, component: &Path) -> anyhow::Result<Arc<TlsConfig>> {
+    TlsConfig::load(settings).with_context(|| format!("cannot serve TLS on the listener for {}", component.display()))
 }
 
 /// Hands each inherited socket to the listener entry that names it (or
