@@ -9,10 +9,11 @@ use wasmtime::Engine;
 
 use super::new::Lang;
 use super::parse::{
-    parse_bucket, parse_connections, parse_env, parse_listen_address, parse_listen_option, parse_workers,
+    parse_alpn, parse_bucket, parse_connections, parse_env, parse_listen_address, parse_listen_option, parse_workers,
 };
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::ListenOptions;
+use crate::net::tls::TlsSettings;
 use crate::policy::{ConnectRule, Limits};
 use crate::store::Backend;
 use crate::wasm::{CacheError, CodeCache, Isolation, Loader};
@@ -70,6 +71,10 @@ pub struct Args {
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
 
+    /// TLS on the listener.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     /// Settings of the whole host.
     #[command(flatten)]
     pub host: HostFlags,
@@ -85,12 +90,17 @@ pub struct Args {
 }
 
 /// Every flag a config file replaces (clap's ids: the fields' names).
-const SERVING_FLAGS: [&str; 30] = [
+const SERVING_FLAGS: [&str; 35] = [
     "component",
     "listen",
     "listen_options",
     "backlog",
     "env",
+    "tls_cert",
+    "tls_key",
+    "tls_alpn",
+    "tls_client_ca",
+    "tls_handshake_timeout",
     "allow_connect",
     "keyvalue",
     "allow_bucket",
@@ -177,6 +187,52 @@ pub struct HostFlags {
     /// may go on before they are closed; a second signal exits at once.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// How long a TLS client may take to finish its handshake before the
+    /// connection is closed, without the guest having seen it.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+}
+
+/// Flags that make the command line's listener serve TLS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// Serve TLS on every --listen address and inherited socket, with this
+    /// certificate chain (PEM, the server's certificate first); needs
+    /// --tls-key. The host completes the handshake before on-accept, and
+    /// the guest reads and writes plaintext. SIGHUP (and --watch, when a
+    /// file changes) reads the files again; files that do not load are
+    /// refused and the running ones keep serving.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC); needs
+    /// --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// An ALPN protocol to offer, such as h2 or http/1.1; repeat for
+    /// several, most preferred first. A client that offers only others is
+    /// refused. Default: none.
+    #[arg(long = "tls-alpn", value_name = "PROTO", requires = "tls_cert", value_parser = parse_alpn)]
+    pub tls_alpn: Vec<String>,
+
+    /// Require every client to present a certificate that chains to a CA
+    /// in this PEM bundle (mutual TLS). Default: no client certificates.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS settings the flags give, if they ask for TLS.
+    pub fn settings(&self) -> Option<TlsSettings> {
+        let (cert, key) = (self.tls_cert.clone()?, self.tls_key.clone()?);
+        Some(TlsSettings {
+            alpn: self.tls_alpn.clone(),
+            client_ca: self.tls_client_ca.clone(),
+            ..TlsSettings::new(cert, key)
+        })
+    }
 }
 
 /// Flags that say where compiled code is kept and whether machine code
@@ -442,6 +498,17 @@ impl Default for HostFlags {
     }
 }
 
+impl HostFlags {
+    /// The limits these settings ask for, checked against this machine:
+    /// [`LimitArgs::limits`] and the host's TLS handshake timeout.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        if self.tls_handshake_timeout.is_zero() {
+            anyhow::bail!("--tls-handshake-timeout must be longer than 0");
+        }
+        Ok(Limits { tls_handshake_timeout: self.tls_handshake_timeout, ..self.limits.limits()? })
+    }
+}
+
 impl LimitArgs {
     /// The limits these settings ask for, checked against this machine.
     pub fn limits(&self) -> anyhow::Result<Limits> {
@@ -498,6 +565,8 @@ impl LimitArgs {
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             keyvalue_keys: self.keyvalue_keys,
             keyvalue_memory: self.keyvalue_memory,
+            // Set by `HostFlags::limits`: `host test` serves no TLS.
+            tls_handshake_timeout: Limits::default().tls_handshake_timeout,
         })
     }
 }
@@ -548,7 +617,49 @@ mod tests {
 
     fn limits(flags: &[&str]) -> anyhow::Result<Limits> {
         let args = Args::try_parse_from(["host", "--component", "x.wasm"].iter().chain(flags))?;
-        args.host.limits.limits()
+        args.host.limits()
+    }
+
+    fn tls(flags: &[&str]) -> Result<Option<TlsSettings>, clap::Error> {
+        Ok(Args::try_parse_from(["host", "--component", "x.wasm"].iter().chain(flags))?.tls.settings())
+    }
+
+    /// The TLS flags make the listener's settings; the certificate and the
+    /// key come together or not at all, and the rest need them.
+    #[test]
+    fn tls_flags_make_settings() {
+        assert_eq!(tls(&[]).unwrap(), None);
+        let flags = ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-alpn", "h2", "--tls-alpn", "http/1.1"];
+        let settings = tls(&flags).unwrap().unwrap();
+        let expected = TlsSettings { alpn: vec!["h2".into(), "http/1.1".into()], ..TlsSettings::new("c.pem", "k.pem") };
+        assert_eq!(settings, expected);
+        let settings = tls(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem"]).unwrap();
+        assert_eq!(settings.unwrap().client_ca, Some(PathBuf::from("ca.pem")));
+        for (flags, missing) in [
+            (&["--tls-cert", "c.pem"][..], "--tls-key"),
+            (&["--tls-key", "k.pem"][..], "--tls-cert"),
+            (&["--tls-alpn", "h2"][..], "--tls-cert"),
+            (&["--tls-client-ca", "ca.pem"][..], "--tls-cert"),
+        ] {
+            let error = tls(flags).unwrap_err().to_string();
+            assert!(error.contains(missing), "{flags:?}: {error}");
+        }
+        let error = tls(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-alpn", ""]).unwrap_err().to_string();
+        assert!(error.contains("ALPN"), "{error}");
+    }
+
+    /// The handshake timeout is host-wide, 10 s unless given, never 0.
+    #[test]
+    fn tls_handshake_timeout_lands_in_the_limits() {
+        assert_eq!(limits(&[]).unwrap().tls_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(
+            limits(&["--tls-handshake-timeout", "2500ms"]).unwrap().tls_handshake_timeout,
+            Duration::from_millis(2500)
+        );
+        let error = limits(&["--tls-handshake-timeout", "0"]).unwrap_err().to_string();
+        assert!(error.contains("--tls-handshake-timeout"), "{error}");
+        let error = Args::try_parse_from(["host", "--config", "a.toml", "--tls-cert", "c.pem"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict, "the config file replaces the TLS flags");
     }
 
     /// The output caps and the timer limit have their documented defaults;

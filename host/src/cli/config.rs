@@ -12,10 +12,12 @@ use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::HostFlags;
 use super::parse::{
-    check_connections, check_env_key, check_workers, parse_bucket, parse_listen_address, parse_listen_option,
+    check_connections, check_env_key, check_workers, parse_alpn, parse_bucket, parse_listen_address,
+    parse_listen_option,
 };
 use super::plan::{InheritedSockets, ListenerPlan, Plan};
 use crate::base::units::{parse_duration, parse_size};
+use crate::net::tls::{SniCertificate, TlsSettings, check_sni_name};
 use crate::net::{ListenOptions, ZeroBacklog};
 use crate::policy::ConnectRule;
 use crate::store::Backend;
@@ -66,6 +68,8 @@ struct File {
     metrics: Option<SocketAddr>,
     #[serde(default, deserialize_with = "duration")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    tls_handshake_timeout: Option<Duration>,
     #[serde(rename = "listener", default)]
     listeners: Vec<Entry>,
 }
@@ -87,6 +91,47 @@ struct Entry {
     /// The environment its component's instances get.
     #[serde(default, deserialize_with = "environment")]
     env: BTreeMap<String, String>,
+    /// TLS on every socket of the listener.
+    tls: Option<TlsEntry>,
+}
+
+/// A listener's `tls` table; paths are relative to the config file's folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TlsEntry {
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default, deserialize_with = "alpn_protocols")]
+    alpn: Vec<String>,
+    client_ca: Option<PathBuf>,
+    #[serde(default)]
+    sni: Vec<SniEntry>,
+}
+
+/// One of a `tls` table's `sni` certificates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SniEntry {
+    #[serde(deserialize_with = "sni_names")]
+    names: Vec<String>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsEntry {
+    /// The settings, with paths taken from `dir`.
+    fn settings(self, dir: &Path) -> TlsSettings {
+        let sni = (self.sni.into_iter())
+            .map(|entry| SniCertificate { names: entry.names, cert: dir.join(entry.cert), key: dir.join(entry.key) })
+            .collect();
+        TlsSettings {
+            cert: dir.join(self.cert),
+            key: dir.join(self.key),
+            alpn: self.alpn,
+            client_ca: self.client_ca.map(|ca| dir.join(ca)),
+            sni,
+        }
+    }
 }
 
 /// Reads the config file at `path` into a plan.
@@ -128,6 +173,7 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
     set(&mut host.watch, file.watch);
     host.metrics = file.metrics.or(host.metrics);
     set(&mut host.shutdown_timeout, file.shutdown_timeout);
+    set(&mut host.tls_handshake_timeout, file.tls_handshake_timeout);
 
     // A lone listener serves every inherited socket unless it names some,
     // as the command line does.
@@ -146,6 +192,7 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
             options: entry.options.unwrap_or(ListenOptions::DEFAULT),
             backlog: entry.backlog.unwrap_or(-1),
             env: entry.env.into_iter().collect(),
+            tls: entry.tls.map(|tls| tls.settings(dir)),
         })
         .collect();
     Ok(Plan { host, listeners })
@@ -230,6 +277,22 @@ fn environment<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Strin
     Ok(env)
 }
 
+fn alpn_protocols<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let protocols = Vec::<String>::deserialize(d)?;
+    protocols.iter().map(|protocol| parse_alpn(protocol).map_err(D::Error::custom)).collect()
+}
+
+fn sni_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    if names.is_empty() {
+        return Err(D::Error::custom("an SNI entry needs at least one name"));
+    }
+    for name in &names {
+        check_sni_name(name).map_err(D::Error::custom)?;
+    }
+    Ok(names)
+}
+
 fn listen_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ListenOptions>, D::Error> {
     let names = Vec::<String>::deserialize(d)?;
     names
@@ -258,6 +321,7 @@ keyvalue = "redis://127.0.0.1:6379/2"
 allow-bucket = ["kv", "rate-limit"]
 keyvalue-keys = 5000
 keyvalue-memory = "8M"
+tls-handshake-timeout = "3s"
 
 [[listener]]
 component = "echo.wasm"
@@ -269,6 +333,9 @@ backlog = 64
 component = "/srv/kv.wasm"
 inherited = ["kv"]
 env = { BACKEND = "127.0.0.1:6379", MODE = "a=b" }
+tls = { cert = "tls/kv.crt", key = "/keys/kv.key", alpn = ["h2", "http/1.1"], client-ca = "ca.pem", sni = [
+    { names = ["a.test", "*.b.test"], cert = "a.crt", key = "a.key" },
+] }
 "#;
 
     /// Every key lands where the flags would put it; paths are relative to
@@ -303,9 +370,28 @@ env = { BACKEND = "127.0.0.1:6379", MODE = "a=b" }
         assert_eq!((plan.host.limits.keyvalue_keys, plan.host.limits.keyvalue_memory), (5000, 8 << 20));
         assert_eq!(HostFlags::default().keyvalue, Backend::Memory);
         assert!(echo.env.is_empty());
+        assert_eq!(echo.tls, None);
+        assert_eq!(plan.host.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(HostFlags::default().tls_handshake_timeout, Duration::from_secs(10));
+        let tls = kv.tls.as_ref().expect("kv serves TLS");
+        assert_eq!(
+            (tls.cert.as_path(), tls.key.as_path()),
+            (Path::new("/etc/evconn/tls/kv.crt"), Path::new("/keys/kv.key"))
+        );
+        assert_eq!(tls.alpn, ["h2", "http/1.1"]);
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/etc/evconn/ca.pem")));
+        let sni = SniCertificate {
+            names: vec!["a.test".into(), "*.b.test".into()],
+            cert: "/etc/evconn/a.crt".into(),
+            key: "/etc/evconn/a.key".into(),
+        };
+        assert_eq!(tls.sni, [sni]);
         let env = [("BACKEND".to_string(), "127.0.0.1:6379".to_string()), ("MODE".into(), "a=b".into())];
         assert_eq!(kv.env, env);
     }
+
+    const TLS_SNI_WILDCARD: &str = "[[listener]]\ncomponent = \"a.wasm\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\nsni = [{ names = [\"a.*.test\"], cert = \"c\", key = \"k\" }]\n";
+    const TLS_SNI_EMPTY: &str = "[[listener]]\ncomponent = \"a.wasm\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\nsni = [{ names = [], cert = \"c\", key = \"k\" }]\n";
 
     /// Unknown keys and bad values are refused with the line they are on.
     #[test]
@@ -322,6 +408,16 @@ env = { BACKEND = "127.0.0.1:6379", MODE = "a=b" }
             ("keyvalue = \"mysql://x\"\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "redis://HOST:PORT"),
             ("allow-bucket = [\"a:b\"]\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "not a bucket name"),
             ("[[listener]]\ncomponent = \"a.wasm\"\nenv = { \"\" = \"x\" }\n", 3, "not an environment variable name"),
+            ("[[listener]]\ncomponent = \"a.wasm\"\ntls = { cert = \"c.pem\" }\n", 3, "missing field `key`"),
+            (
+                "[[listener]]\ncomponent = \"a.wasm\"\ntls = { cert = \"c\", key = \"k\", ca = \"x\" }\n",
+                3,
+                "unknown field `ca`",
+            ),
+            ("[[listener]]\ncomponent = \"a.wasm\"\ntls = { cert = \"c\", key = \"k\", alpn = [\"\"] }\n", 3, "ALPN"),
+            (TLS_SNI_WILDCARD, 6, "a wildcard must be"),
+            (TLS_SNI_EMPTY, 6, "at least one name"),
+            ("tls-handshake-timeout = \"soon\"\n[[listener]]\ncomponent = \"a.wasm\"\n", 1, "not a duration"),
         ];
         for (text, line, reason) in cases {
             let error = parse(text, Path::new(".")).unwrap_err().to_string();

@@ -1,5 +1,5 @@
 //! Parsers for flag and config values: listen addresses, listener options,
-//! environment variables and bucket names (durations and sizes are
+//! environment variables, bucket names and ALPN protocols (durations and sizes are
 //! [`crate::base::units`]'s).
 use std::net::{IpAddr, SocketAddr};
 
@@ -75,6 +75,12 @@ pub fn check_connections(connections: u32) -> Result<u32, String> {
 /// Parses a connection count ([`check_connections`]).
 pub fn parse_connections(text: &str) -> Result<u32, String> {
     check_connections(text.parse().map_err(|_| format!("{text:?} is not a number of connections"))?)
+}
+
+/// Parses an ALPN protocol name (`--tls-alpn`): 1 to 255 bytes.
+pub fn parse_alpn(protocol: &str) -> Result<String, String> {
+    crate::net::tls::check_alpn(protocol).map_err(|e| e.to_string())?;
+    Ok(protocol.to_string())
 }
 
 /// Parses a listener option by its WIT name, such as `reuseable`.

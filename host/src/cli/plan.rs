@@ -1,7 +1,7 @@
 //! What to serve, from flags or a config file, and turning it into a
 //! [`Server`]: components loaded once each, sockets bound or inherited.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use super::{Args, HostFlags};
 use crate::net::activation::Inherited;
+use crate::net::tls::{TlsConfig, TlsSettings};
 use crate::net::{ListenOptions, ListeningSocket, ZeroBacklog, bind_listener};
 use crate::policy::Policy;
 use crate::serve::reload::Triggers;
@@ -48,6 +49,8 @@ pub struct ListenerPlan {
     pub backlog: i32,
     /// The environment its component's instances get.
     pub env: Vec<(String, String)>,
+    /// TLS on every socket of the listener (bound or inherited), if asked.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Which inherited sockets a listener entry serves.
@@ -80,6 +83,7 @@ impl Plan {
                 options: args.listen_options(),
                 backlog: args.backlog,
                 env: args.env.clone(),
+                tls: args.tls.settings(),
             }],
         })
     }
@@ -87,11 +91,16 @@ impl Plan {
     /// Checks the plan, loads each component once, binds every address
     /// (once per worker) and hands out the `inherited` sockets.
     pub fn prepare(self, inherited: Vec<Inherited>, reload_requests: Arc<Notify>) -> anyhow::Result<Server> {
-        let limits = self.host.limits.limits()?;
+        let limits = self.host.limits()?;
         let budget = Budget { keys: limits.keyvalue_keys, bytes: limits.keyvalue_memory };
         crate::net::descriptors::raise_for(limits.max_connections);
         let workers = usize::from(self.host.workers);
         let mut inherited_by_entry = assign_inherited(&self.listeners, inherited)?;
+        // Certificates load before anything is bound, as components do, and
+        // faster: a bad one fails the start at once.
+        let tls = (self.listeners.iter())
+            .map(|plan| plan.tls.clone().map(|tls| load_tls(tls, &plan.component)).transpose())
+            .collect::<anyhow::Result<Vec<_>>>()?;
 
         // Every component loads before anything is bound: a bad file fails
         // the start without having taken a port.
@@ -125,7 +134,7 @@ impl Plan {
             });
         }
 
-        for (entry, plan) in self.listeners.into_iter().enumerate() {
+        for ((entry, plan), tls) in self.listeners.into_iter().enumerate().zip(tls) {
             let mut options = plan.options;
             if workers > 1 {
                 // Each worker binds the address itself; the kernel spreads
@@ -142,7 +151,7 @@ impl Plan {
                 // The socket is bound already: only the options that act
                 // after binding (disabled, close-on-free) apply, and every
                 // worker accepts from it.
-                app.listeners.push(BoundListener { sockets: vec![socket], options: plan.options });
+                app.listeners.push(BoundListener { sockets: vec![socket], options: plan.options, tls: tls.clone() });
             }
             let mut addresses = plan.addresses;
             if addresses.is_empty() && inherited_none {
@@ -158,7 +167,7 @@ impl Plan {
                 let sockets = (0..workers)
                     .map(|_| bind_listener(address, options, plan.backlog).map(ListeningSocket::from))
                     .collect::<Result<Vec<_>, _>>()?;
-                app.listeners.push(BoundListener { sockets, options });
+                app.listeners.push(BoundListener { sockets, options, tls: tls.clone() });
             }
         }
 
@@ -191,6 +200,12 @@ impl Plan {
             },
         })
     }
+}
+
+/// The TLS configuration of a listener of `component`, read from its
+/// files; the error names the listener, the file and what is wrong with it.
+fn load_tls(settings: TlsSettings, component: &Path) -> anyhow::Result<Arc<TlsConfig>> {
+    TlsConfig::load(settings).with_context(|| format!("cannot serve TLS on the listener for {}", component.display()))
 }
 
 /// Hands each inherited socket to the listener entry that names it (or

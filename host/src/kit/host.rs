@@ -140,7 +140,7 @@ impl HostBuilder {
         let listeners = listeners
             .into_iter()
             .map(|(address, options)| {
-                Ok(BoundListener { sockets: vec![bind_listener(address, options, -1)?.into()], options })
+                Ok(BoundListener { sockets: vec![bind_listener(address, options, -1)?.into()], options, tls: None })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let addrs = listeners

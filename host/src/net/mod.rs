@@ -1,8 +1,8 @@
 //! Sockets and connections, natively: binding listening sockets with
 //! libevent's options, sockets inherited from systemd, the descriptor limit,
 //! the accept loop, outbound connections, a connection and its state machine, the
-//! output the host holds for connections and its limits, idle timeouts, and
-//! the life of a host (stopping, admitting, closing all).
+//! output the host holds for connections and its limits, idle timeouts, TLS
+//! configurations, and the life of a host (stopping, admitting, closing all).
 //! Knows nothing of WebAssembly or WIT: the layers above drive it and turn
 //! its errors into theirs.
 pub mod accept;
@@ -18,6 +18,7 @@ pub mod listener;
 mod options;
 pub mod socket;
 pub mod stream;
+pub mod tls;
 
 pub use accept::{Acceptor, accept_loop};
 pub use budget::OutputBudget;

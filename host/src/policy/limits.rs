@@ -1,6 +1,6 @@
 //! What one guest and one peer may use: callback time, instance memory,
 //! timers, connections (accepted and outbound), output the host holds,
-//! idle time, and the in-memory store.
+//! idle time, the in-memory store, and TLS handshakes.
 use std::time::Duration;
 
 /// The limits a host enforces, all checked before the first accept.
@@ -39,6 +39,9 @@ pub struct Limits {
     /// The most bytes of keys and values (and a little per key) the
     /// in-memory store holds.
     pub keyvalue_memory: usize,
+    /// How long a TLS client may take to finish its handshake; past it the
+    /// connection is closed before the guest sees it.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             idle_timeout: Some(Duration::from_secs(300)),
             keyvalue_keys: 1_000_000,
             keyvalue_memory: 256 << 20,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Serving: a running host's reactor threads, each with a worker per
 //! component that runs its guest's callbacks for the connections its
-//! listeners accept; hot reload; the orderly stop. Ties the layers below
-//! together: [`crate::net`] accepts and moves bytes, [`crate::wasm`] runs the
-//! guest, [`crate::policy`] says what is allowed, [`crate::telemetry`]
-//! counts.
+//! listeners accept; hot reload of components and certificates; the orderly
+//! stop. Ties the layers below together: [`crate::net`] accepts and moves
+//! bytes, [`crate::wasm`] runs the guest, [`crate::policy`] says what is
+//! allowed, [`crate::telemetry`] counts.
+mod certificates;
 mod mount;
 mod reactor;
 pub mod reload;

@@ -12,6 +12,7 @@ use super::Services;
 use super::reactor::Reactor;
 use super::route::Route;
 use super::worker::Worker;
+use crate::net::tls::TlsConfig;
 use crate::net::{ListenOptions, Listener, ListeningSocket, accept_loop};
 use crate::wasm::{Compiled, Isolation};
 
@@ -37,6 +38,9 @@ pub struct BoundListener {
     pub sockets: Vec<ListeningSocket>,
     /// The options it was bound with.
     pub options: ListenOptions,
+    /// The TLS its connections are served with, shared by every socket
+    /// and reloaded in place; `None` for plain TCP.
+    pub tls: Option<Arc<TlsConfig>>,
 }
 
 /// A component as it runs: its file, its environment, and where it is

@@ -1,6 +1,7 @@
 //! Hot reload: on request (SIGHUP) or when a component's file changes
 //! (`--watch`), load the component again, check it against the world, start
-//! it on every reactor, and route new connections to it. Connections already
+//! it on every reactor, and route new connections to it; the listeners'
+//! TLS certificates reload on the same triggers ([`super::certificates`]). Connections already
 //! open finish on the version that accepted them; listening sockets never
 //! close. A file that does not load or a guest that fails to start is
 //! refused, and the running version keeps serving. On request, the
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 use super::Services;
+use super::certificates::Certificates;
 use super::mount::{Mount, Mounted};
 use super::worker::Worker;
 use crate::wasm::{Isolation, Loader};
@@ -41,10 +43,11 @@ pub(super) fn look_at(paths: impl Iterator<Item = PathBuf>) -> Vec<Watched> {
 }
 
 /// Reloads on every trigger, forever. `stamps` are from [`look_at`], one
-/// per app.
+/// per app; `certificates` are the listeners' TLS configurations.
 pub(super) async fn serve(
     apps: &[Mounted],
     mut stamps: Vec<Watched>,
+    mut certificates: Certificates,
     triggers: Triggers,
     loader: &Loader,
     services: &Services,
@@ -67,6 +70,7 @@ pub(super) async fn serve(
                     *stamp = Watched::new(&app.path);
                     reload(app, loader, services, isolation).await;
                 }
+                certificates.reload_all();
             }
             _ = async { poll.as_mut().expect("guarded").tick().await }, if poll.is_some() => {
                 for (app, stamp) in apps.iter().zip(&mut stamps) {
@@ -76,6 +80,7 @@ pub(super) async fn serve(
                         reload(app, loader, services, isolation).await;
                     }
                 }
+                certificates.reload_changed();
             }
         }
     }
@@ -152,7 +157,7 @@ async fn start(
 
 /// A file's size and modification time, as last seen.
 #[derive(Debug, PartialEq, Clone, Copy)]
-struct Stamp {
+pub(super) struct Stamp {
     len: u64,
     modified: Option<SystemTime>,
 }
@@ -164,31 +169,42 @@ impl Stamp {
     }
 }
 
-/// What `--watch` knows of one file.
+/// What `--watch` knows of a file, or of files loaded together (a
+/// certificate and its key).
 #[derive(Debug)]
 pub(super) struct Watched {
-    /// The version loaded last.
-    loaded: Option<Stamp>,
+    /// The versions loaded last.
+    loaded: Vec<Option<Stamp>>,
     /// What the previous look saw.
-    seen: Option<Stamp>,
+    seen: Vec<Option<Stamp>>,
 }
 
 impl Watched {
     fn new(path: &Path) -> Self {
-        let now = Stamp::of(path);
-        Watched { loaded: now, seen: now }
+        Self::all(std::slice::from_ref(&path.to_path_buf()))
     }
 
-    /// Whether the file differs from the version loaded and has held still
-    /// since the previous look (so a file being written is not loaded
-    /// half-way). A missing file is no change: it may be being replaced.
+    /// Files that load together, as they are now.
+    pub(super) fn all(paths: &[PathBuf]) -> Self {
+        let now: Vec<_> = paths.iter().map(|path| Stamp::of(path)).collect();
+        Watched { loaded: now.clone(), seen: now }
+    }
+
     fn settled_change(&mut self, path: &Path) -> bool {
-        let now = Stamp::of(path);
-        let settled = now.is_some() && now == self.seen && now != self.loaded;
-        self.seen = now;
+        self.all_settled_change(std::slice::from_ref(&path.to_path_buf()))
+    }
+
+    /// Whether a file differs from the version loaded and every one has held
+    /// still since the previous look (so a file being written, or a
+    /// certificate whose key is still to come, is not loaded half-way). A
+    /// missing file is no change: it may be being replaced.
+    pub(super) fn all_settled_change(&mut self, paths: &[PathBuf]) -> bool {
+        let now: Vec<_> = paths.iter().map(|path| Stamp::of(path)).collect();
+        let settled = now.iter().all(Option::is_some) && now == self.seen && now != self.loaded;
         if settled {
-            self.loaded = now;
+            self.loaded = now.clone();
         }
+        self.seen = now;
         settled
     }
 }

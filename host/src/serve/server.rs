@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::Services;
+use super::certificates::Certificates;
 use super::mount::{App, Mounted, mount};
 use super::reactor::Reactor;
 use super::reload;
@@ -73,6 +74,8 @@ impl Server {
         let lifecycle = services.lifecycle.clone();
         let reactors = (0..self.workers).map(Reactor::start).collect::<anyhow::Result<Vec<_>>>()?;
         let stamps = reload::look_at(self.apps.iter().map(|app| app.path.clone()));
+        let tls = self.apps.iter().flat_map(|app| app.listeners.iter().filter_map(|listener| listener.tls.clone()));
+        let certificates = Certificates::new(tls);
         let mut apps = Vec::with_capacity(self.apps.len());
         for app in self.apps {
             let mounts = mount(&app, &reactors, &services, self.isolation).await?;
@@ -96,7 +99,8 @@ impl Server {
         // Goes on while open connections drain, as their timeouts would.
         let idle_sweep = (services.policy.limits.idle_timeout)
             .map(|timeout| tokio::spawn(idle::sweep(lifecycle.open().clone(), timeout)));
-        let reloading = reload::serve(&apps, stamps, self.reload, &self.loader, &services, self.isolation);
+        let reloading =
+            reload::serve(&apps, stamps, certificates, self.reload, &self.loader, &services, self.isolation);
         tokio::select! {
             // The guest called loop-exit.
             () = lifecycle.stopped() => {}

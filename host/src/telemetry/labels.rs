@@ -1,5 +1,6 @@
 //! What the host counts by: why a connection ended, which callback ran,
-//! which store call a guest made and how it ended.
+//! which store call a guest made and how it ended, how a TLS handshake
+//! ended.
 //! These are the values of the `reason` and `callback` labels, and the
 //! layers that act on them (the connection's state machine, the calls into
 //! the guest) use the same types; and the label sets of the metrics.
@@ -172,6 +173,32 @@ impl KeyvalueOutcome {
     }
 }
 
+/// How a TLS handshake ended, as the `outcome` label names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeOutcome {
+    /// It finished: the connection goes on to the guest.
+    Ok,
+    /// The client or the host gave up on it: no common protocol, a
+    /// certificate refused, a malformed message, the connection closed.
+    Failed,
+    /// It did not finish within `--tls-handshake-timeout`.
+    Timeout,
+}
+
+impl HandshakeOutcome {
+    /// Every outcome, in the order `Stats` keeps them.
+    pub const ALL: [HandshakeOutcome; 3] = [HandshakeOutcome::Ok, HandshakeOutcome::Failed, HandshakeOutcome::Timeout];
+
+    /// The `outcome` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeOutcome::Ok => "ok",
+            HandshakeOutcome::Failed => "failed",
+            HandshakeOutcome::Timeout => "timeout",
+        }
+    }
+}
+
 /// The labels of a metric counted per component.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ComponentLabels {
@@ -214,6 +241,13 @@ pub(crate) struct KeyvalueOpLabels {
     pub(crate) op: &'static str,
 }
 
+/// The labels of `evconn_tls_handshakes_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HandshakeLabels {
+    pub(crate) component: String,
+    pub(crate) outcome: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +265,9 @@ mod tests {
             assert_eq!(op as usize, index, "{}", op.name());
         }
         for (index, outcome) in KeyvalueOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, index, "{}", outcome.name());
+        }
+        for (index, outcome) in HandshakeOutcome::ALL.into_iter().enumerate() {
             assert_eq!(outcome as usize, index, "{}", outcome.name());
         }
     }

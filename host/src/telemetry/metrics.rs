@@ -12,11 +12,11 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::counts::{CountFamilies, PerComponent, registered};
 use super::labels::{
-    AcceptErrorLabels, Callback, CallbackLabels, CloseReason, ClosedLabels, ComponentLabels, KeyvalueLabels,
-    KeyvalueOpLabels,
+    AcceptErrorLabels, Callback, CallbackLabels, CloseReason, ClosedLabels, ComponentLabels, HandshakeLabels,
+    KeyvalueLabels, KeyvalueOpLabels,
 };
 use super::latency::Latency;
-use super::stats::{KeyvalueSeries, Stats};
+use super::stats::{HandshakeSeries, KeyvalueSeries, Stats};
 use crate::base::sync::lock;
 
 /// The content type of [`Metrics::encode`]'s text.
@@ -36,6 +36,8 @@ pub struct Metrics {
     callbacks: Family<CallbackLabels, Latency>,
     keyvalue_calls: Family<KeyvalueLabels, Counter>,
     keyvalue_durations: Family<KeyvalueOpLabels, Latency>,
+    handshakes: Family<HandshakeLabels, Counter>,
+    handshake_durations: PerComponent<Latency>,
     /// Each component's handles, by name: versions of a component that hot
     /// reload swaps in add to the same counts.
     components: Mutex<BTreeMap<Arc<str>, Arc<Stats>>>,
@@ -75,6 +77,13 @@ impl Default for Metrics {
                 "How long wasi:keyvalue calls took, waiting on the store included",
                 Some(Unit::Seconds),
             ),
+            handshakes: registered(r, "evconn_tls_handshakes", "TLS handshakes, by how they ended", None),
+            handshake_durations: registered(
+                r,
+                "evconn_tls_handshake_duration",
+                "How long TLS handshakes that finished took",
+                Some(Unit::Seconds),
+            ),
             components: Mutex::default(),
             registry,
         }
@@ -106,6 +115,7 @@ impl Metrics {
             closed: CloseReason::ALL.map(|reason| self.closed.get_or_create_owned(&closed(reason))),
             callbacks: Callback::ALL.map(|c| self.callbacks.get_or_create_owned(&callback(c))),
             keyvalue: KeyvalueSeries::new(self.keyvalue_calls.clone(), self.keyvalue_durations.clone()),
+            handshakes: HandshakeSeries::new(self.handshakes.clone(), self.handshake_durations.clone()),
             accept_errors: self.accept_errors.clone(),
             component: component.to_string(),
         }
@@ -161,6 +171,7 @@ mod tests {
         let stats = metrics.component(&"x".into());
         stats.accept_error(&std::io::Error::from_raw_os_error(libc::EMFILE));
         stats.keyvalue(super::super::KeyvalueOp::Get, super::super::KeyvalueOutcome::Ok, std::time::Duration::ZERO);
+        stats.tls_handshake(super::super::HandshakeOutcome::Ok, std::time::Duration::ZERO);
         let text = metrics.encode();
         let families: std::collections::BTreeSet<&str> = text
             .lines()

@@ -9,7 +9,7 @@ mod metrics;
 mod stats;
 
 pub use counts::Counts;
-pub use labels::{Callback, CloseReason, KeyvalueOp, KeyvalueOutcome};
+pub use labels::{Callback, CloseReason, HandshakeOutcome, KeyvalueOp, KeyvalueOutcome};
 pub use latency::Latency;
 pub use metrics::{CONTENT_TYPE, Metrics};
 pub use stats::{Stats, Traffic};

@@ -9,7 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::counts::Counts;
 use super::labels::{
-    AcceptErrorLabels, Callback, CloseReason, KeyvalueLabels, KeyvalueOp, KeyvalueOpLabels, KeyvalueOutcome,
+    AcceptErrorLabels, Callback, CloseReason, ComponentLabels, HandshakeLabels, HandshakeOutcome, KeyvalueLabels,
+    KeyvalueOp, KeyvalueOpLabels, KeyvalueOutcome,
 };
 use super::latency::Latency;
 
@@ -33,6 +34,8 @@ pub struct Stats {
     pub(super) callbacks: [Latency; Callback::ALL.len()],
     /// Store calls: made when first counted.
     pub(super) keyvalue: KeyvalueSeries,
+    /// TLS handshakes: made when first counted.
+    pub(super) handshakes: HandshakeSeries,
     /// Failed accepts reported to the guest, by errno: resolved when one
     /// happens, which is rare.
     pub(super) accept_errors: Family<AcceptErrorLabels, Counter>,
@@ -56,6 +59,26 @@ impl KeyvalueSeries {
         duration_family: Family<KeyvalueOpLabels, Latency>,
     ) -> Self {
         KeyvalueSeries { call_family, duration_family, calls: Default::default(), durations: Default::default() }
+    }
+}
+
+/// A component's TLS handshake series, each made on its first count, as
+/// the store's are: most components serve no TLS, and their `/metrics`
+/// should not say they had zero handshakes.
+#[derive(Debug)]
+pub(super) struct HandshakeSeries {
+    count_family: Family<HandshakeLabels, Counter>,
+    duration_family: Family<ComponentLabels, Latency>,
+    counts: [OnceLock<Counter>; HandshakeOutcome::ALL.len()],
+    durations: OnceLock<Latency>,
+}
+
+impl HandshakeSeries {
+    pub(super) fn new(
+        count_family: Family<HandshakeLabels, Counter>,
+        duration_family: Family<ComponentLabels, Latency>,
+    ) -> Self {
+        HandshakeSeries { count_family, duration_family, counts: Default::default(), durations: OnceLock::new() }
     }
 }
 
@@ -105,6 +128,30 @@ impl Stats {
     /// How many store calls `op` ended with `outcome`.
     pub fn keyvalue_count(&self, op: KeyvalueOp, outcome: KeyvalueOutcome) -> u64 {
         self.keyvalue.calls[op as usize][outcome as usize].get().map_or(0, Counter::get)
+    }
+
+    /// Counts a TLS handshake that ended with `outcome` after `duration`;
+    /// only finished ones count in the durations, so that timeouts and
+    /// clients that never finish do not drown them.
+    pub fn tls_handshake(&self, outcome: HandshakeOutcome, duration: std::time::Duration) {
+        let series = &self.handshakes;
+        let count = series.counts[outcome as usize].get_or_init(|| {
+            let labels = HandshakeLabels { component: self.component.clone(), outcome: outcome.name() };
+            series.count_family.get_or_create_owned(&labels)
+        });
+        count.inc();
+        if outcome == HandshakeOutcome::Ok {
+            let durations = series.durations.get_or_init(|| {
+                let labels = ComponentLabels { component: self.component.clone() };
+                series.duration_family.get_or_create_owned(&labels)
+            });
+            durations.observe(duration);
+        }
+    }
+
+    /// How many TLS handshakes ended with `outcome`.
+    pub fn tls_handshake_count(&self, outcome: HandshakeOutcome) -> u64 {
+        self.handshakes.counts[outcome as usize].get().map_or(0, Counter::get)
     }
 
     /// Counts a failed `accept()` reported to the guest.
@@ -161,6 +208,31 @@ mod tests {
         assert_eq!(errno_name(&io::Error::from_raw_os_error(libc::ENFILE)), "ENFILE");
         assert_eq!(errno_name(&io::Error::from_raw_os_error(4095)), "4095");
         assert_eq!(errno_name(&io::Error::other("no errno")), "unknown");
+    }
+
+    /// The TLS series appear once a handshake is counted, and only the
+    /// outcomes seen; durations count finished handshakes alone.
+    #[test]
+    fn tls_handshakes_show_once_counted() {
+        let metrics = super::super::Metrics::default();
+        let stats = metrics.component(&"echo".into());
+        assert!(!metrics.encode().contains("evconn_tls_"), "no handshake yet:\n{}", metrics.encode());
+        stats.tls_handshake(HandshakeOutcome::Ok, std::time::Duration::from_millis(3));
+        stats.tls_handshake(HandshakeOutcome::Ok, std::time::Duration::from_millis(5));
+        stats.tls_handshake(HandshakeOutcome::Timeout, std::time::Duration::from_secs(10));
+        let text = metrics.encode();
+        for line in [
+            "# TYPE evconn_tls_handshakes counter",
+            "evconn_tls_handshakes_total{component=\"echo\",outcome=\"ok\"} 2",
+            "evconn_tls_handshakes_total{component=\"echo\",outcome=\"timeout\"} 1",
+            "# TYPE evconn_tls_handshake_duration_seconds histogram",
+            "evconn_tls_handshake_duration_seconds_count{component=\"echo\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert!(!text.contains("outcome=\"failed\""), "an outcome not seen has no series:\n{text}");
+        assert_eq!(stats.tls_handshake_count(HandshakeOutcome::Ok), 2);
+        assert_eq!(stats.tls_handshake_count(HandshakeOutcome::Failed), 0);
     }
 
     /// The log line names every count.
