@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use super::connection::unix_endpoint;
+use super::tls::TlsConfig;
 use super::{Endpoint, ListenOptions, ListeningSocket, Stream};
 
 /// Whether the accept loop runs.
@@ -37,12 +38,25 @@ pub struct Listener {
     /// `false` after `set-accept-callback(false)`: connections are accepted
     /// and closed at once.
     deliver: AtomicBool,
+    /// The certificates of an operator's TLS listener: each connection's
+    /// handshake comes before the guest hears of it.
+    tls: Option<Arc<TlsConfig>>,
 }
 
 impl Listener {
     /// Wraps a bound, listening, non-blocking socket. Must be called inside a
     /// tokio runtime.
     pub fn new(id: u64, socket: ListeningSocket, options: ListenOptions) -> io::Result<Arc<Self>> {
+        Self::with_tls(id, socket, options, None)
+    }
+
+    /// As `new`, terminating TLS with `tls` when given.
+    pub fn with_tls(
+        id: u64,
+        socket: ListeningSocket,
+        options: ListenOptions,
+        tls: Option<Arc<TlsConfig>>,
+    ) -> io::Result<Arc<Self>> {
         let local = socket.local()?;
         let fd = socket.as_raw_fd();
         let socket = match socket {
@@ -59,7 +73,13 @@ impl Listener {
             socket: Mutex::new(Some(Arc::new(socket))),
             accept_state: watch::Sender::new(initial),
             deliver: AtomicBool::new(true),
+            tls,
         }))
+    }
+
+    /// The certificates of a TLS listener.
+    pub fn tls(&self) -> Option<&Arc<TlsConfig>> {
+        self.tls.as_ref()
     }
 
     /// The listener's id.

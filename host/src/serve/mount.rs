@@ -77,7 +77,7 @@ pub(super) async fn mount(
                 None => listener.sockets[0].try_clone(),
             }
             .context("cannot duplicate a listening socket")?;
-            sockets.push((socket, listener.options));
+            sockets.push((socket, listener.options, listener.tls.clone()));
         }
         let services = services.clone();
         let compiled = app.component.clone();
@@ -87,7 +87,7 @@ pub(super) async fn mount(
             let lifecycle = &services.lifecycle;
             let listeners = sockets
                 .into_iter()
-                .map(|(socket, options)| Listener::new(lifecycle.next_listener_id(), socket, options))
+                .map(|(socket, options, tls)| Listener::with_tls(lifecycle.next_listener_id(), socket, options, tls))
                 .collect::<std::io::Result<Vec<_>>>()?;
             let worker = Worker::new(compiled, name, env, services.clone(), isolation, listeners.clone())
                 .await

@@ -5,6 +5,7 @@ mod config;
 mod current;
 mod error;
 mod files;
+mod handshake;
 mod info;
 mod sni;
 #[cfg(test)]
@@ -13,5 +14,6 @@ pub(crate) mod testing;
 pub use config::{SniCertificate, TlsSettings, check_alpn};
 pub use current::TlsConfig;
 pub use error::TlsError;
+pub use handshake::{HandshakeError, handshake};
 pub use info::{PeerCertificate, TlsInfo};
 pub use sni::check_sni_name;

@@ -10,14 +10,15 @@ mod outbound;
 mod timers;
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use self::timers::{Step, TimerSlot};
 use super::slot::{Home, Slot, TrapBackoff};
 use super::{ConnectionWatch, Services};
 use crate::base::sync::{AsyncLockGuard, lock};
+use crate::net::tls::{HandshakeError, handshake};
 use crate::net::{Admission, Connection, Endpoint, Lifecycle, Listener, OutputLimits, Ready, Stream};
-use crate::telemetry::{Callback, CloseReason, Stats};
+use crate::telemetry::{Callback, CloseReason, HandshakeOutcome, Stats};
 use crate::wasm::{Compiled, Event, Instance, InstanceContext, Isolation, Outcome, Owner, Timers};
 
 /// The most bytes handed to one `on-data` call, as libevent's
@@ -187,7 +188,9 @@ impl Worker {
 
     /// Serves a connection accepted on `listener` in a task of its own,
     /// holding `admission` (a `--max-connections` slot, and what a stopping
-    /// host waits for) until it ends.
+    /// host waits for) until it ends. On a TLS listener the handshake comes
+    /// first, in that task, bounded by `--tls-handshake-timeout`: a client
+    /// that does not finish it is closed and never reaches the guest.
     pub(super) fn spawn_connection(
         self: &Arc<Self>,
         listener: Arc<Listener>,
@@ -195,10 +198,44 @@ impl Worker {
         peer: Endpoint,
         admission: Admission,
     ) {
+        let Some(tls) = listener.tls().cloned() else {
+            return self.start_connection(listener, stream, peer, None, admission);
+        };
+        let worker = self.clone();
+        let timeout = self.context.policy.limits.tls_handshake_timeout;
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match handshake(&tls, stream, timeout).await {
+                Ok((stream, session)) => {
+                    worker.stats().tls_handshake(HandshakeOutcome::Ok, started.elapsed());
+                    worker.start_connection(listener, stream, peer, Some(session), admission);
+                }
+                Err(e) => {
+                    let outcome = match e {
+                        HandshakeError::TimedOut(_) => HandshakeOutcome::Timeout,
+                        HandshakeError::Failed(_) => HandshakeOutcome::Failed,
+                    };
+                    worker.stats().tls_handshake(outcome, started.elapsed());
+                    tracing::debug!(%peer, listener = listener.id(), error = %e, "closed before the guest saw it");
+                }
+            }
+        });
+    }
+
+    /// Serves a connection, its handshake done if it has one, in a task of
+    /// its own.
+    fn start_connection(
+        self: &Arc<Self>,
+        listener: Arc<Listener>,
+        stream: Stream,
+        peer: Endpoint,
+        tls: Option<rustls::ServerConnection>,
+        admission: Admission,
+    ) {
         let id = self.lifecycle().next_connection_id();
         // Made before the task, so that the task does not carry the stream
         // and address it was made from for the connection's whole life.
-        let conn = match Connection::new(id, stream, peer, None, self.context.output.clone(), self.stats().traffic()) {
+        let conn = match Connection::new(id, stream, peer, tls, self.context.output.clone(), self.stats().traffic()) {
             Ok(conn) => Arc::new(conn),
             Err(e) => {
                 tracing::debug!(error = %e, "connection lost before it was served");
