@@ -32,6 +32,11 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// redis-benchmark (50 clients; SET, GET and INCR, one request at a time
 /// and 16 pipelined): evconn's host with the kv guest, its data in the
 /// host's in-memory store (both isolation models), and redis-server.
+/// With --suite tls, the servers terminate TLS (TLS 1.3, AES-128-GCM,
+/// X25519, a P-256 certificate made for the run): evconn's host with the
+/// echo guest on the shared model, HAProxy (one thread) relaying to the
+/// native echo, and a native tokio-rustls echo; full handshakes per second
+/// and bulk over TLS.
 /// Rounds rotate the order of the servers. Exits non-zero when a server
 /// fails to start or a figure is missing, except libevent when
 /// --libevent-missing says why it could not be built, and the guest-socket
@@ -164,6 +169,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE", default_value = "/usr/bin/redis-benchmark")]
     pub redis_benchmark: PathBuf,
 
+    /// The native tokio-rustls echo (this crate's `native-tls-echo`).
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/native-tls-echo"))]
+    pub native_tls_echo: PathBuf,
+
     /// nginx's stream module (Debian's `libnginx-mod-stream`).
     #[arg(long, value_name = "FILE", default_value = crate::proxies::NGINX_STREAM_MODULE)]
     pub nginx_stream_module: PathBuf,
@@ -215,7 +224,7 @@ impl Args {
         let idle = self.idle_connections.unwrap_or(match self.suite {
             Suite::Echo => 10_000,
             Suite::Proxy => 4_000,
-            Suite::Kv => 0,
+            Suite::Kv | Suite::Tls => 0,
         });
         let (rounds, window, idle, starts) = if self.smoke {
             (1, Duration::from_millis(300), idle.min(200), 1)
@@ -282,6 +291,17 @@ pub mod tests {
         assert_eq!(plan().tests, Test::ALL[..8]);
         let asked = Args::parse_from(["bench", "--suite", "proxy", "--idle-connections", "50"]);
         assert_eq!(asked.plan().unwrap().idle_connections, 50);
+    }
+
+    #[test]
+    fn the_tls_suite_runs_handshakes_and_bulk_over_tls_alone() {
+        let tls = Args::parse_from(["bench", "--suite", "tls"]);
+        assert_eq!(tls.plan().unwrap().tests, [Test::Handshake, Test::TlsBulk]);
+        assert!(tls.out_dir().to_string_lossy().ends_with("-tls"));
+        for suite in ["echo", "proxy", "kv"] {
+            let tests = Args::parse_from(["bench", "--suite", suite]).plan().unwrap().tests;
+            assert!(!tests.contains(&Test::Handshake) && !tests.contains(&Test::TlsBulk), "{suite}: {tests:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use serde::Serialize;
 /// `Start` times the starts themselves; `Curve` is ping-pong again at
 /// several numbers of connections; `Floor` runs no server, but the echo
 /// guest on wasmtime alone (`floor`). `Redis` is the kv suite's: Debian's
-/// `redis-benchmark` against a RESP server (`load/redis.rs`).
+/// `redis-benchmark` against a RESP server (`load/redis.rs`). `Handshake`
+/// and `TlsBulk` are the tls suite's: full TLS handshakes, and bulk over
+/// TLS (`load/handshake.rs`, `load/bulk.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Test {
@@ -19,10 +21,12 @@ pub enum Test {
     Curve,
     Floor,
     Redis,
+    Handshake,
+    TlsBulk,
 }
 
 impl Test {
-    pub const ALL: [Test; 9] = [
+    pub const ALL: [Test; 11] = [
         Test::Start,
         Test::PingPong,
         Test::Latency,
@@ -32,6 +36,8 @@ impl Test {
         Test::Curve,
         Test::Floor,
         Test::Redis,
+        Test::Handshake,
+        Test::TlsBulk,
     ];
 
     pub fn key(self) -> &'static str {
@@ -45,6 +51,8 @@ impl Test {
             Test::Curve => "curve",
             Test::Floor => "floor",
             Test::Redis => "redis-benchmark",
+            Test::Handshake => "handshake",
+            Test::TlsBulk => "tls-bulk",
         }
     }
 }
@@ -86,6 +94,13 @@ pub enum Figure {
     GetPipelinedCpu,
     IncrPipelined,
     IncrPipelinedCpu,
+    /// The tls suite: full TLS 1.3 handshakes (each with one exchange) per
+    /// second and the server's CPU per handshake; bulk over TLS and the
+    /// server's CPU per megabyte.
+    Handshakes,
+    CpuPerHandshake,
+    TlsBulkRate,
+    TlsCpuPerMegabyte,
 }
 
 /// By key, which carries the unit: `round-trips-per-s`.
@@ -96,7 +111,7 @@ impl Serialize for Figure {
 }
 
 impl Figure {
-    pub const ALL: [Figure; 25] = [
+    pub const ALL: [Figure; 29] = [
         Figure::RoundTrips,
         Figure::CpuPerRoundTrip,
         Figure::LatencyP50,
@@ -122,6 +137,10 @@ impl Figure {
         Figure::GetPipelinedCpu,
         Figure::IncrPipelined,
         Figure::IncrPipelinedCpu,
+        Figure::Handshakes,
+        Figure::CpuPerHandshake,
+        Figure::TlsBulkRate,
+        Figure::TlsCpuPerMegabyte,
     ];
 
     /// The kv suite's figures: for each redis-benchmark run (command and
@@ -162,6 +181,10 @@ impl Figure {
             Figure::GetPipelinedCpu => "get-p16-server-cpu-us-per-request",
             Figure::IncrPipelined => "incr-p16-requests-per-s",
             Figure::IncrPipelinedCpu => "incr-p16-server-cpu-us-per-request",
+            Figure::Handshakes => "tls-handshakes-per-s",
+            Figure::CpuPerHandshake => "server-cpu-us-per-tls-handshake",
+            Figure::TlsBulkRate => "tls-bulk-mb-per-s",
+            Figure::TlsCpuPerMegabyte => "tls-server-cpu-ms-per-mb",
         }
     }
 
@@ -193,6 +216,10 @@ impl Figure {
             Figure::GetPipelinedCpu => "GET x 16: server CPU per request",
             Figure::IncrPipelined => "INCR, 50 clients x 16 pipelined: requests/s",
             Figure::IncrPipelinedCpu => "INCR x 16: server CPU per request",
+            Figure::Handshakes => "TLS 1.3 full handshake, exchange, close: handshakes/s",
+            Figure::CpuPerHandshake => "TLS handshake: server CPU per handshake",
+            Figure::TlsBulkRate => "bulk over TLS, 10 conns x 16 KiB writes: MB/s",
+            Figure::TlsCpuPerMegabyte => "bulk over TLS: server CPU per MB",
         }
     }
 
@@ -210,6 +237,10 @@ impl Figure {
             Figure::SetPipelined | Figure::GetPipelined | Figure::IncrPipelined => "1/s",
             Figure::SetCpu | Figure::GetCpu | Figure::IncrCpu => "us",
             Figure::SetPipelinedCpu | Figure::GetPipelinedCpu | Figure::IncrPipelinedCpu => "us",
+            Figure::Handshakes => "1/s",
+            Figure::CpuPerHandshake => "us",
+            Figure::TlsBulkRate => "MB/s",
+            Figure::TlsCpuPerMegabyte => "ms",
         }
     }
 
@@ -222,6 +253,8 @@ impl Figure {
             Figure::ConnectRate | Figure::CpuPerConnection => Test::Connect,
             Figure::IdleMemory | Figure::StartMemory => Test::Idle,
             Figure::ColdStart | Figure::WarmStart | Figure::PrecompiledStart => Test::Start,
+            Figure::Handshakes | Figure::CpuPerHandshake => Test::Handshake,
+            Figure::TlsBulkRate | Figure::TlsCpuPerMegabyte => Test::TlsBulk,
             _ => Test::Redis,
         }
     }
@@ -241,6 +274,7 @@ impl Figure {
             Figure::RoundTrips | Figure::BulkRate | Figure::ConnectRate => Better::Higher,
             Figure::Set | Figure::Get | Figure::Incr => Better::Higher,
             Figure::SetPipelined | Figure::GetPipelined | Figure::IncrPipelined => Better::Higher,
+            Figure::Handshakes | Figure::TlsBulkRate => Better::Higher,
             _ => Better::Lower,
         }
     }

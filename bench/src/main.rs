@@ -1,6 +1,7 @@
 //! `bench`: runs evconn's host, native echo servers and an echo guest that
 //! owns its socket side by side on loopback, generates the load, and writes
 //! the report.
+mod certificate;
 mod cli;
 mod clock;
 mod figures;
@@ -15,6 +16,7 @@ mod servers;
 mod startup;
 mod stats;
 mod system;
+mod tls_client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,14 +74,27 @@ fn run(args: cli::Args) -> Result<bool, String> {
             None => Ok(args.redis_server.clone()),
         },
         redis_benchmark: args.redis_benchmark.clone(),
+        native_tls_echo: args.native_tls_echo.clone(),
+        tls: None,
         configs: PathBuf::new(),
         backend: None,
     };
     programs.check(args.suite)?;
     let out = args.out_dir();
     let logs = out.join("logs");
-    let programs = Programs { configs: out.join("configs"), ..programs };
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    // The tls suite's certificate is the run's own, made now and removed
+    // with its key when the run ends.
+    let certificate_dir = out.join("tls");
+    let tls = match plan.suite {
+        servers::Suite::Tls => {
+            let certificate = certificate::RunCertificate::make(&certificate_dir)?;
+            let client = tls_client::config(&certificate.der)?;
+            Some(servers::Tls { certificate, client })
+        }
+        _ => None,
+    };
+    let programs = Programs { configs: out.join("configs"), tls, ..programs };
 
     // The server gets the first CPU, the load the second; the latency client
     // shares the server's (see load/latency.rs). Threads inherit the pin of
@@ -100,7 +115,7 @@ fn run(args: cli::Args) -> Result<bool, String> {
     // the backend's.
     let per_connection = match plan.suite {
         servers::Suite::Echo | servers::Suite::Kv => 1,
-        servers::Suite::Proxy => 2,
+        servers::Suite::Proxy | servers::Suite::Tls => 2,
     };
     let most = (nofile as usize).saturating_sub(100) / per_connection;
     if plan.idle_connections > most {
@@ -114,6 +129,11 @@ fn run(args: cli::Args) -> Result<bool, String> {
         .map_err(|e| format!("cannot start the load generator's runtime: {e}"))?;
     eprintln!("bench: writing to {}", out.display());
     let results = runner::run(&programs, &plan, pins, &logs, &out.join("start"), &runtime);
+    if programs.tls.is_some()
+        && let Err(e) = std::fs::remove_dir_all(&certificate_dir)
+    {
+        eprintln!("bench: cannot remove {}: {e}", certificate_dir.display());
+    }
     let context = report::Context {
         plan: &plan,
         pins,

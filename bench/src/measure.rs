@@ -90,6 +90,19 @@ pub fn run(
             let cpu = per_op(&w, 1e6)?;
             outcome([(Figure::ConnectRate, w.rate()), (Figure::CpuPerConnection, cpu)], w)
         }
+        Test::Handshake => {
+            let client = programs.tls().client.clone();
+            let w = runtime.block_on(load::handshake::run(address, pid, plan, client))?;
+            let cpu = per_op(&w, 1e6)?;
+            outcome([(Figure::Handshakes, w.rate()), (Figure::CpuPerHandshake, cpu)], w)
+        }
+        Test::TlsBulk => {
+            let client = programs.tls().client.clone();
+            let w = runtime.block_on(load::bulk::run_tls(address, pid, plan, client))?;
+            // Plaintext bytes echoed; CPU per 10^6 of them, in milliseconds.
+            let cpu = per_op(&w, 1e6 * 1e3)?;
+            outcome([(Figure::TlsBulkRate, w.rate() / 1e6), (Figure::TlsCpuPerMegabyte, cpu)], w)
+        }
         Test::Redis => {
             let (values, usage) = load::redis::run(&programs.redis_benchmark, address, pid, plan)?;
             Outcome { values, usage: Some(usage), count: 0, note: None, runs: BTreeMap::new() }

@@ -1,5 +1,6 @@
-//! The proxy suite's third-party proxies: the configuration files HAProxy
-//! and nginx are started with, written fresh for each start.
+//! The third-party proxies: the configuration files HAProxy and nginx are
+//! started with, written fresh for each start (the proxy suite's, and the
+//! tls suite's HAProxy terminating TLS).
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -15,10 +16,23 @@ pub const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.
 /// HAProxy relaying `listen` to `backend` in `mode tcp` on one thread, with
 /// timeouts that outlast every test (an idle connection must stay open).
 pub fn haproxy_config(listen: SocketAddr, backend: SocketAddr) -> String {
+    haproxy(&listen.to_string(), backend)
+}
+
+/// The same, terminating TLS on `listen` with the certificate and key in
+/// `pem` (HAProxy's `crt` takes both in one file) and relaying plain TCP:
+/// TLS termination in front of a native echo. OpenSSL's defaults
+/// otherwise; the clients pick the version and cipher.
+pub fn haproxy_tls_config(listen: SocketAddr, backend: SocketAddr, pem: &Path) -> String {
+    haproxy(&format!("{listen} ssl crt {}", pem.display()), backend)
+}
+
+/// HAProxy's configuration with `bind` taking `bind`.
+fn haproxy(bind: &str, backend: SocketAddr) -> String {
     format!(
         "global\n    nbthread 1\n    maxconn {HAPROXY_MAXCONN}\n\
          defaults\n    mode tcp\n    timeout connect 10s\n    timeout client 1h\n    timeout server 1h\n\
-         frontend f\n    bind {listen}\n    default_backend b\n\
+         frontend f\n    bind {bind}\n    default_backend b\n\
          backend b\n    server echo {backend}\n"
     )
 }
@@ -68,6 +82,26 @@ mod tests {
         // Sections start at the margin, settings are indented under them.
         let sections: Vec<&str> = config.lines().filter(|l| !l.starts_with(' ')).collect();
         assert_eq!(sections, ["global", "defaults", "frontend f", "backend b"]);
+    }
+
+    #[test]
+    fn haproxy_terminates_tls_with_the_run_certificate_and_relays_plain_tcp() {
+        let (listen, backend) = addresses();
+        let config = haproxy_tls_config(listen, backend, Path::new("/tmp/run/cert-and-key.pem"));
+        let lines: Vec<&str> = config.lines().map(str::trim).collect();
+        for expected in [
+            "nbthread 1",
+            "mode tcp",
+            "bind 127.0.0.1:4000 ssl crt /tmp/run/cert-and-key.pem",
+            "server echo 127.0.0.1:5000",
+        ] {
+            assert!(lines.contains(&expected), "{expected:?} missing from\n{config}");
+        }
+        // The backend is plain TCP: no `ssl` on the server line.
+        assert_eq!(config.matches("ssl").count(), 1, "{config}");
+        // Otherwise the proxy suite's configuration.
+        let plain = haproxy_config(listen, backend);
+        assert_eq!(config.replace(" ssl crt /tmp/run/cert-and-key.pem", ""), plain);
     }
 
     #[test]

@@ -76,21 +76,25 @@ pub fn run(programs: &Programs, plan: &Plan, pins: Pins, logs: &Path, scratch: &
     let mut results = Results::default();
     // The proxies all relay to one native echo backend, started once for
     // the run on the load's CPU: it is part of the load, not of the server
-    // measured.
-    let backend = match plan.suite {
-        Suite::Echo | Suite::Kv => None,
-        Suite::Proxy => {
-            match servers::start(programs, ServerKind::Tokio, &Code::Component, pins.load, &logs.join("backend.log")) {
-                Ok(backend) => Some(backend),
-                Err(error) => {
-                    eprintln!("bench: the echo backend did not start: {error}");
-                    for &test in &plan.tests {
-                        results.failures.push(Failure { round: 0, server: None, test, error: error.clone() });
-                    }
-                    return results;
+    // measured. So does HAProxy in the tls suite, which cannot echo itself.
+    let relays = match plan.suite {
+        Suite::Echo | Suite::Kv => false,
+        Suite::Proxy => true,
+        Suite::Tls => servers.contains(&ServerKind::TlsHaproxy),
+    };
+    let backend = if relays {
+        match servers::start(programs, ServerKind::Tokio, &Code::Component, pins.load, &logs.join("backend.log")) {
+            Ok(backend) => Some(backend),
+            Err(error) => {
+                eprintln!("bench: the echo backend did not start: {error}");
+                for &test in &plan.tests {
+                    results.failures.push(Failure { round: 0, server: None, test, error: error.clone() });
                 }
+                return results;
             }
         }
+    } else {
+        None
     };
     let programs = &Programs { backend: backend.as_ref().map(|b| b.address), ..programs.clone() };
     let precompiled: Result<PathBuf, String> = if plan.tests.contains(&Test::Start) {

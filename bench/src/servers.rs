@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -42,16 +43,28 @@ pub enum ServerKind {
     KvConnection,
     /// Debian's `redis-server`, nothing saved to disk.
     RedisServer,
+    /// The tls suite: evconn's host with the echo guest on the shared
+    /// model, terminating TLS itself (`--tls-cert`, `--tls-key`).
+    #[serde(rename = "tls-evconn-shared")]
+    TlsShared,
+    /// HAProxy terminating TLS, one thread, relaying plain TCP to the
+    /// native echo: TLS termination and a native handler.
+    #[serde(rename = "tls-haproxy")]
+    TlsHaproxy,
+    /// This crate's `native-tls-echo`: tokio current_thread, tokio-rustls.
+    #[serde(rename = "tls-tokio")]
+    TlsTokio,
 }
 
-/// Which servers a run compares: echo servers, or proxies in front of one
-/// native echo backend.
+/// Which servers a run compares: echo servers, proxies in front of one
+/// native echo backend, key-value servers, or echo servers behind TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Suite {
     Echo,
     Proxy,
     Kv,
+    Tls,
 }
 
 impl Suite {
@@ -61,37 +74,45 @@ impl Suite {
             Suite::Echo => &ServerKind::ALL,
             Suite::Proxy => &ServerKind::PROXIES,
             Suite::Kv => &ServerKind::KV,
+            Suite::Tls => &ServerKind::TLS,
         }
     }
 
-    /// evconn's two isolation models in this suite.
-    pub fn evconn(self) -> [ServerKind; 2] {
+    /// evconn's isolation models in this suite: both, but only the shared
+    /// one behind TLS (what TLS costs does not depend on the model).
+    pub fn evconn(self) -> &'static [ServerKind] {
         match self {
-            Suite::Echo => ServerKind::EVCONN,
-            Suite::Proxy => [ServerKind::ProxyShared, ServerKind::ProxyConnection],
-            Suite::Kv => [ServerKind::KvShared, ServerKind::KvConnection],
+            Suite::Echo => &ServerKind::EVCONN,
+            Suite::Proxy => &[ServerKind::ProxyShared, ServerKind::ProxyConnection],
+            Suite::Kv => &[ServerKind::KvShared, ServerKind::KvConnection],
+            Suite::Tls => &[ServerKind::TlsShared],
         }
     }
 
     /// The native server the project's targets name besides the best one:
-    /// libevent for the echo, HAProxy for the proxy, Redis for the kv.
+    /// libevent for the echo, HAProxy for the proxy, Redis for the kv,
+    /// HAProxy terminating TLS for the tls suite.
     pub fn reference(self) -> ServerKind {
         match self {
             Suite::Echo => ServerKind::Libevent,
             Suite::Proxy => ServerKind::Haproxy,
             Suite::Kv => ServerKind::RedisServer,
+            Suite::Tls => ServerKind::TlsHaproxy,
         }
     }
 
     /// Whether this suite runs `test`: the proxy suite has no start, curve
     /// or floor (they are about starting and calling the echo guest); the
-    /// kv suite runs redis-benchmark alone, which no other suite runs.
+    /// kv suite runs redis-benchmark alone, and the tls suite handshakes
+    /// and bulk over TLS alone, which no other suite runs.
     pub fn runs(self, test: crate::figures::Test) -> bool {
         use crate::figures::Test;
+        let tls = matches!(test, Test::Handshake | Test::TlsBulk);
         match self {
-            Suite::Echo => test != Test::Redis,
-            Suite::Proxy => !matches!(test, Test::Start | Test::Curve | Test::Floor | Test::Redis),
+            Suite::Echo => test != Test::Redis && !tls,
+            Suite::Proxy => !matches!(test, Test::Start | Test::Curve | Test::Floor | Test::Redis) && !tls,
             Suite::Kv => test == Test::Redis,
+            Suite::Tls => tls,
         }
     }
 
@@ -101,6 +122,7 @@ impl Suite {
             Suite::Echo => "echo",
             Suite::Proxy => "proxy",
             Suite::Kv => "kv",
+            Suite::Tls => "tls",
         }
     }
 }
@@ -132,6 +154,9 @@ impl ServerKind {
     /// Every key-value server, in the order of the report.
     pub const KV: [ServerKind; 3] = [ServerKind::KvShared, ServerKind::KvConnection, ServerKind::RedisServer];
 
+    /// Every server of the tls suite, in the order of the report.
+    pub const TLS: [ServerKind; 3] = [ServerKind::TlsShared, ServerKind::TlsHaproxy, ServerKind::TlsTokio];
+
     /// The two ways evconn runs the echo guest.
     pub const EVCONN: [ServerKind; 2] = [ServerKind::EvconnShared, ServerKind::EvconnConnection];
 
@@ -151,6 +176,9 @@ impl ServerKind {
             ServerKind::KvShared => "kv-evconn-shared",
             ServerKind::KvConnection => "kv-evconn-connection",
             ServerKind::RedisServer => "redis-server",
+            ServerKind::TlsShared => "tls-evconn-shared",
+            ServerKind::TlsHaproxy => "tls-haproxy",
+            ServerKind::TlsTokio => "tls-tokio",
         }
     }
 
@@ -170,6 +198,9 @@ impl ServerKind {
             ServerKind::KvShared => "evconn shared",
             ServerKind::KvConnection => "evconn connection",
             ServerKind::RedisServer => "redis-server",
+            ServerKind::TlsShared => "evconn shared",
+            ServerKind::TlsHaproxy => "HAProxy + native echo",
+            ServerKind::TlsTokio => "tokio-rustls",
         }
     }
 
@@ -178,7 +209,11 @@ impl ServerKind {
         Self::EVCONN.contains(&self)
             || matches!(
                 self,
-                ServerKind::ProxyShared | ServerKind::ProxyConnection | ServerKind::KvShared | ServerKind::KvConnection
+                ServerKind::ProxyShared
+                    | ServerKind::ProxyConnection
+                    | ServerKind::KvShared
+                    | ServerKind::KvConnection
+                    | ServerKind::TlsShared
             )
     }
 
@@ -192,7 +227,14 @@ impl ServerKind {
                 | ServerKind::Nginx
                 | ServerKind::TokioProxy
                 | ServerKind::RedisServer
+                | ServerKind::TlsHaproxy
+                | ServerKind::TlsTokio
         )
+    }
+
+    /// Whether clients reach this server over TLS.
+    pub fn is_tls(self) -> bool {
+        Self::TLS.contains(&self)
     }
 }
 
@@ -222,10 +264,22 @@ pub struct Programs {
     pub kv_wasm: PathBuf,
     pub redis_server: Result<PathBuf, String>,
     pub redis_benchmark: PathBuf,
+    /// The tls suite: the native tokio-rustls echo, and the run's
+    /// certificate with the clients' configuration once made.
+    pub native_tls_echo: PathBuf,
+    pub tls: Option<Tls>,
     /// Where the proxies' configuration files are written.
     pub configs: PathBuf,
     /// The echo backend every proxy relays to, once the runner started it.
     pub backend: Option<SocketAddr>,
+}
+
+/// The tls suite's certificate, and how every client of the run (the
+/// load and the readiness probe) connects.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub certificate: crate::certificate::RunCertificate,
+    pub client: std::sync::Arc<rustls::ClientConfig>,
 }
 
 /// What installs the wasmtime CLI the guest-socket server runs on.
@@ -246,6 +300,7 @@ impl Programs {
             Suite::Echo => vec![&self.host, &self.echo_wasm, &self.native_echo, &self.wasmtime_floor],
             Suite::Proxy => vec![&self.host, &self.proxy_wasm, &self.native_echo, &self.native_proxy],
             Suite::Kv => vec![&self.host, &self.kv_wasm],
+            Suite::Tls => vec![&self.host, &self.echo_wasm, &self.native_echo, &self.native_tls_echo],
         };
         for path in files {
             if !path.is_file() {
@@ -260,6 +315,20 @@ impl Programs {
             }
             if !self.redis_benchmark.is_file() {
                 missing.push(format!("{} (`{PROXIES_INSTALL}` installs redis-tools)", self.redis_benchmark.display()));
+            }
+            if !missing.is_empty() {
+                return Err(format!("missing: {}", missing.join(", ")));
+            }
+            return Ok(());
+        }
+        if suite == Suite::Tls {
+            if let Ok(path) = &self.haproxy
+                && !path.is_file()
+            {
+                missing.push(format!(
+                    "{} (`{PROXIES_INSTALL}` installs haproxy, or pass --haproxy-missing REASON)",
+                    path.display()
+                ));
             }
             if !missing.is_empty() {
                 return Err(format!("missing: {}", missing.join(", ")));
@@ -319,7 +388,7 @@ impl Programs {
         match (kind, &self.libevent_echo, &self.wasmtime_cli) {
             (ServerKind::Libevent, Err(reason), _) => Some(reason),
             (ServerKind::GuestSocket, _, Err(reason)) => Some(reason),
-            (ServerKind::Haproxy, ..) => self.haproxy.as_ref().err().map(String::as_str),
+            (ServerKind::Haproxy | ServerKind::TlsHaproxy, ..) => self.haproxy.as_ref().err().map(String::as_str),
             (ServerKind::Nginx, ..) => self.nginx.as_ref().err().map(String::as_str),
             (ServerKind::RedisServer, ..) => self.redis_server.as_ref().err().map(String::as_str),
             _ => None,
@@ -332,6 +401,11 @@ impl Programs {
         self.backend.unwrap_or(BACKEND_PLACEHOLDER)
     }
 
+    /// The tls suite's certificate and client settings, made by then.
+    pub fn tls(&self) -> &Tls {
+        self.tls.as_ref().expect("the tls suite makes its certificate before it starts a server")
+    }
+
     /// HAProxy's or nginx's configuration for a start on `address`: the
     /// file it goes in and its text; None for a server without one.
     fn config(&self, kind: ServerKind, address: SocketAddr) -> Option<(PathBuf, String)> {
@@ -340,6 +414,10 @@ impl Programs {
             ServerKind::Haproxy => Some((
                 self.configs.join(format!("{name}.cfg")),
                 crate::proxies::haproxy_config(address, self.backend()),
+            )),
+            ServerKind::TlsHaproxy => Some((
+                self.configs.join(format!("{name}.cfg")),
+                crate::proxies::haproxy_tls_config(address, self.backend(), &self.tls().certificate.combined),
             )),
             ServerKind::Nginx => {
                 let prefix = self.configs.join(&name);
@@ -382,6 +460,10 @@ impl Programs {
                 // many outbound connections as the host (10,000).
                 c.arg("--env").arg(format!("BACKENDS={backend}")).arg("--allow-connect").arg(backend);
             }
+            if kind.is_tls() {
+                let certificate = &self.tls().certificate;
+                c.arg("--tls-cert").arg(&certificate.cert).arg("--tls-key").arg(&certificate.key);
+            }
             // Otherwise the host's defaults, as a user runs it: its idle
             // timeout (300 s) outlasts every test. A stopped run must not
             // wait 10 s for stragglers.
@@ -409,7 +491,7 @@ impl Programs {
                 c.args(["run", "-S", "inherit-network=y"]).arg(&self.socket_echo).arg(address.to_string());
                 c
             }
-            ServerKind::ProxyShared | ServerKind::KvShared => host("shared"),
+            ServerKind::ProxyShared | ServerKind::KvShared | ServerKind::TlsShared => host("shared"),
             ServerKind::ProxyConnection | ServerKind::KvConnection => host("connection"),
             ServerKind::RedisServer => {
                 // As the tests start it: loopback, nothing saved, one
@@ -424,7 +506,14 @@ impl Programs {
                 c.arg("--listen").arg(address.to_string()).arg("--backend").arg(self.backend().to_string());
                 c
             }
-            ServerKind::Haproxy => {
+            ServerKind::TlsTokio => {
+                let certificate = &self.tls().certificate;
+                let mut c = Command::new(&self.native_tls_echo);
+                c.arg("--listen").arg(address.to_string());
+                c.arg("--cert").arg(&certificate.cert).arg("--key").arg(&certificate.key);
+                c
+            }
+            ServerKind::Haproxy | ServerKind::TlsHaproxy => {
                 // -db: in the foreground, as a child the runner can stop.
                 let mut c = Command::new(self.haproxy.as_ref().expect("checked by the runner"));
                 let (file, _) = self.config(kind, address).expect("HAProxy has a configuration");
@@ -522,21 +611,36 @@ pub fn start(
     let spawned = Instant::now();
     let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", kind.key()))?;
     let mut server = Server { kind, pid: child.id(), address, ready_after: Duration::ZERO, child: Some(child) };
-    server.ready_after = server.wait_ready(spawned, log)?;
+    let tls = kind.is_tls().then(|| programs.tls().client.clone());
+    let logged = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    server.ready_after = server.wait_ready(spawned, log, logged, tls)?;
     Ok(server)
 }
 
 impl Server {
-    /// Waits until one exchange on a fresh connection succeeds, or the
-    /// server exits, or time runs out; returns the time since `spawned`.
-    fn wait_ready(&mut self, spawned: Instant, log: &Path) -> Result<Duration, String> {
+    /// Waits until one exchange on a fresh connection (over TLS with
+    /// `tls`) succeeds, or the server exits, or time runs out; returns the
+    /// time since `spawned`. This start's output is in `log` from byte
+    /// `logged` on.
+    fn wait_ready(
+        &mut self,
+        spawned: Instant,
+        log: &Path,
+        logged: u64,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Duration, String> {
         let deadline = spawned + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 self.child = None;
-                return Err(format!("{} exited ({status}) before serving; see {}", self.kind.key(), log.display()));
+                let why = refused_flag(log, logged).map(|flag| format!(": {flag}")).unwrap_or_default();
+                return Err(format!(
+                    "{} exited ({status}) before serving{why}; see {}",
+                    self.kind.key(),
+                    log.display()
+                ));
             }
-            match exchange(self.address, deadline, self.kind) {
+            match exchange(self.address, deadline, self.kind, tls.clone()) {
                 Ok(()) => return Ok(spawned.elapsed()),
                 Err(e) if Instant::now() > deadline => {
                     return Err(format!(
@@ -583,22 +687,50 @@ fn free_port() -> std::io::Result<SocketAddr> {
 }
 
 /// One small exchange over a fresh connection, waiting for it until
-/// `deadline` at most: an echo, or a key-value server's PONG. A host that
-/// has bound its port but not yet started serving leaves the connection in
-/// the backlog: the answer comes when it does.
-fn exchange(address: SocketAddr, deadline: Instant, kind: ServerKind) -> std::io::Result<()> {
+/// `deadline` at most: an echo (over TLS, after a handshake, with `tls`),
+/// or a key-value server's PONG. A host that has bound its port but not
+/// yet started serving leaves the connection in the backlog: the answer
+/// comes when it does.
+fn exchange(
+    address: SocketAddr,
+    deadline: Instant,
+    kind: ServerKind,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> std::io::Result<()> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500))?;
     let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     stream.set_read_timeout(Some(wait))?;
     let (probe, answer): (&[u8], &[u8]) =
         if ServerKind::KV.contains(&kind) { (b"PING\r\n", b"+PONG\r\n") } else { (b"ready?", b"ready?") };
-    stream.write_all(probe)?;
     let mut back = vec![0u8; answer.len()];
-    stream.read_exact(&mut back)?;
+    match tls {
+        Some(config) => {
+            let client = rustls::ClientConnection::new(config, crate::tls_client::server_name())
+                .map_err(std::io::Error::other)?;
+            let mut stream = rustls::StreamOwned::new(client, stream);
+            stream.write_all(probe)?;
+            stream.read_exact(&mut back)?;
+        }
+        None => {
+            stream.write_all(probe)?;
+            stream.read_exact(&mut back)?;
+        }
+    }
     if back != answer {
         return Err(std::io::Error::other("the answer differs from what was expected"));
     }
     Ok(())
+}
+
+/// The flag a server that exited at once refused, from what it wrote to
+/// `log` after byte `from` (clap's "unexpected argument '--tls-cert'
+/// found"): a host without a feature the suite needs says so plainly.
+fn refused_flag(log: &Path, from: u64) -> Option<String> {
+    let text = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(text.get(from as usize..)?);
+    let line = text.lines().find(|l| l.contains("unexpected argument"))?;
+    let flag = line.split('\'').nth(1)?;
+    Some(format!("it does not accept {flag} (a host without that feature?)"))
 }
 
 #[cfg(test)]
@@ -608,8 +740,24 @@ mod tests {
     /// results.json names every server by the key its logs have.
     #[test]
     fn json_names_are_the_keys() {
-        for kind in ServerKind::ALL.into_iter().chain(ServerKind::PROXIES).chain(ServerKind::KV) {
+        for kind in ServerKind::ALL.into_iter().chain(ServerKind::PROXIES).chain(ServerKind::KV).chain(ServerKind::TLS)
+        {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.key(), "{kind:?}");
         }
+    }
+
+    /// A host that predates a flag the suite passes fails to start, and
+    /// the failure names the flag; other exits name none.
+    #[test]
+    fn an_exit_names_the_flag_the_server_refused() {
+        let log = std::env::temp_dir().join(format!("evconn-bench-refused-{}.log", std::process::id()));
+        let earlier = "==== an earlier start\nerror: unexpected argument '--old' found\n";
+        let this = "==== tls-evconn-shared\nerror: unexpected argument '--tls-cert' found\n\nUsage: host [OPTIONS]\n";
+        std::fs::write(&log, format!("{earlier}{this}")).unwrap();
+        let refused = refused_flag(&log, earlier.len() as u64).unwrap();
+        assert!(refused.starts_with("it does not accept --tls-cert"), "{refused}");
+        std::fs::write(&log, "==== a start\nError: cannot bind\n").unwrap();
+        assert_eq!(refused_flag(&log, 0), None);
+        std::fs::remove_file(&log).unwrap();
     }
 }

@@ -1,14 +1,16 @@
 //! Bulk: several connections each streaming large writes while reading the
-//! echo back; the figure is echoed megabytes per second.
+//! echo back; the figure is echoed megabytes per second. Over TCP, or over
+//! TLS for the tls suite.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
 
-use super::{Window, Workers, bounded, connect, timed};
+use super::{Window, Workers, bounded, connect, connect_tls, timed};
 use crate::cli::Plan;
 
 /// The stream's bytes cycle with this period (a prime, so it never lines up
@@ -22,11 +24,32 @@ fn pattern(len: usize) -> Arc<[u8]> {
 }
 
 pub async fn run(address: SocketAddr, pid: u32, plan: &Plan) -> Result<Window, String> {
-    let pattern = pattern(READ.max(plan.bulk_write_bytes));
     let mut halves = Vec::with_capacity(plan.bulk_connections);
     for _ in 0..plan.bulk_connections {
         halves.push(connect(address).await?.into_split());
     }
+    stream(halves, pid, plan).await
+}
+
+/// The same over TLS: every connection handshakes before the load starts,
+/// so the window sees only the stream.
+pub async fn run_tls(address: SocketAddr, pid: u32, plan: &Plan, config: Arc<ClientConfig>) -> Result<Window, String> {
+    let connector = TlsConnector::from(config);
+    let mut halves = Vec::with_capacity(plan.bulk_connections);
+    for _ in 0..plan.bulk_connections {
+        halves.push(tokio::io::split(connect_tls(address, &connector).await?));
+    }
+    stream(halves, pid, plan).await
+}
+
+/// Streams through each connection's halves, a writer and a reader task
+/// apiece, and counts the bytes echoed through one window.
+async fn stream<R, W>(halves: Vec<(R, W)>, pid: u32, plan: &Plan) -> Result<Window, String>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let pattern = pattern(READ.max(plan.bulk_write_bytes));
     let echoed = Arc::new(AtomicU64::new(0));
     let mut workers = Workers::default();
     for (read, write) in halves {
@@ -40,7 +63,7 @@ pub async fn run(address: SocketAddr, pid: u32, plan: &Plan) -> Result<Window, S
 }
 
 async fn write_loop(
-    mut write: OwnedWriteHalf,
+    mut write: impl AsyncWrite + Unpin,
     pattern: Arc<[u8]>,
     chunk: usize,
     stop: Arc<AtomicBool>,
@@ -49,13 +72,16 @@ async fn write_loop(
     while !stop.load(Ordering::Relaxed) {
         let at = sent % PERIOD;
         bounded("write", write.write_all(&pattern[at..at + chunk])).await?;
+        // Over TLS, what the library still holds leaves now rather than
+        // with the next write (a no-op on TCP).
+        bounded("write", write.flush()).await?;
         sent += chunk;
     }
     Ok(())
 }
 
 async fn read_loop(
-    mut read: OwnedReadHalf,
+    mut read: impl AsyncRead + Unpin,
     pattern: Arc<[u8]>,
     echoed: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,

@@ -2,6 +2,7 @@
 //! started and stopped and how a timed window is read.
 pub mod bulk;
 pub mod connect;
+pub mod handshake;
 pub mod idle;
 pub mod latency;
 pub mod pingpong;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::cli::Plan;
 use crate::procfs::{Snapshot, Usage};
@@ -101,6 +104,13 @@ pub async fn connect(address: SocketAddr) -> Result<TcpStream, String> {
         .map_err(|e| format!("connect to {address}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     Ok(stream)
+}
+
+/// A connection as `connect` makes it, then a TLS handshake over it with
+/// `connector`'s settings (the tls suite's).
+pub async fn connect_tls(address: SocketAddr, connector: &TlsConnector) -> Result<TlsStream<TcpStream>, String> {
+    let stream = connect(address).await?;
+    bounded("TLS handshake", connector.connect(crate::tls_client::server_name(), stream)).await
 }
 
 /// What `bounded` says when a step made no progress in STUCK.

@@ -35,6 +35,9 @@ fn colour(server: ServerKind) -> RGBColor {
         ServerKind::KvShared => RGBColor(0x1f, 0x6f, 0xb4),
         ServerKind::KvConnection => RGBColor(0x6a, 0xa8, 0xdc),
         ServerKind::RedisServer => RGBColor(0xc0, 0x39, 0x2b),
+        ServerKind::TlsShared => RGBColor(0x1f, 0x6f, 0xb4),
+        ServerKind::TlsHaproxy => RGBColor(0xc0, 0x39, 0x2b),
+        ServerKind::TlsTokio => RGBColor(0xe0, 0x7b, 0x1a),
     }
 }
 
@@ -49,6 +52,7 @@ pub fn svg(report: &Report, path: &Path) -> Result<(), String> {
         Suite::Echo => "evconn, native echo servers and a guest owning its socket",
         Suite::Proxy => "evconn's proxy guest, HAProxy, nginx and a tokio proxy",
         Suite::Kv => "evconn's kv guest on the in-memory store and redis-server, under redis-benchmark",
+        Suite::Tls => "evconn terminating TLS, HAProxy terminating TLS for a native echo, and tokio-rustls",
     };
     let title = format!("{servers}, {}: median, whisker min-max; (Nx) evconn / best native", report.meta.date);
     let body = root.titled(&title, ("sans-serif", 20)).map_err(|e| err(&e))?;

@@ -301,6 +301,20 @@ fn notes(samples: &[Sample], context: &Context) -> Vec<String> {
             context.plan.idle_connections
         ));
     }
+    if context.plan.suite == Suite::Tls {
+        notes.push(format!(
+            "Tls suite: the clients offer TLS 1.3 only, TLS_AES_128_GCM_SHA256 and X25519 only, and no session \
+             resumption, so every server negotiates the same full handshake, signed with the run's ECDSA P-256 \
+             certificate. Handshakes: {} clients at once, each connecting, handshaking, exchanging {} bytes and \
+             closing with close_notify. The load generator's one CPU does as much of each handshake as the \
+             server, so it may set the rates: server CPU per handshake tells servers apart. HAProxy relays to a \
+             native tokio echo (`native-echo`) pinned to the load generator's CPU{}; its CPU figures are \
+             HAProxy's alone, without the echo's.",
+            context.plan.connect_concurrency,
+            context.plan.message_bytes,
+            context.pins.load.map(|c| format!(" (CPU {c})")).unwrap_or_default(),
+        ));
+    }
     let windows: Vec<_> = samples.iter().filter_map(|s| s.outcome.usage).collect();
     let noisy = windows.iter().filter(|u| u.other_cores > NOISY_CORES).count();
     // In the proxy suite the backend is always "other work".

@@ -19,6 +19,7 @@ pub fn markdown(r: &Report) -> String {
         Suite::Echo => "",
         Suite::Proxy => " (proxy suite)",
         Suite::Kv => " (kv suite)",
+        Suite::Tls => " (tls suite)",
     };
     let _ = writeln!(md, "# evconn benchmark{suite}, {}\n", m.date);
     for note in &r.notes {
@@ -94,19 +95,26 @@ pub fn markdown(r: &Report) -> String {
     // project's targets name.
     let reference = p.suite.reference();
     let has_reference = servers.contains(&reference);
-    let _ = write!(md, "| figure | shared / best native | connection / best native |");
-    if has_reference {
-        let name = reference.label();
-        let _ = write!(md, " shared / {name} | connection / {name} |");
+    // A column per evconn server of the suite, against the best native,
+    // then against the reference.
+    let _ = write!(md, "| figure |");
+    for &e in evconn {
+        let _ = write!(md, " {} / best native |", short_label(e));
     }
-    let _ = write!(md, "\n| --- | ---: | ---: |");
     if has_reference {
-        let _ = write!(md, " ---: | ---: |");
+        for &e in evconn {
+            let _ = write!(md, " {} / {} |", short_label(e), reference.label());
+        }
+    }
+    let _ = write!(md, "\n| --- |");
+    let columns = if has_reference { 2 * evconn.len() } else { evconn.len() };
+    for _ in 0..columns {
+        let _ = write!(md, " ---: |");
     }
     md.push('\n');
     for f in &r.figures {
         let _ = write!(md, "| {} |", f.title);
-        for e in evconn {
+        for &e in evconn {
             let cell = f
                 .best_native
                 .map(|b| format!("{} vs {}", ratio_cell(f, e, b), b.label()))
@@ -114,7 +122,7 @@ pub fn markdown(r: &Report) -> String {
             let _ = write!(md, " {cell} |");
         }
         if has_reference {
-            for e in evconn {
+            for &e in evconn {
                 let _ = write!(md, " {} |", ratio_cell(f, e, reference));
             }
         }
@@ -232,7 +240,7 @@ fn targets_section(md: &mut String, r: &Report) {
             (Against::BestNative, Some(native)) => format!("best native ({})", native.label()),
             (Against::BestNative, None) => "best native".to_string(),
             (Against::Libevent, _) => "libevent".to_string(),
-            (Against::Haproxy, _) => "HAProxy".to_string(),
+            (Against::Haproxy, native) => native.map_or("HAProxy", ServerKind::label).to_string(),
             (Against::Redis, _) => "redis-server".to_string(),
         };
         // A ratio has two decimals; a figure of its own keeps its unit.
@@ -264,8 +272,8 @@ fn targets_section(md: &mut String, r: &Report) {
 /// "shared" or "connection".
 fn short_label(server: ServerKind) -> &'static str {
     match server {
-        ServerKind::EvconnShared | ServerKind::ProxyShared => "shared",
-        ServerKind::EvconnConnection | ServerKind::ProxyConnection => "connection",
+        ServerKind::EvconnShared | ServerKind::ProxyShared | ServerKind::KvShared | ServerKind::TlsShared => "shared",
+        ServerKind::EvconnConnection | ServerKind::ProxyConnection | ServerKind::KvConnection => "connection",
         other => other.label(),
     }
 }

@@ -36,7 +36,9 @@ const fn target(figure: Figure, server: ServerKind, against: Against, bound: f64
 }
 
 use Against::{Absolute, BestNative, Haproxy, Libevent, Redis};
-use ServerKind::{EvconnConnection as Connection, EvconnShared as Shared, KvConnection, KvShared, ProxyShared};
+use ServerKind::{
+    EvconnConnection as Connection, EvconnShared as Shared, KvConnection, KvShared, ProxyShared, TlsShared,
+};
 
 /// The targets, as the project set them: "a sandboxed echo that is not
 /// slower than libevent's native one".
@@ -91,6 +93,13 @@ const KV_TARGETS: [Target; 18] = [
     target(Figure::IncrPipelinedCpu, KvShared, Redis, 1.30),
 ];
 
+/// The tls suite's targets, from the issue that asked for it: the host
+/// terminating TLS in front of the echo guest, against HAProxy terminating
+/// TLS in front of a native echo for handshakes, and against the best
+/// native server for bulk.
+const TLS_TARGETS: [Target; 2] =
+    [target(Figure::Handshakes, TlsShared, Haproxy, 0.90), target(Figure::TlsBulkRate, TlsShared, BestNative, 0.90)];
+
 /// One target and what this run measured for it.
 #[derive(Debug, Serialize)]
 pub struct Verdict {
@@ -114,6 +123,7 @@ pub fn verdicts(figures: &[FigureReport], suite: Suite) -> Vec<Verdict> {
         Suite::Echo => &TARGETS,
         Suite::Proxy => &PROXY_TARGETS,
         Suite::Kv => &KV_TARGETS,
+        Suite::Tls => &TLS_TARGETS,
     };
     targets
         .iter()
@@ -122,6 +132,8 @@ pub fn verdicts(figures: &[FigureReport], suite: Suite) -> Vec<Verdict> {
             let native = match t.against {
                 BestNative => report.best_native,
                 Libevent => Some(ServerKind::Libevent),
+                // The suite's HAProxy: relaying, or terminating TLS.
+                Haproxy if suite == Suite::Tls => Some(ServerKind::TlsHaproxy),
                 Haproxy => Some(ServerKind::Haproxy),
                 Redis => Some(ServerKind::RedisServer),
                 Absolute => None,
@@ -264,5 +276,50 @@ mod tests {
         let cpu = find(&verdicts, Figure::CpuPerRoundTrip, ProxyShared, Haproxy);
         assert_eq!(cpu.met, Some(false), "20 us is dearer than HAProxy's 18-19");
         assert!(cpu.measured.is_some_and(|m| m.min > 1.0));
+    }
+
+    /// Handshakes are held against HAProxy terminating TLS even where the
+    /// tokio-rustls echo is faster; bulk against whichever native is best.
+    #[test]
+    fn the_tls_targets_hold_the_host_against_haproxy_for_handshakes_and_the_best_native_for_bulk() {
+        use crate::servers::ServerKind::{TlsHaproxy, TlsTokio};
+        let figures = vec![
+            figure_report(
+                Figure::Handshakes,
+                vec![
+                    (TlsShared, rounds(&[4600.0, 4400.0, 4500.0])),
+                    (TlsHaproxy, rounds(&[5000.0, 5000.0, 5000.0])),
+                    (TlsTokio, rounds(&[6000.0, 6000.0, 6000.0])),
+                ],
+            ),
+            figure_report(
+                Figure::TlsBulkRate,
+                vec![
+                    (TlsShared, rounds(&[400.0, 420.0, 410.0])),
+                    (TlsHaproxy, rounds(&[300.0, 300.0, 300.0])),
+                    (TlsTokio, rounds(&[500.0, 500.0, 500.0])),
+                ],
+            ),
+            figure_report(Figure::CpuPerHandshake, vec![(TlsShared, rounds(&[90.0])), (TlsHaproxy, rounds(&[80.0]))]),
+        ];
+        let verdicts = verdicts(&figures, Suite::Tls);
+        assert_eq!(verdicts.len(), 2, "two targets, none on the CPU figures");
+
+        let handshakes = find(&verdicts, Figure::Handshakes, TlsShared, Haproxy);
+        assert_eq!(handshakes.native, Some(TlsHaproxy), "the tls suite's HAProxy, not the proxy suite's");
+        assert_eq!(handshakes.measured.map(|m| m.median), Some(0.9));
+        assert_eq!(handshakes.met, Some(true), "0.90 reaches 0.90");
+        let bulk = find(&verdicts, Figure::TlsBulkRate, TlsShared, BestNative);
+        assert_eq!(bulk.native, Some(TlsTokio));
+        assert_eq!(bulk.met, Some(false), "410/500 = 0.82 is under 0.9");
+
+        // Before the host terminates TLS its rows fail: no figure, no verdict.
+        let natives_only = vec![figure_report(
+            Figure::Handshakes,
+            vec![(TlsHaproxy, rounds(&[5000.0])), (TlsTokio, rounds(&[6000.0]))],
+        )];
+        let verdicts = super::verdicts(&natives_only, Suite::Tls);
+        assert_eq!(verdicts.len(), 1);
+        assert!(verdicts[0].measured.is_none() && verdicts[0].met.is_none());
     }
 }
