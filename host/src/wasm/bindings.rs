@@ -30,4 +30,5 @@ wasmtime::component::bindgen!({
 
 pub use evconn::listener::types::{
     AcceptError, ConnectionEvent, ErrorCode, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, ListenOptions,
+    PeerCredentials, SocketAddress, TlsInfo, UnixSocketAddress,
 };

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, WasmList};
 
-use crate::net::Connection;
+use crate::net::{Connection, Endpoint};
 use crate::wasm::bindings::evconn::listener::connection::{Host, HostConnection};
-use crate::wasm::bindings::{ErrorCode, IpSocketAddress};
+use crate::wasm::bindings::{ErrorCode, SocketAddress, TlsInfo};
 use crate::wasm::state::HostState;
 
 /// A table entry naming a connection. Dropping it never closes the
@@ -114,12 +114,22 @@ impl HostConnection for HostState {
         Ok(())
     }
 
-    fn peer_address(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<IpSocketAddress> {
-        Ok(self.conn(&this)?.peer().into())
+    fn peer_address(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<SocketAddress> {
+        Ok(Endpoint::from(self.conn(&this)?.peer()).into())
     }
 
-    fn local_address(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<IpSocketAddress> {
-        Ok(self.conn(&this)?.local().into())
+    fn local_address(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<SocketAddress> {
+        Ok(Endpoint::from(self.conn(&this)?.local()).into())
+    }
+
+    /// No listener terminates TLS yet, so no connection has a handshake to
+    /// describe: this is where the connection's negotiated parameters will
+    /// become a `tls-info`.
+    fn tls(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<Option<TlsInfo>> {
+        // Looked up all the same: a handle the guest does not hold traps,
+        // as in every other method.
+        let _conn = self.conn(&this)?;
+        Ok(None)
     }
 
     fn drop(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
