@@ -29,9 +29,11 @@ static const char *error_name(error_code_t code) {
 
 bool exports_evconn_listener_callbacks_on_accept(borrow_listener_t listener,
                                                  exports_evconn_listener_callbacks_own_connection_t conn,
-                                                 exports_evconn_listener_callbacks_ip_socket_address_t *peer,
+                                                 exports_evconn_listener_callbacks_socket_address_t *peer,
                                                  handler_string_t *err) {
-    (void)peer;
+    // The peer's address is the callback's to free: a Unix socket's path is
+    // a string the bindings allocated.
+    exports_evconn_listener_callbacks_socket_address_free(peer);
     (void)err;
     // The echo talks to a connection only in that connection's callbacks,
     // which lend it a handle: the owned one is not needed. Dropping it does

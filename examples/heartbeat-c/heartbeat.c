@@ -93,9 +93,11 @@ static bool write_bytes(evconn_listener_connection_borrow_connection_t conn, con
 }
 
 bool exports_evconn_listener_callbacks_on_accept(borrow_listener_t listener, own_connection_t conn,
-                                                 exports_evconn_listener_callbacks_ip_socket_address_t *peer,
+                                                 exports_evconn_listener_callbacks_socket_address_t *peer,
                                                  handler_string_t *err) {
-    (void)peer;
+    // The peer's address is the callback's to free: a Unix socket's path is
+    // a string the bindings allocated.
+    exports_evconn_listener_callbacks_socket_address_free(peer);
     evconn_listener_listener_listener_drop_borrow(listener);
     client_t *client = NULL;
     for (size_t i = 0; i < MAX_CLIENTS && client == NULL; i++) {

@@ -1,16 +1,18 @@
 // The rate limiter (examples/rate-limit) in C: a line echo that lets each
-// peer IP send at most RATE_LIMIT lines (default 10) per RATE_WINDOW seconds
-// (default 60) and answers every line past that `-ERR rate limited`; the
-// connection stays open.
+// peer IP (over a Unix domain socket, each peer user) send at most
+// RATE_LIMIT lines (default 10) per RATE_WINDOW seconds (default 60) and
+// answers every line past that `-ERR rate limited`; the connection stays
+// open.
 //
 // The counts live in the host's store (wasi:keyvalue), so the limit holds
 // across every instance (under both isolation models), every worker and
 // every host sharing a Redis. Windows are fixed and numbered by the wall
 // clock (unix seconds / RATE_WINDOW); each line adds one, with the store's
-// atomic `increment`, to the key `IP/WINDOW` of the bucket named after the
-// component (RATE_BUCKET to change it). A peer's first line in a window
-// deletes its key of the window before. A store call that fails (Redis
-// gone, a bucket not allowed) answers that line `-ERR store unavailable`.
+// atomic `increment`, to the key `IP/WINDOW` (`uid:UID/WINDOW` over a Unix
+// domain socket) of the bucket named after the component (RATE_BUCKET to
+// change it). A peer's first line in a window deletes its key of the window
+// before. A store call that fails (Redis gone, a bucket not allowed)
+// answers that line `-ERR store unavailable`.
 //
 // Memory and handles follow the bindings' rules (see examples/echo-c/echo.c)
 // for what the host lends to callbacks. The store's are the other way round
@@ -72,11 +74,11 @@ static wasi_keyvalue_store_own_bucket_t bucket;
 // and once when it is back.
 static bool store_failing;
 
-// One connection: its id, its peer's IP as the keys spell it, and its
-// unfinished line.
+// One connection: its id, its peer as the keys spell it (see
+// `format_peer`), and its unfinished line.
 typedef struct {
     uint64_t id;
-    char ip[INET6_ADDRSTRLEN];
+    char who[INET6_ADDRSTRLEN];
     uint8_t *partial;
     size_t partial_len;
     size_t partial_cap;
@@ -182,13 +184,13 @@ static bool open_bucket(void) {
 
 typedef enum { ALLOWED, REFUSED, STORE_FAILED } verdict_t;
 
-// Counts one line of `ip` in the current window.
-static verdict_t count_line(const char *ip) {
+// Counts one line of `who` in the current window.
+static verdict_t count_line(const char *who) {
     if (!open_bucket()) return STORE_FAILED;
     uint64_t index = (uint64_t)time(NULL) / window;
-    // An IPv6 address, a slash and 20 digits.
+    // A peer as `format_peer` spells it, a slash and 20 digits.
     char key[INET6_ADDRSTRLEN + 22];
-    snprintf(key, sizeof key, "%s/%" PRIu64, ip, index);
+    snprintf(key, sizeof key, "%s/%" PRIu64, who, index);
     // An import only reads the strings it is given: `key` may live on the
     // stack.
     handler_string_t key_string = {(uint8_t *)key, strlen(key)};
@@ -202,7 +204,7 @@ static verdict_t count_line(const char *ip) {
     if (count == 1 && index > 0) {
         // The peer's first line in this window: its count of the last one
         // is done with. Failing to delete it leaves one stale key.
-        snprintf(key, sizeof key, "%s/%" PRIu64, ip, index - 1);
+        snprintf(key, sizeof key, "%s/%" PRIu64, who, index - 1);
         key_string.len = strlen(key);
         if (!wasi_keyvalue_store_method_bucket_delete(wasi_keyvalue_store_borrow_bucket(bucket), &key_string,
                                                       &error)) {
@@ -215,11 +217,23 @@ static verdict_t count_line(const char *ip) {
     return signed_count >= 1 && (uint64_t)signed_count <= limit ? ALLOWED : REFUSED;
 }
 
-// The peer's IP as text; an IPv4 peer reaching an IPv6 listener
-// (::ffff:a.b.c.d) counts as its IPv4 address.
-static void format_ip(const exports_evconn_listener_callbacks_ip_socket_address_t *peer,
-                      char out[INET6_ADDRSTRLEN]) {
-    if (peer->tag == EVCONN_LISTENER_TYPES_IP_SOCKET_ADDRESS_IPV4) {
+// Whose lines a count is for, as text: the peer's IP (an IPv4 peer reaching
+// an IPv6 listener, ::ffff:a.b.c.d, counts as its IPv4 address), or for a
+// peer on a Unix domain socket, where clients have no address, its user:
+// `uid:1000` (`uid:unknown` without credentials). Both fit in
+// INET6_ADDRSTRLEN.
+static void format_peer(const exports_evconn_listener_callbacks_socket_address_t *peer,
+                        char out[INET6_ADDRSTRLEN]) {
+    if (peer->tag == EVCONN_LISTENER_TYPES_SOCKET_ADDRESS_UNIX) {
+        const evconn_listener_types_option_peer_credentials_t *credentials = &peer->val.unix.credentials;
+        if (credentials->is_some) {
+            snprintf(out, INET6_ADDRSTRLEN, "uid:%" PRIu32, credentials->val.uid);
+        } else {
+            snprintf(out, INET6_ADDRSTRLEN, "uid:unknown");
+        }
+        return;
+    }
+    if (peer->tag == EVCONN_LISTENER_TYPES_SOCKET_ADDRESS_IPV4) {
         const evconn_listener_types_ipv4_address_t *a = &peer->val.ipv4.address;
         snprintf(out, INET6_ADDRSTRLEN, "%u.%u.%u.%u", a->f0, a->f1, a->f2, a->f3);
         return;
@@ -255,9 +269,14 @@ static void forget(uint64_t id) {
 
 bool exports_evconn_listener_callbacks_on_accept(borrow_listener_t listener,
                                                  exports_evconn_listener_callbacks_own_connection_t conn,
-                                                 exports_evconn_listener_callbacks_ip_socket_address_t *peer,
+                                                 exports_evconn_listener_callbacks_socket_address_t *peer,
                                                  handler_string_t *err) {
     evconn_listener_listener_listener_drop_borrow(listener);
+    // The address is the callback's to free (a Unix socket's path is a
+    // string the bindings allocated): keep only what the keys need.
+    char who[INET6_ADDRSTRLEN];
+    format_peer(peer, who);
+    exports_evconn_listener_callbacks_socket_address_free(peer);
     uint64_t id = evconn_listener_connection_method_connection_id(evconn_listener_connection_borrow_connection(conn));
     // Connections are reached only in their own callbacks, which lend a
     // handle: the owned one is not needed.
@@ -271,7 +290,7 @@ bool exports_evconn_listener_callbacks_on_accept(borrow_listener_t listener,
     }
     client_t *client = &clients[client_count++];
     *client = (client_t){.id = id};
-    format_ip(peer, client->ip);
+    memcpy(client->who, who, sizeof who);
     return true;
 }
 
@@ -296,7 +315,7 @@ bool exports_evconn_listener_callbacks_on_data(borrow_connection_t conn, handler
         uint8_t byte = data->ptr[i];
         client->partial[client->partial_len++] = byte;
         if (byte != '\n') continue;
-        switch (count_line(client->ip)) {
+        switch (count_line(client->who)) {
         case ALLOWED:
             append(&answer, client->partial, client->partial_len);
             break;

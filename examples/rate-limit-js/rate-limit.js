@@ -1,17 +1,18 @@
 // The rate limiter (examples/rate-limit) in JavaScript: a line echo that
-// lets each peer IP send at most RATE_LIMIT lines (default 10) per
-// RATE_WINDOW seconds (default 60) and answers every line past that
-// `-ERR rate limited`; the connection stays open.
+// lets each peer IP (over a Unix domain socket, each peer user) send at
+// most RATE_LIMIT lines (default 10) per RATE_WINDOW seconds (default 60)
+// and answers every line past that `-ERR rate limited`; the connection
+// stays open.
 //
 // The counts live in the host's store (wasi:keyvalue), so the limit holds
 // across every instance (under both isolation models), every worker and
 // every host sharing a Redis. Windows are fixed and numbered by the wall
 // clock (unix seconds / RATE_WINDOW, rounded down); each line adds one, with
-// the store's atomic `increment`, to the key `IP/WINDOW` of the bucket named
-// after the component (RATE_BUCKET to change it). A peer's first line in a
-// window deletes its key of the window before. A store call that fails
-// (Redis gone, a bucket not allowed) answers that line
-// `-ERR store unavailable`.
+// the store's atomic `increment`, to the key `IP/WINDOW` (`uid:UID/WINDOW`
+// over a Unix domain socket) of the bucket named after the component
+// (RATE_BUCKET to change it). A peer's first line in a window deletes its
+// key of the window before. A store call that fails (Redis gone, a bucket
+// not allowed) answers that line `-ERR store unavailable`.
 //
 // The settings come from WASI's environment, which the world in wit/ adds
 // (componentize-js 0.23.0 has no `process.env`); the wall clock is
@@ -69,9 +70,15 @@ function formatIpv6(groups) {
   return `${hex(groups.slice(0, best.at))}::${hex(groups.slice(best.at + best.len))}`;
 }
 
-// The peer's IP as the keys spell it; an IPv4 peer reaching an IPv6
-// listener (::ffff:a.b.c.d) counts as its IPv4 address.
-function peerIp(peer) {
+// Whose lines a count is for, as the keys spell it: the peer's IP (an IPv4
+// peer reaching an IPv6 listener, ::ffff:a.b.c.d, counts as its IPv4
+// address), or for a peer on a Unix domain socket, where clients have no
+// address, its user: `uid:1000` (`uid:unknown` without credentials).
+function peerKey(peer) {
+  if (peer.tag === 'unix') {
+    const credentials = peer.val.credentials;
+    return credentials === undefined ? 'uid:unknown' : `uid:${credentials.uid}`;
+  }
   if (peer.tag === 'ipv4') return peer.val.address.join('.');
   const groups = [...peer.val.address];
   if (groups.slice(0, 5).every((group) => group === 0) && groups[5] === 0xffff) {
@@ -82,7 +89,7 @@ function peerIp(peer) {
 
 // The settings and the open bucket, from the first connection that needs
 // them; whether the last store call failed (to log once when the store goes
-// away and once when it is back); each open connection's peer IP and
+// away and once when it is back); each open connection's peer key and
 // unfinished line, by id.
 let settings;
 let bucket;
@@ -102,15 +109,15 @@ function storeFailed(call, e) {
   }
 }
 
-// Counts one line of `ip` in the current window: the answer to it, or
+// Counts one line of `who` in the current window: the answer to it, or
 // undefined when the line passes.
-function countLine(ip) {
+function countLine(who) {
   let index;
   let count;
   try {
     bucket ??= open(settings.bucket);
     index = BigInt(Math.floor(Date.now() / 1000)) / settings.window;
-    count = increment(bucket, `${ip}/${index}`, 1n);
+    count = increment(bucket, `${who}/${index}`, 1n);
   } catch (e) {
     storeFailed('the store', e);
     return UNAVAILABLE;
@@ -123,7 +130,7 @@ function countLine(ip) {
     // The peer's first line in this window: its count of the last one is
     // done with. Failing to delete it leaves one stale key.
     try {
-      bucket.delete(`${ip}/${index - 1n}`);
+      bucket.delete(`${who}/${index - 1n}`);
     } catch (e) {
       storeFailed('delete', e);
     }
@@ -148,7 +155,7 @@ export const callbacks = {
   onAccept(listener, conn, peer) {
     // A bad setting closes every connection, and the host logs why.
     settings ??= readSettings();
-    clients.set(conn.id(), { ip: peerIp(peer), partial: new Uint8Array(0) });
+    clients.set(conn.id(), { who: peerKey(peer), partial: new Uint8Array(0) });
   },
 
   onData(conn, data) {
@@ -169,7 +176,7 @@ export const callbacks = {
       throw `line longer than ${MAX_LINE} bytes`;
     }
     if (lines.length > 0) {
-      const answer = lines.map((line) => countLine(client.ip) ?? line);
+      const answer = lines.map((line) => countLine(client.who) ?? line);
       try {
         conn.write(joined(answer));
       } catch (e) {

@@ -1,16 +1,18 @@
 """The rate limiter (examples/rate-limit) in Python: a line echo that lets
-each peer IP send at most RATE_LIMIT lines (default 10) per RATE_WINDOW
-seconds (default 60) and answers every line past that `-ERR rate limited`;
-the connection stays open.
+each peer IP (over a Unix domain socket, each peer user) send at most
+RATE_LIMIT lines (default 10) per RATE_WINDOW seconds (default 60) and
+answers every line past that `-ERR rate limited`; the connection stays
+open.
 
 The counts live in the host's store (wasi:keyvalue), so the limit holds
 across every instance (under both isolation models), every worker and every
 host sharing a Redis. Windows are fixed and numbered by the wall clock
 (unix seconds // RATE_WINDOW); each line adds one, with the store's atomic
-`increment`, to the key `IP/WINDOW` of the bucket named after the component
-(RATE_BUCKET to change it). A peer's first line in a window deletes its key
-of the window before. A store call that fails (Redis gone, a bucket not
-allowed) answers that line `-ERR store unavailable`.
+`increment`, to the key `IP/WINDOW` (`uid:UID/WINDOW` over a Unix domain
+socket) of the bucket named after the component (RATE_BUCKET to change
+it). A peer's first line in a window deletes its key of the window before.
+A store call that fails (Redis gone, a bucket not allowed) answers that
+line `-ERR store unavailable`.
 
 componentize-py names the store's modules after their interfaces:
 `wit_world.imports.store` and `wit_world.imports.atomics`.
@@ -23,7 +25,7 @@ import time
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import atomics, store
-from wit_world.imports.types import IpSocketAddress_Ipv4
+from wit_world.imports.types import SocketAddress_Ipv4, SocketAddress_Unix
 
 # The bucket when RATE_BUCKET is not set: the component's name, the one the
 # host allows by default.
@@ -66,10 +68,15 @@ class Settings:
         self.bucket = os.environ.get("RATE_BUCKET") or DEFAULT_BUCKET
 
 
-def peer_ip(peer):
-    """The peer's IP as the keys spell it; an IPv4 peer reaching an IPv6
-    listener (::ffff:a.b.c.d) counts as its IPv4 address."""
-    if isinstance(peer, IpSocketAddress_Ipv4):
+def peer_key(peer):
+    """Whose lines a count is for, as the keys spell it: the peer's IP (an
+    IPv4 peer reaching an IPv6 listener, ::ffff:a.b.c.d, counts as its IPv4
+    address), or for a peer on a Unix domain socket, where clients have no
+    address, its user: `uid:1000` (`uid:unknown` without credentials)."""
+    if isinstance(peer, SocketAddress_Unix):
+        credentials = peer.value.credentials
+        return "uid:unknown" if credentials is None else f"uid:{credentials.uid}"
+    if isinstance(peer, SocketAddress_Ipv4):
         return str(ipaddress.IPv4Address(bytes(peer.value.address)))
     groups = peer.value.address
     address = ipaddress.IPv6Address(b"".join(g.to_bytes(2, "big") for g in groups))
@@ -78,7 +85,7 @@ def peer_ip(peer):
 
 # The settings and the open bucket, from the first connection that needs
 # them; whether the last store call failed (to log once when the store goes
-# away and once when it is back); each open connection's peer IP and
+# away and once when it is back); each open connection's peer key and
 # unfinished line, by id.
 settings = None
 bucket = None
@@ -100,15 +107,15 @@ def store_failed(call, error):
         store_failing = True
 
 
-def count_line(ip):
-    """Counts one line of `ip` in the current window: the answer to it,
+def count_line(who):
+    """Counts one line of `who` in the current window: the answer to it,
     None when the line passes."""
     global bucket, store_failing
     try:
         if bucket is None:
             bucket = store.open(settings.bucket)
         index = int(time.time()) // settings.window
-        count = atomics.increment(bucket, f"{ip}/{index}", 1)
+        count = atomics.increment(bucket, f"{who}/{index}", 1)
     except Err as e:
         store_failed("the store", e.value)
         return UNAVAILABLE
@@ -119,7 +126,7 @@ def count_line(ip):
         # The peer's first line in this window: its count of the last one is
         # done with. Failing to delete it leaves one stale key.
         try:
-            bucket.delete(f"{ip}/{index - 1}")
+            bucket.delete(f"{who}/{index - 1}")
         except Err as e:
             store_failed("delete", e.value)
     # The store's integers are signed 64-bit, returned as unsigned: a count
@@ -128,10 +135,11 @@ def count_line(ip):
 
 
 class Client:
-    """One connection: its peer's IP and its unfinished line."""
+    """One connection: its peer's key (see `peer_key`) and its unfinished
+    line."""
 
-    def __init__(self, ip):
-        self.ip = ip
+    def __init__(self, who):
+        self.who = who
         self.partial = b""
 
 
@@ -141,7 +149,7 @@ class Callbacks(exports.Callbacks):
         # A bad setting closes every connection, and the host logs why.
         if settings is None:
             settings = Settings()
-        clients[conn.id()] = Client(peer_ip(peer))
+        clients[conn.id()] = Client(peer_key(peer))
 
     def on_data(self, conn, data):
         client = clients.get(conn.id())
@@ -153,7 +161,7 @@ class Callbacks(exports.Callbacks):
             # The error ends the connection and no callback follows.
             del clients[conn.id()]
             raise Err(f"line longer than {MAX_LINE} bytes")
-        answer = b"".join(count_line(client.ip) or line + b"\n" for line in lines)
+        answer = b"".join(count_line(client.who) or line + b"\n" for line in lines)
         if answer:
             try:
                 conn.write(answer)

@@ -1,8 +1,8 @@
 //! Listener and connection control through the `probe` guest: disable and
 //! enable, the real descriptor behind `fd()`, switching the accept callback
 //! off and on, owned connection handles used from other connections, pausing
-//! and resuming reads, write shutdown, `loop-exit`, and addresses as the log
-//! and the guest see them.
+//! and resuming reads, write shutdown, `loop-exit`, and addresses (and the
+//! absence of TLS) as the log and the guest see them.
 use crate::support;
 
 use std::io::{ErrorKind, Read};
@@ -182,6 +182,17 @@ fn owned_handles_work_across_connections() {
     assert_eq!(a.read_line().as_deref(), Some("hello"));
     assert_eq!(a.ask(&format!("send {b_id} hello back")), "ok");
     assert_eq!(b.read_line().as_deref(), Some("hello back"));
+}
+
+/// On a plain TCP listener the guest's `on-accept` gets the client's IP
+/// address and port, and `connection.tls` is none.
+#[test]
+fn an_ip_peer_has_its_address_and_no_tls() {
+    let host = TestHost::start(&support::guest("probe"));
+    let mut probe = Probe::connect(host.addr);
+    let client = probe.stream.local_addr().unwrap();
+    assert_eq!(probe.ask("peer"), format!("peer {client}"));
+    assert_eq!(probe.ask("tls"), "none");
 }
 
 /// Data sent while reading is paused is not delivered until another

@@ -7,10 +7,9 @@
 //! each connection has an instance of its own, alone in its room, and sees
 //! nobody else.
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use evconn_guest::lines::LineBuffer;
-use evconn_guest::{Connection, ConnectionEvent, Handler, Listener};
+use evconn_guest::{Address, Connection, ConnectionEvent, Handler, Listener};
 
 /// The longest line a client may send; a longer one closes its connection.
 const MAX_LINE: usize = 16 * 1024;
@@ -26,14 +25,15 @@ struct Member {
     /// The owned handle from `on_accept`: what lets other connections'
     /// callbacks write to this one.
     conn: Connection,
-    /// How the others see this member: its address.
+    /// How the others see this member: its address (`127.0.0.1:5555`), or
+    /// on a Unix socket its process (`unix:(unnamed) pid=.. uid=.. gid=..`).
     name: String,
     /// What it sent that is not a whole line yet.
     pending: LineBuffer,
 }
 
 impl Handler for Chat {
-    fn on_accept(&mut self, _listener: &Listener, conn: Connection, peer: SocketAddr) -> Result<(), String> {
+    fn on_accept(&mut self, _listener: &Listener, conn: Connection, peer: Address) -> Result<(), String> {
         let name = peer.to_string();
         let others = match self.members.len() {
             1 => "1 other".to_string(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use evconn_guest::lines::LineBuffer;
 use evconn_guest::timers::{self, TimerId};
-use evconn_guest::{Connection, ConnectionEvent, Handler, Listener};
+use evconn_guest::{Address, Connection, ConnectionEvent, Handler, Listener};
 
 /// How often a client is pinged.
 const INTERVAL: Duration = Duration::from_millis(300);
@@ -49,7 +49,7 @@ enum Job {
 }
 
 impl Handler for Heartbeat {
-    fn on_accept(&mut self, _listener: &Listener, conn: Connection, _peer: std::net::SocketAddr) -> Result<(), String> {
+    fn on_accept(&mut self, _listener: &Listener, conn: Connection, _peer: Address) -> Result<(), String> {
         let id = conn.id();
         let ping = timers::start(INTERVAL, Some(INTERVAL))?;
         self.timers.insert(ping, Job::Ping(id));

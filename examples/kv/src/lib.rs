@@ -35,11 +35,10 @@ pub mod store;
 pub mod sweep;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use evconn_guest::timers::{self, TimerId};
-use evconn_guest::{Connection, ConnectionEvent, ErrorCode, Handler, Listener};
+use evconn_guest::{Address, Connection, ConnectionEvent, ErrorCode, Handler, Listener};
 
 use batch::Kind;
 use bucket::WasiBucket;
@@ -107,7 +106,7 @@ struct Client {
 }
 
 impl Handler for Kv {
-    fn on_accept(&mut self, _listener: &Listener, conn: Connection, _peer: SocketAddr) -> Result<(), String> {
+    fn on_accept(&mut self, _listener: &Listener, conn: Connection, _peer: Address) -> Result<(), String> {
         self.connections.insert(conn.id(), conn);
         if self.sweep_timer.is_none() {
             // An instance that serves one short connection (under

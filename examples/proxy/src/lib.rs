@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use evconn_guest::outbound::{connect, connect_name};
-use evconn_guest::{Connection, ConnectionEvent, ErrorCode, Handler, Listener};
+use evconn_guest::{Address, Connection, ConnectionEvent, ErrorCode, Handler, Listener};
 
 /// Output held for one side at which reading from the other pauses.
 const HIGH: u64 = 512 * 1024;
@@ -213,7 +213,7 @@ impl Proxy {
 }
 
 impl Handler for Proxy {
-    fn on_accept(&mut self, _listener: &Listener, conn: Connection, _peer: std::net::SocketAddr) -> Result<(), String> {
+    fn on_accept(&mut self, _listener: &Listener, conn: Connection, _peer: Address) -> Result<(), String> {
         let client = conn.id();
         // Nothing is read from the client until its backend is connected.
         conn.pause_reading();

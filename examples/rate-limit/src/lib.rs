@@ -1,29 +1,32 @@
-//! A line echo that allows each peer address at most `RATE_LIMIT` lines per
-//! `RATE_WINDOW`, counted in the host's store, so the limit holds across
+//! A line echo that allows each peer IP address (or, over a Unix domain
+//! socket, each peer user) at most `RATE_LIMIT` lines per `RATE_WINDOW`, counted in the host's store, so the limit holds across
 //! every instance (under both isolation models), every worker and every
 //! host sharing a Redis; a line past it is answered `-ERR rate limited`.
 //!
-//! Windows are fixed, numbered by the wall clock; each peer's lines in a
+//! Windows are fixed, numbered by the wall clock; each client's lines in a
 //! window are counted in one key with the store's atomic `increment`, one
 //! call for all the lines of a read.
 //!
 //! # Layout
+//! - [`client`]: whose lines a count is for: an IP address, or a Unix
+//!   peer's user.
 //! - [`settings`]: the limit, the window and the bucket, from the
 //!   environment.
 //! - [`window`]: window numbers, count keys, and which keys are old.
 //! - this file: the evconn handler, and the sweep that removes old keys.
+pub mod client;
 pub mod settings;
 pub mod window;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use evconn_guest::keyvalue::{self, Bucket};
 use evconn_guest::lines::LineBuffer;
 use evconn_guest::timers::{self, TimerId};
-use evconn_guest::{Connection, ConnectionEvent, Handler, Listener};
+use evconn_guest::{Address, Connection, ConnectionEvent, Handler, Listener};
 
+use client::Client;
 use settings::Settings;
 
 /// The longest line a client may send; a longer one closes its connection.
@@ -40,8 +43,8 @@ struct RateLimit {
     /// The settings and the open bucket, from the first connection that
     /// found both good to the instance's end.
     ready: Option<(Settings, Bucket)>,
-    /// Each open connection's peer address and unfinished line, from
-    /// `on-accept` to its end.
+    /// Each open connection's client and unfinished line, from `on-accept`
+    /// to its end.
     peers: HashMap<u64, Peer>,
     /// The repeating timer of the sweep, from the first connection on.
     sweep_timer: Option<TimerId>,
@@ -52,15 +55,14 @@ struct RateLimit {
 
 /// One connection's peer.
 struct Peer {
-    /// Whose lines they are: IPv4 peers reaching an IPv6 listener count as
-    /// their IPv4 address.
-    ip: IpAddr,
+    /// Whose lines they are.
+    client: Client,
     /// The bytes of a line not ended yet.
     lines: LineBuffer,
 }
 
 impl Handler for RateLimit {
-    fn on_accept(&mut self, _listener: &Listener, conn: Connection, peer: SocketAddr) -> Result<(), String> {
+    fn on_accept(&mut self, _listener: &Listener, conn: Connection, peer: Address) -> Result<(), String> {
         if self.ready.is_none() {
             // A setting or a bucket that is wrong closes every connection,
             // and the host logs why.
@@ -69,7 +71,7 @@ impl Handler for RateLimit {
                 .map_err(|e| format!("bucket {:?}: {}", settings.bucket, String::from(e)))?;
             self.ready = Some((settings, bucket));
         }
-        self.peers.insert(conn.id(), Peer { ip: peer.ip().to_canonical(), lines: LineBuffer::new(MAX_LINE) });
+        self.peers.insert(conn.id(), Peer { client: Client::from(&peer), lines: LineBuffer::new(MAX_LINE) });
         if self.sweep_timer.is_none() {
             // Each instance sweeps as it starts too: one that serves one
             // short connection may never see its timer fire.
@@ -118,7 +120,7 @@ impl RateLimit {
             return Ok(());
         }
         let index = window::index(wall_clock_ms(), settings.window_ms);
-        let key = window::key(index, peer.ip);
+        let key = window::key(index, &peer.client);
         // One call counts every line of this read, atomically across
         // every instance and host.
         let mut answer = Vec::new();
@@ -128,7 +130,7 @@ impl RateLimit {
                 if first == 1 && index > 0 {
                     // The peer's first lines in this window: its count of
                     // the last one is done with.
-                    let _ = bucket.delete(&window::key(index - 1, peer.ip));
+                    let _ = bucket.delete(&window::key(index - 1, &peer.client));
                 }
                 for (number, line) in (first..).zip(&lines) {
                     answer.extend_from_slice(if number <= settings.limit { line } else { LIMITED });

@@ -1,21 +1,21 @@
 //! Fixed windows by the wall clock: which window a moment falls in, the
-//! store key that counts a peer's lines in it, and which lines of a count
+//! store key that counts a client's lines in it, and which lines of a count
 //! are allowed.
 //!
 //! Windows are numbered by the wall clock (milliseconds since the Unix
 //! epoch over the window's length), so every instance and every host with
-//! a clock in step counts a peer's lines in the same key.
-use std::net::IpAddr;
+//! a clock in step counts a client's lines in the same key.
+use crate::client::Client;
 
 /// The number of the window `now` falls in.
 pub fn index(now_ms: u64, window_ms: u64) -> u64 {
     now_ms / window_ms
 }
 
-/// The key that counts `peer`'s lines in window `index`: the window first,
-/// so that a key says without being read whether its window is over.
-pub fn key(index: u64, peer: IpAddr) -> String {
-    format!("{index}/{peer}")
+/// The key that counts `client`'s lines in window `index`: the window
+/// first, so that a key says without being read whether its window is over.
+pub fn key(index: u64, client: &Client) -> String {
+    format!("{index}/{client}")
 }
 
 /// Whether `key` counted a window before `current`: a key of another shape
@@ -43,17 +43,20 @@ mod tests {
         assert_eq!(index(1_750_000_000_000, 60_000), 29_166_666);
     }
 
-    /// Keys carry their window, which says which are over, for v4 and v6
-    /// peers alike; keys of other shapes are left alone.
+    /// Keys carry their window, which says which are over, for v4, v6 and
+    /// Unix clients alike; keys of other shapes are left alone.
     #[test]
     fn keys_say_their_window() {
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(key(42, v4), "42/192.0.2.7");
-        assert_eq!(key(42, v6), "42/2001:db8::1");
-        assert!(is_old(&key(41, v6), 42));
-        assert!(!is_old(&key(42, v6), 42));
-        assert!(!is_old(&key(43, v4), 42));
+        let v4 = Client::Ip("192.0.2.7".parse().unwrap());
+        let v6 = Client::Ip("2001:db8::1".parse().unwrap());
+        let user = Client::User(1000);
+        assert_eq!(key(42, &v4), "42/192.0.2.7");
+        assert_eq!(key(42, &v6), "42/2001:db8::1");
+        assert_eq!(key(42, &user), "42/uid:1000");
+        assert!(is_old(&key(41, &v6), 42));
+        assert!(is_old(&key(41, &user), 42));
+        assert!(!is_old(&key(42, &v6), 42));
+        assert!(!is_old(&key(43, &v4), 42));
         for other in ["", "41", "x/1.2.3.4", "-1/1.2.3.4"] {
             assert!(!is_old(other, 42), "{other:?}");
         }

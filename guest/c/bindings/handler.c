@@ -6,7 +6,7 @@
 // Imported Functions from `evconn:listener/listener@0.2.0`
 
 __attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[static]listener.bind")))
-extern void __wasm_import_evconn_listener_listener_static_listener_bind(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
+extern void __wasm_import_evconn_listener_listener_static_listener_bind(int32_t, uint8_t *, size_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
 
 __attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[method]listener.enable")))
 extern void __wasm_import_evconn_listener_listener_method_listener_enable(int32_t, uint8_t *);
@@ -66,6 +66,9 @@ extern void __wasm_import_evconn_listener_connection_method_connection_peer_addr
 
 __attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.local-address")))
 extern void __wasm_import_evconn_listener_connection_method_connection_local_address(int32_t, uint8_t *);
+
+__attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[method]connection.tls")))
+extern void __wasm_import_evconn_listener_connection_method_connection_tls(int32_t, uint8_t *);
 
 // Imported Functions from `evconn:listener/reactor@0.2.0`
 
@@ -229,6 +232,56 @@ void evconn_listener_types_ip_socket_address_free(evconn_listener_types_ip_socke
   }
 }
 
+void evconn_listener_types_option_peer_credentials_free(evconn_listener_types_option_peer_credentials_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void evconn_listener_types_unix_socket_address_free(evconn_listener_types_unix_socket_address_t *ptr) {
+  handler_string_free(&ptr->path);
+  evconn_listener_types_option_peer_credentials_free(&ptr->credentials);
+}
+
+void evconn_listener_types_socket_address_free(evconn_listener_types_socket_address_t *ptr) {
+  switch ((int32_t) ptr->tag) {
+    case 0: {
+      break;
+    }
+    case 1: {
+      break;
+    }
+    case 2: {
+      evconn_listener_types_unix_socket_address_free(&ptr->val.unix);
+      break;
+    }
+  }
+}
+
+void evconn_listener_types_peer_certificate_free(evconn_listener_types_peer_certificate_t *ptr) {
+  handler_string_free(&ptr->subject);
+  handler_string_free(&ptr->fingerprint_sha256);
+}
+
+void handler_option_string_free(handler_option_string_t *ptr) {
+  if (ptr->is_some) {
+    handler_string_free(&ptr->val);
+  }
+}
+
+void evconn_listener_types_option_peer_certificate_free(evconn_listener_types_option_peer_certificate_t *ptr) {
+  if (ptr->is_some) {
+    evconn_listener_types_peer_certificate_free(&ptr->val);
+  }
+}
+
+void evconn_listener_types_tls_info_free(evconn_listener_types_tls_info_t *ptr) {
+  handler_string_free(&ptr->version);
+  handler_string_free(&ptr->cipher_suite);
+  handler_option_string_free(&ptr->server_name);
+  handler_option_string_free(&ptr->alpn_protocol);
+  evconn_listener_types_option_peer_certificate_free(&ptr->peer_certificate);
+}
+
 void evconn_listener_types_accept_error_free(evconn_listener_types_accept_error_t *ptr) {
   handler_string_free(&ptr->description);
 }
@@ -241,8 +294,8 @@ void evconn_listener_types_connection_event_free(evconn_listener_types_connectio
   }
 }
 
-void evconn_listener_listener_ip_socket_address_free(evconn_listener_listener_ip_socket_address_t *ptr) {
-  evconn_listener_types_ip_socket_address_free(ptr);
+void evconn_listener_listener_socket_address_free(evconn_listener_listener_socket_address_t *ptr) {
+  evconn_listener_types_socket_address_free(ptr);
 }
 
 __attribute__((__import_module__("evconn:listener/listener@0.2.0"), __import_name__("[resource-drop]listener")))
@@ -272,9 +325,9 @@ void evconn_listener_listener_result_void_error_code_free(evconn_listener_listen
   }
 }
 
-void evconn_listener_listener_result_ip_socket_address_error_code_free(evconn_listener_listener_result_ip_socket_address_error_code_t *ptr) {
+void evconn_listener_listener_result_socket_address_error_code_free(evconn_listener_listener_result_socket_address_error_code_t *ptr) {
   if (!ptr->is_err) {
-    evconn_listener_listener_ip_socket_address_free(&ptr->val.ok);
+    evconn_listener_listener_socket_address_free(&ptr->val.ok);
   } else {
   }
 }
@@ -289,8 +342,12 @@ void evconn_listener_listener_list_own_listener_free(evconn_listener_listener_li
   }
 }
 
-void evconn_listener_connection_ip_socket_address_free(evconn_listener_connection_ip_socket_address_t *ptr) {
-  evconn_listener_types_ip_socket_address_free(ptr);
+void evconn_listener_connection_socket_address_free(evconn_listener_connection_socket_address_t *ptr) {
+  evconn_listener_types_socket_address_free(ptr);
+}
+
+void evconn_listener_connection_tls_info_free(evconn_listener_connection_tls_info_t *ptr) {
+  evconn_listener_types_tls_info_free(ptr);
 }
 
 __attribute__((__import_module__("evconn:listener/connection@0.2.0"), __import_name__("[resource-drop]connection")))
@@ -326,6 +383,12 @@ void evconn_listener_connection_result_void_error_code_free(evconn_listener_conn
 
 void handler_option_u64_free(handler_option_u64_t *ptr) {
   if (ptr->is_some) {
+  }
+}
+
+void evconn_listener_connection_option_tls_info_free(evconn_listener_connection_option_tls_info_t *ptr) {
+  if (ptr->is_some) {
+    evconn_listener_connection_tls_info_free(&ptr->val);
   }
 }
 
@@ -493,8 +556,8 @@ void wasi_keyvalue_batch_result_void_error_free(wasi_keyvalue_batch_result_void_
   }
 }
 
-void exports_evconn_listener_callbacks_ip_socket_address_free(exports_evconn_listener_callbacks_ip_socket_address_t *ptr) {
-  evconn_listener_types_ip_socket_address_free(ptr);
+void exports_evconn_listener_callbacks_socket_address_free(exports_evconn_listener_callbacks_socket_address_t *ptr) {
+  evconn_listener_types_socket_address_free(ptr);
 }
 
 void exports_evconn_listener_callbacks_accept_error_free(exports_evconn_listener_callbacks_accept_error_t *ptr) {
@@ -539,57 +602,89 @@ void handler_string_free(handler_string_t *ret) {
 
 // Component Adapters
 
-bool evconn_listener_listener_static_listener_bind(evconn_listener_listener_ip_socket_address_t *address, evconn_listener_listener_listen_options_t options, int32_t backlog, evconn_listener_listener_own_listener_t *ret, evconn_listener_listener_error_code_t *err) {
+bool evconn_listener_listener_static_listener_bind(evconn_listener_listener_socket_address_t *address, evconn_listener_listener_listen_options_t options, int32_t backlog, evconn_listener_listener_own_listener_t *ret, evconn_listener_listener_error_code_t *err) {
   __attribute__((__aligned__(4)))
   uint8_t ret_area[8];
   int32_t variant;
-  int32_t variant1;
-  int32_t variant2;
-  int32_t variant3;
-  int32_t variant4;
-  int32_t variant5;
-  int32_t variant6;
-  int32_t variant7;
-  int32_t variant8;
+  uint8_t * variant7;
+  size_t variant8;
   int32_t variant9;
   int32_t variant10;
   int32_t variant11;
+  int32_t variant12;
+  int32_t variant13;
+  int32_t variant14;
+  int32_t variant15;
+  int32_t variant16;
+  int32_t variant17;
   switch ((int32_t) (*address).tag) {
     case 0: {
       const evconn_listener_types_ipv4_socket_address_t *payload = &(*address).val.ipv4;
       variant = 0;
-      variant1 = (int32_t) ((*payload).port);
-      variant2 = (int32_t) (((*payload).address).f0);
-      variant3 = (int32_t) (((*payload).address).f1);
-      variant4 = (int32_t) (((*payload).address).f2);
-      variant5 = (int32_t) (((*payload).address).f3);
-      variant6 = 0;
-      variant7 = 0;
-      variant8 = 0;
-      variant9 = 0;
-      variant10 = 0;
-      variant11 = 0;
+      variant7 = (uint8_t *) (int32_t) ((*payload).port);
+      variant8 = (int32_t) (((*payload).address).f0);
+      variant9 = (int32_t) (((*payload).address).f1);
+      variant10 = (int32_t) (((*payload).address).f2);
+      variant11 = (int32_t) (((*payload).address).f3);
+      variant12 = 0;
+      variant13 = 0;
+      variant14 = 0;
+      variant15 = 0;
+      variant16 = 0;
+      variant17 = 0;
       break;
     }
     case 1: {
       const evconn_listener_types_ipv6_socket_address_t *payload0 = &(*address).val.ipv6;
       variant = 1;
-      variant1 = (int32_t) ((*payload0).port);
-      variant2 = (int32_t) ((*payload0).flow_info);
-      variant3 = (int32_t) (((*payload0).address).f0);
-      variant4 = (int32_t) (((*payload0).address).f1);
-      variant5 = (int32_t) (((*payload0).address).f2);
-      variant6 = (int32_t) (((*payload0).address).f3);
-      variant7 = (int32_t) (((*payload0).address).f4);
-      variant8 = (int32_t) (((*payload0).address).f5);
-      variant9 = (int32_t) (((*payload0).address).f6);
-      variant10 = (int32_t) (((*payload0).address).f7);
-      variant11 = (int32_t) ((*payload0).scope_id);
+      variant7 = (uint8_t *) (int32_t) ((*payload0).port);
+      variant8 = (int32_t) ((*payload0).flow_info);
+      variant9 = (int32_t) (((*payload0).address).f0);
+      variant10 = (int32_t) (((*payload0).address).f1);
+      variant11 = (int32_t) (((*payload0).address).f2);
+      variant12 = (int32_t) (((*payload0).address).f3);
+      variant13 = (int32_t) (((*payload0).address).f4);
+      variant14 = (int32_t) (((*payload0).address).f5);
+      variant15 = (int32_t) (((*payload0).address).f6);
+      variant16 = (int32_t) (((*payload0).address).f7);
+      variant17 = (int32_t) ((*payload0).scope_id);
+      break;
+    }
+    case 2: {
+      const evconn_listener_types_unix_socket_address_t *payload1 = &(*address).val.unix;
+      int32_t option;
+      int32_t option4;
+      int32_t option5;
+      int32_t option6;
+      if (((*payload1).credentials).is_some) {
+        const evconn_listener_types_peer_credentials_t *payload3 = &((*payload1).credentials).val;
+        option = 1;
+        option4 = (int32_t) ((*payload3).pid);
+        option5 = (int32_t) ((*payload3).uid);
+        option6 = (int32_t) ((*payload3).gid);
+      } else {
+        option = 0;
+        option4 = 0;
+        option5 = 0;
+        option6 = 0;
+      }
+      variant = 2;
+      variant7 = (uint8_t *) ((*payload1).path).ptr;
+      variant8 = ((*payload1).path).len;
+      variant9 = option;
+      variant10 = option4;
+      variant11 = option5;
+      variant12 = option6;
+      variant13 = 0;
+      variant14 = 0;
+      variant15 = 0;
+      variant16 = 0;
+      variant17 = 0;
       break;
     }
   }
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_evconn_listener_listener_static_listener_bind(variant, variant1, variant2, variant3, variant4, variant5, variant6, variant7, variant8, variant9, variant10, variant11, options, backlog, ptr);
+  __wasm_import_evconn_listener_listener_static_listener_bind(variant, variant7, variant8, variant9, variant10, variant11, variant12, variant13, variant14, variant15, variant16, variant17, options, backlog, ptr);
   evconn_listener_listener_result_own_listener_error_code_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {
@@ -671,45 +766,68 @@ int32_t evconn_listener_listener_method_listener_fd(evconn_listener_listener_bor
   return ret;
 }
 
-bool evconn_listener_listener_method_listener_local_address(evconn_listener_listener_borrow_listener_t self, evconn_listener_listener_ip_socket_address_t *ret, evconn_listener_listener_error_code_t *err) {
-  __attribute__((__aligned__(4)))
-  uint8_t ret_area[36];
+bool evconn_listener_listener_method_listener_local_address(evconn_listener_listener_borrow_listener_t self, evconn_listener_listener_socket_address_t *ret, evconn_listener_listener_error_code_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(24+3*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_evconn_listener_listener_method_listener_local_address((self).__handle, ptr);
-  evconn_listener_listener_result_ip_socket_address_error_code_t result;
+  evconn_listener_listener_result_socket_address_error_code_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {
       result.is_err = false;
-      evconn_listener_types_ip_socket_address_t variant;
-      variant.tag = (int32_t) *((uint8_t*) (ptr + 4));
+      evconn_listener_types_socket_address_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
       switch ((int32_t) variant.tag) {
         case 0: {
           variant.val.ipv4 = (evconn_listener_types_ipv4_socket_address_t) {
-            (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 8))),
+            (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (2*sizeof(void*))))),
             (evconn_listener_types_ipv4_address_t) (evconn_listener_types_ipv4_address_t) {
-              (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 10))),
-              (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 11))),
-              (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 12))),
-              (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 13))),
+              (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (2+2*sizeof(void*))))),
+              (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (3+2*sizeof(void*))))),
+              (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (4+2*sizeof(void*))))),
+              (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (5+2*sizeof(void*))))),
             },
           };
           break;
         }
         case 1: {
           variant.val.ipv6 = (evconn_listener_types_ipv6_socket_address_t) {
-            (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 8))),
-            (uint32_t) (uint32_t) (*((int32_t*) (ptr + 12))),
+            (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (2*sizeof(void*))))),
+            (uint32_t) (uint32_t) (*((int32_t*) (ptr + (4+2*sizeof(void*))))),
             (evconn_listener_types_ipv6_address_t) (evconn_listener_types_ipv6_address_t) {
-              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 16))),
-              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 18))),
-              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 20))),
-              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 22))),
-              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 24))),
-              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 26))),
-              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 28))),
-              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 30))),
+              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (8+2*sizeof(void*))))),
+              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (10+2*sizeof(void*))))),
+              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (12+2*sizeof(void*))))),
+              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (14+2*sizeof(void*))))),
+              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (16+2*sizeof(void*))))),
+              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (18+2*sizeof(void*))))),
+              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (20+2*sizeof(void*))))),
+              (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (22+2*sizeof(void*))))),
             },
-            (uint32_t) (uint32_t) (*((int32_t*) (ptr + 32))),
+            (uint32_t) (uint32_t) (*((int32_t*) (ptr + (24+2*sizeof(void*))))),
+          };
+          break;
+        }
+        case 2: {
+          evconn_listener_types_option_peer_credentials_t option;
+          switch ((int32_t) *((uint8_t*) (ptr + (4*sizeof(void*))))) {
+            case 0: {
+              option.is_some = false;
+              break;
+            }
+            case 1: {
+              option.is_some = true;
+              option.val = (evconn_listener_types_peer_credentials_t) {
+                (uint32_t) (uint32_t) (*((int32_t*) (ptr + (4+4*sizeof(void*))))),
+                (uint32_t) (uint32_t) (*((int32_t*) (ptr + (8+4*sizeof(void*))))),
+                (uint32_t) (uint32_t) (*((int32_t*) (ptr + (12+4*sizeof(void*))))),
+              };
+              break;
+            }
+          }
+          variant.val.unix = (evconn_listener_types_unix_socket_address_t) {
+            (handler_string_t) (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) },
+            (evconn_listener_types_option_peer_credentials_t) option,
           };
           break;
         }
@@ -720,7 +838,7 @@ bool evconn_listener_listener_method_listener_local_address(evconn_listener_list
     }
     case 1: {
       result.is_err = true;
-      result.val.err = (int32_t) *((uint8_t*) (ptr + 4));
+      result.val.err = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
       break;
     }
   }
@@ -866,41 +984,64 @@ void evconn_listener_connection_method_connection_resume_reading(evconn_listener
   __wasm_import_evconn_listener_connection_method_connection_resume_reading((self).__handle);
 }
 
-void evconn_listener_connection_method_connection_peer_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_ip_socket_address_t *ret) {
-  __attribute__((__aligned__(4)))
-  uint8_t ret_area[32];
+void evconn_listener_connection_method_connection_peer_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_socket_address_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(24+2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_evconn_listener_connection_method_connection_peer_address((self).__handle, ptr);
-  evconn_listener_types_ip_socket_address_t variant;
+  evconn_listener_types_socket_address_t variant;
   variant.tag = (int32_t) *((uint8_t*) (ptr + 0));
   switch ((int32_t) variant.tag) {
     case 0: {
       variant.val.ipv4 = (evconn_listener_types_ipv4_socket_address_t) {
-        (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 4))),
+        (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + sizeof(void*)))),
         (evconn_listener_types_ipv4_address_t) (evconn_listener_types_ipv4_address_t) {
-          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 6))),
-          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 7))),
-          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 8))),
-          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 9))),
+          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (2+1*sizeof(void*))))),
+          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (3+1*sizeof(void*))))),
+          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (4+1*sizeof(void*))))),
+          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (5+1*sizeof(void*))))),
         },
       };
       break;
     }
     case 1: {
       variant.val.ipv6 = (evconn_listener_types_ipv6_socket_address_t) {
-        (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 4))),
-        (uint32_t) (uint32_t) (*((int32_t*) (ptr + 8))),
+        (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + sizeof(void*)))),
+        (uint32_t) (uint32_t) (*((int32_t*) (ptr + (4+1*sizeof(void*))))),
         (evconn_listener_types_ipv6_address_t) (evconn_listener_types_ipv6_address_t) {
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 12))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 14))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 16))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 18))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 20))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 22))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 24))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 26))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (8+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (10+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (12+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (14+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (16+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (18+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (20+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (22+1*sizeof(void*))))),
         },
-        (uint32_t) (uint32_t) (*((int32_t*) (ptr + 28))),
+        (uint32_t) (uint32_t) (*((int32_t*) (ptr + (24+1*sizeof(void*))))),
+      };
+      break;
+    }
+    case 2: {
+      evconn_listener_types_option_peer_credentials_t option;
+      switch ((int32_t) *((uint8_t*) (ptr + (3*sizeof(void*))))) {
+        case 0: {
+          option.is_some = false;
+          break;
+        }
+        case 1: {
+          option.is_some = true;
+          option.val = (evconn_listener_types_peer_credentials_t) {
+            (uint32_t) (uint32_t) (*((int32_t*) (ptr + (4+3*sizeof(void*))))),
+            (uint32_t) (uint32_t) (*((int32_t*) (ptr + (8+3*sizeof(void*))))),
+            (uint32_t) (uint32_t) (*((int32_t*) (ptr + (12+3*sizeof(void*))))),
+          };
+          break;
+        }
+      }
+      variant.val.unix = (evconn_listener_types_unix_socket_address_t) {
+        (handler_string_t) (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) },
+        (evconn_listener_types_option_peer_credentials_t) option,
       };
       break;
     }
@@ -908,46 +1049,136 @@ void evconn_listener_connection_method_connection_peer_address(evconn_listener_c
   *ret = variant;
 }
 
-void evconn_listener_connection_method_connection_local_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_ip_socket_address_t *ret) {
-  __attribute__((__aligned__(4)))
-  uint8_t ret_area[32];
+void evconn_listener_connection_method_connection_local_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_socket_address_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(24+2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_evconn_listener_connection_method_connection_local_address((self).__handle, ptr);
-  evconn_listener_types_ip_socket_address_t variant;
+  evconn_listener_types_socket_address_t variant;
   variant.tag = (int32_t) *((uint8_t*) (ptr + 0));
   switch ((int32_t) variant.tag) {
     case 0: {
       variant.val.ipv4 = (evconn_listener_types_ipv4_socket_address_t) {
-        (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 4))),
+        (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + sizeof(void*)))),
         (evconn_listener_types_ipv4_address_t) (evconn_listener_types_ipv4_address_t) {
-          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 6))),
-          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 7))),
-          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 8))),
-          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + 9))),
+          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (2+1*sizeof(void*))))),
+          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (3+1*sizeof(void*))))),
+          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (4+1*sizeof(void*))))),
+          (uint8_t) (uint8_t) ((int32_t) *((uint8_t*) (ptr + (5+1*sizeof(void*))))),
         },
       };
       break;
     }
     case 1: {
       variant.val.ipv6 = (evconn_listener_types_ipv6_socket_address_t) {
-        (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 4))),
-        (uint32_t) (uint32_t) (*((int32_t*) (ptr + 8))),
+        (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + sizeof(void*)))),
+        (uint32_t) (uint32_t) (*((int32_t*) (ptr + (4+1*sizeof(void*))))),
         (evconn_listener_types_ipv6_address_t) (evconn_listener_types_ipv6_address_t) {
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 12))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 14))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 16))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 18))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 20))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 22))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 24))),
-          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + 26))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (8+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (10+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (12+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (14+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (16+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (18+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (20+1*sizeof(void*))))),
+          (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (ptr + (22+1*sizeof(void*))))),
         },
-        (uint32_t) (uint32_t) (*((int32_t*) (ptr + 28))),
+        (uint32_t) (uint32_t) (*((int32_t*) (ptr + (24+1*sizeof(void*))))),
+      };
+      break;
+    }
+    case 2: {
+      evconn_listener_types_option_peer_credentials_t option;
+      switch ((int32_t) *((uint8_t*) (ptr + (3*sizeof(void*))))) {
+        case 0: {
+          option.is_some = false;
+          break;
+        }
+        case 1: {
+          option.is_some = true;
+          option.val = (evconn_listener_types_peer_credentials_t) {
+            (uint32_t) (uint32_t) (*((int32_t*) (ptr + (4+3*sizeof(void*))))),
+            (uint32_t) (uint32_t) (*((int32_t*) (ptr + (8+3*sizeof(void*))))),
+            (uint32_t) (uint32_t) (*((int32_t*) (ptr + (12+3*sizeof(void*))))),
+          };
+          break;
+        }
+      }
+      variant.val.unix = (evconn_listener_types_unix_socket_address_t) {
+        (handler_string_t) (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) },
+        (evconn_listener_types_option_peer_credentials_t) option,
       };
       break;
     }
   }
   *ret = variant;
+}
+
+bool evconn_listener_connection_method_connection_tls(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_tls_info_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(16*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_evconn_listener_connection_method_connection_tls((self).__handle, ptr);
+  evconn_listener_connection_option_tls_info_t option2;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      option2.is_some = false;
+      break;
+    }
+    case 1: {
+      option2.is_some = true;
+      handler_option_string_t option;
+      switch ((int32_t) *((uint8_t*) (ptr + (5*sizeof(void*))))) {
+        case 0: {
+          option.is_some = false;
+          break;
+        }
+        case 1: {
+          option.is_some = true;
+          option.val = (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (6*sizeof(void*))))), (*((size_t*) (ptr + (7*sizeof(void*))))) };
+          break;
+        }
+      }
+      handler_option_string_t option0;
+      switch ((int32_t) *((uint8_t*) (ptr + (8*sizeof(void*))))) {
+        case 0: {
+          option0.is_some = false;
+          break;
+        }
+        case 1: {
+          option0.is_some = true;
+          option0.val = (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (9*sizeof(void*))))), (*((size_t*) (ptr + (10*sizeof(void*))))) };
+          break;
+        }
+      }
+      evconn_listener_types_option_peer_certificate_t option1;
+      switch ((int32_t) *((uint8_t*) (ptr + (11*sizeof(void*))))) {
+        case 0: {
+          option1.is_some = false;
+          break;
+        }
+        case 1: {
+          option1.is_some = true;
+          option1.val = (evconn_listener_types_peer_certificate_t) {
+            (handler_string_t) (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (12*sizeof(void*))))), (*((size_t*) (ptr + (13*sizeof(void*))))) },
+            (handler_string_t) (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (14*sizeof(void*))))), (*((size_t*) (ptr + (15*sizeof(void*))))) },
+          };
+          break;
+        }
+      }
+
+      option2.val = (evconn_listener_types_tls_info_t) {
+        (handler_string_t) (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) },
+        (handler_string_t) (handler_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (3*sizeof(void*))))), (*((size_t*) (ptr + (4*sizeof(void*))))) },
+        (handler_option_string_t) option,
+        (handler_option_string_t) option0,
+        (evconn_listener_types_option_peer_certificate_t) option1,
+      };
+      break;
+    }
+  }
+  *ret = option2.val;
+  return option2.is_some;
 }
 
 void evconn_listener_reactor_loop_exit(void) {
@@ -1556,13 +1787,13 @@ bool wasi_keyvalue_batch_delete_many(wasi_keyvalue_batch_borrow_bucket_t bucket,
 }
 
 __attribute__((__export_name__("evconn:listener/callbacks@0.2.0#on-accept")))
-uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_accept(int32_t arg, int32_t arg0, int32_t arg1, int32_t arg2, int32_t arg3, int32_t arg4, int32_t arg5, int32_t arg6, int32_t arg7, int32_t arg8, int32_t arg9, int32_t arg10, int32_t arg11, int32_t arg12) {
-  evconn_listener_types_ip_socket_address_t variant;
+uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_accept(int32_t arg, int32_t arg0, int32_t arg1, uint8_t * arg2, size_t arg3, int32_t arg4, int32_t arg5, int32_t arg6, int32_t arg7, int32_t arg8, int32_t arg9, int32_t arg10, int32_t arg11, int32_t arg12) {
+  evconn_listener_types_socket_address_t variant;
   variant.tag = arg1;
   switch ((int32_t) variant.tag) {
     case 0: {
       variant.val.ipv4 = (evconn_listener_types_ipv4_socket_address_t) {
-        (uint16_t) (uint16_t) (arg2),
+        (uint16_t) (uint16_t) ((uintptr_t) arg2),
         (evconn_listener_types_ipv4_address_t) (evconn_listener_types_ipv4_address_t) {
           (uint8_t) (uint8_t) (arg3),
           (uint8_t) (uint8_t) (arg4),
@@ -1574,7 +1805,7 @@ uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_accept(int32_t arg,
     }
     case 1: {
       variant.val.ipv6 = (evconn_listener_types_ipv6_socket_address_t) {
-        (uint16_t) (uint16_t) (arg2),
+        (uint16_t) (uint16_t) ((uintptr_t) arg2),
         (uint32_t) (uint32_t) (arg3),
         (evconn_listener_types_ipv6_address_t) (evconn_listener_types_ipv6_address_t) {
           (uint16_t) (uint16_t) (arg4),
@@ -1590,8 +1821,31 @@ uint8_t * __wasm_export_exports_evconn_listener_callbacks_on_accept(int32_t arg,
       };
       break;
     }
+    case 2: {
+      evconn_listener_types_option_peer_credentials_t option;
+      switch (arg4) {
+        case 0: {
+          option.is_some = false;
+          break;
+        }
+        case 1: {
+          option.is_some = true;
+          option.val = (evconn_listener_types_peer_credentials_t) {
+            (uint32_t) (uint32_t) (arg5),
+            (uint32_t) (uint32_t) (arg6),
+            (uint32_t) (uint32_t) (arg7),
+          };
+          break;
+        }
+      }
+      variant.val.unix = (evconn_listener_types_unix_socket_address_t) {
+        (handler_string_t) (handler_string_t) { (uint8_t*)(arg2), (arg3) },
+        (evconn_listener_types_option_peer_credentials_t) option,
+      };
+      break;
+    }
   }
-  exports_evconn_listener_callbacks_ip_socket_address_t arg13 = variant;
+  exports_evconn_listener_callbacks_socket_address_t arg13 = variant;
   exports_evconn_listener_callbacks_result_void_string_t ret;
   handler_string_t err;
   ret.is_err = !exports_evconn_listener_callbacks_on_accept((exports_evconn_listener_callbacks_borrow_listener_t) { arg }, (exports_evconn_listener_callbacks_own_connection_t) { arg0 }, &arg13, &err);

@@ -55,7 +55,8 @@ typedef struct evconn_listener_types_ipv6_socket_address_t {
   uint32_t   scope_id;
 } evconn_listener_types_ipv6_socket_address_t;
 
-// A TCP endpoint: what libevent hands over as `struct sockaddr *`.
+// A TCP endpoint: where an outbound connection goes
+// (`outbound.connect`).
 typedef struct evconn_listener_types_ip_socket_address_t {
   uint8_t tag;
   union {
@@ -68,6 +69,97 @@ typedef struct evconn_listener_types_ip_socket_address_t {
 #define EVCONN_LISTENER_TYPES_IP_SOCKET_ADDRESS_IPV4 0
 // An IPv6 endpoint.
 #define EVCONN_LISTENER_TYPES_IP_SOCKET_ADDRESS_IPV6 1
+
+// Who is at the other end of a Unix domain socket: the process that
+// connected, and its user and group, as the kernel recorded them when
+// it connected (`SO_PEERCRED`). They do not change if that process
+// later changes its ids or passes the socket on.
+typedef struct evconn_listener_types_peer_credentials_t {
+  // The connecting process's id.
+  uint32_t   pid;
+  // Its effective user id.
+  uint32_t   uid;
+  // Its effective group id.
+  uint32_t   gid;
+} evconn_listener_types_peer_credentials_t;
+
+typedef struct {
+  bool is_some;
+  evconn_listener_types_peer_credentials_t val;
+} evconn_listener_types_option_peer_credentials_t;
+
+// One end of a Unix domain stream socket (`struct sockaddr_un`).
+typedef struct evconn_listener_types_unix_socket_address_t {
+  // The socket file's path. Empty for an unnamed socket, as most
+  // clients' are: a peer that did not `bind` before connecting has
+  // no path. Lossy where the path is not UTF-8.
+  handler_string_t   path;
+  // The peer's credentials (`SO_PEERCRED`): given only for the peer
+  // of a connection accepted on a Unix listener, `none` for a local
+  // end and for a listener's own address.
+  evconn_listener_types_option_peer_credentials_t   credentials;
+} evconn_listener_types_unix_socket_address_t;
+
+// One end of a stream socket: what libevent hands over as `struct
+// sockaddr *`. A listener is either TCP or Unix; the connections it
+// accepts have addresses of its kind.
+typedef struct evconn_listener_types_socket_address_t {
+  uint8_t tag;
+  union {
+    evconn_listener_types_ipv4_socket_address_t     ipv4;
+    evconn_listener_types_ipv6_socket_address_t     ipv6;
+    evconn_listener_types_unix_socket_address_t     unix;
+  } val;
+} evconn_listener_types_socket_address_t;
+
+// An IPv4 TCP endpoint.
+#define EVCONN_LISTENER_TYPES_SOCKET_ADDRESS_IPV4 0
+// An IPv6 TCP endpoint.
+#define EVCONN_LISTENER_TYPES_SOCKET_ADDRESS_IPV6 1
+// A Unix domain socket's end.
+#define EVCONN_LISTENER_TYPES_SOCKET_ADDRESS_UNIX 2
+
+// The certificate a TLS client presented, for a listener that asks for
+// one: who the peer is.
+typedef struct evconn_listener_types_peer_certificate_t {
+  // The certificate's subject, as an RFC 4514 distinguished name
+  // (such as "CN=client.example,O=Example").
+  handler_string_t   subject;
+  // SHA-256 of the certificate's DER encoding, as 64 lowercase hex
+  // digits without separators: what `openssl x509 -fingerprint
+  // -sha256` prints, in lowercase and without colons.
+  handler_string_t   fingerprint_sha256;
+} evconn_listener_types_peer_certificate_t;
+
+typedef struct {
+  bool is_some;
+  handler_string_t val;
+} handler_option_string_t;
+
+typedef struct {
+  bool is_some;
+  evconn_listener_types_peer_certificate_t val;
+} evconn_listener_types_option_peer_certificate_t;
+
+// What the TLS handshake of a connection negotiated, on a listener
+// where the host terminates TLS. The guest reads and writes plain text
+// either way; this says how the bytes were protected on the wire.
+typedef struct evconn_listener_types_tls_info_t {
+  // The protocol version, as "TLSv1.2" or "TLSv1.3".
+  handler_string_t   version;
+  // The cipher suite, by its rustls name, such as
+  // "TLS13_AES_128_GCM_SHA256" or
+  // "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".
+  handler_string_t   cipher_suite;
+  // The server name the client asked for (SNI), if it sent one.
+  handler_option_string_t   server_name;
+  // The application protocol agreed on (ALPN), such as "h2", if
+  // the client offered one the listener accepts.
+  handler_option_string_t   alpn_protocol;
+  // The certificate the client presented, if the listener asked for
+  // one and the client sent it.
+  evconn_listener_types_option_peer_certificate_t   peer_certificate;
+} evconn_listener_types_tls_info_t;
 
 // Why an operation on a listener or a connection failed.
 // 
@@ -196,7 +288,7 @@ typedef struct evconn_listener_types_connection_event_t {
 // callback, once what was written has been sent.
 #define EVCONN_LISTENER_TYPES_CONNECTION_EVENT_TIMEOUT 3
 
-typedef evconn_listener_types_ip_socket_address_t evconn_listener_listener_ip_socket_address_t;
+typedef evconn_listener_types_socket_address_t evconn_listener_listener_socket_address_t;
 
 typedef evconn_listener_types_listen_options_t evconn_listener_listener_listen_options_t;
 
@@ -228,17 +320,19 @@ typedef struct {
 typedef struct {
   bool is_err;
   union {
-    evconn_listener_listener_ip_socket_address_t ok;
+    evconn_listener_listener_socket_address_t ok;
     evconn_listener_listener_error_code_t err;
   } val;
-} evconn_listener_listener_result_ip_socket_address_error_code_t;
+} evconn_listener_listener_result_socket_address_error_code_t;
 
 typedef struct {
   evconn_listener_listener_own_listener_t *ptr;
   size_t len;
 } evconn_listener_listener_list_own_listener_t;
 
-typedef evconn_listener_types_ip_socket_address_t evconn_listener_connection_ip_socket_address_t;
+typedef evconn_listener_types_socket_address_t evconn_listener_connection_socket_address_t;
+
+typedef evconn_listener_types_tls_info_t evconn_listener_connection_tls_info_t;
 
 typedef evconn_listener_types_error_code_t evconn_listener_connection_error_code_t;
 
@@ -266,6 +360,11 @@ typedef struct {
   bool is_some;
   uint64_t val;
 } handler_option_u64_t;
+
+typedef struct {
+  bool is_some;
+  evconn_listener_connection_tls_info_t val;
+} evconn_listener_connection_option_tls_info_t;
 
 typedef evconn_listener_types_error_code_t evconn_listener_timers_error_code_t;
 
@@ -435,7 +534,7 @@ typedef struct {
   } val;
 } wasi_keyvalue_batch_result_void_error_t;
 
-typedef evconn_listener_types_ip_socket_address_t exports_evconn_listener_callbacks_ip_socket_address_t;
+typedef evconn_listener_types_socket_address_t exports_evconn_listener_callbacks_socket_address_t;
 
 typedef evconn_listener_types_accept_error_t exports_evconn_listener_callbacks_accept_error_t;
 
@@ -460,18 +559,25 @@ typedef evconn_listener_connection_borrow_connection_t exports_evconn_listener_c
 // Create a listening socket bound to `address`:
 // `evconnlistener_new_bind`.
 // 
-// The socket is non-blocking, has TCP keep-alive on, gets `options`
-// before `bind`, then `listen`. `backlog` is the kernel's queue of
-// connections not yet accepted: negative picks the default (128),
-// positive is passed to `listen()`, and zero (libevent's "already
-// listening") is an error here because this call makes a new socket.
+// `address` is `ipv4` or `ipv6` for a TCP socket, or `unix` for a
+// Unix domain stream socket at `unix.path` (its `credentials` are
+// ignored). The socket is non-blocking, has TCP keep-alive on (for
+// TCP), gets `options` before `bind`, then `listen`. `backlog` is
+// the kernel's queue of connections not yet accepted: negative
+// picks the default (128), positive is passed to `listen()`, and
+// zero (libevent's "already listening") is an error here because
+// this call makes a new socket.
 // 
 // Binding is allowed only for addresses the operator permits
-// (`host --allow-bind`); by default a guest may bind nothing.
+// (`host --allow-bind`, which names Unix paths as `unix:/PATH`);
+// by default a guest may bind nothing. A guest never binds TLS:
+// only the operator's listeners terminate it.
 // 
 // # Typical errors
 // - `access-denied`: the operator did not allow this address.
-// - `invalid-argument`: `backlog` is zero.
+// - `invalid-argument`: `backlog` is zero, or a Unix path is empty
+//   or too long for `sockaddr_un` (107 bytes).
+// - `not-supported`: the host cannot bind this kind of address.
 // - `address-in-use`: another socket holds the address and neither
 //   uses `reuseable-port`. (EADDRINUSE)
 // - `address-not-bindable`: the address is not this machine's. (EADDRNOTAVAIL)
@@ -480,7 +586,7 @@ typedef evconn_listener_connection_borrow_connection_t exports_evconn_listener_c
 // # References
 // - <https://libevent.org/doc/listener_8h.html>
 // - <https://man7.org/linux/man-pages/man2/listen.2.html>
-extern bool evconn_listener_listener_static_listener_bind(evconn_listener_listener_ip_socket_address_t *address, evconn_listener_listener_listen_options_t options, int32_t backlog, evconn_listener_listener_own_listener_t *ret, evconn_listener_listener_error_code_t *err);
+extern bool evconn_listener_listener_static_listener_bind(evconn_listener_listener_socket_address_t *address, evconn_listener_listener_listen_options_t options, int32_t backlog, evconn_listener_listener_own_listener_t *ret, evconn_listener_listener_error_code_t *err);
 // Start or resume accepting: `evconnlistener_enable`.
 // 
 // Connections that waited in the backlog while the listener was
@@ -511,11 +617,12 @@ extern void evconn_listener_listener_method_listener_set_accept_callback(evconn_
 // has no call that takes a descriptor.
 extern int32_t evconn_listener_listener_method_listener_fd(evconn_listener_listener_borrow_listener_t self);
 // The address the socket is bound to, with the port the kernel chose
-// when it was bound to port 0.
+// when it was bound to port 0; for a Unix domain socket, its path
+// (with no credentials).
 // 
 // # Typical errors
 // - `closed`: the listener was freed by the host (its socket is gone).
-extern bool evconn_listener_listener_method_listener_local_address(evconn_listener_listener_borrow_listener_t self, evconn_listener_listener_ip_socket_address_t *ret, evconn_listener_listener_error_code_t *err);
+extern bool evconn_listener_listener_method_listener_local_address(evconn_listener_listener_borrow_listener_t self, evconn_listener_listener_socket_address_t *ret, evconn_listener_listener_error_code_t *err);
 // A number that names this listener for as long as the host runs,
 // the same in every handle to it.
 extern uint64_t evconn_listener_listener_method_listener_id(evconn_listener_listener_borrow_listener_t self);
@@ -606,10 +713,20 @@ extern void evconn_listener_connection_method_connection_close(evconn_listener_c
 extern void evconn_listener_connection_method_connection_pause_reading(evconn_listener_connection_borrow_connection_t self);
 // Undo `pause-reading` (`bufferevent_enable(EV_READ)`).
 extern void evconn_listener_connection_method_connection_resume_reading(evconn_listener_connection_borrow_connection_t self);
-// The peer's address, as `accept()` reported it.
-extern void evconn_listener_connection_method_connection_peer_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_ip_socket_address_t *ret);
-// The local end's address.
-extern void evconn_listener_connection_method_connection_local_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_ip_socket_address_t *ret);
+// The peer's address, as `accept()` reported it: the same as
+// `callbacks.on-accept`'s `peer`. For a Unix domain socket, `unix`
+// with the peer's credentials (`SO_PEERCRED`) and usually an empty
+// path. For an outbound connection, the address connected to
+// (0.0.0.0:0 until connected).
+extern void evconn_listener_connection_method_connection_peer_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_socket_address_t *ret);
+// The local end's address: the listener's address and port for a
+// TCP connection, the listener's path (without credentials) for a
+// Unix domain socket.
+extern void evconn_listener_connection_method_connection_local_address(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_socket_address_t *ret);
+// What the TLS handshake negotiated, for a connection accepted on
+// a TLS listener; `none` for a plain one and for outbound
+// connections.
+extern bool evconn_listener_connection_method_connection_tls(evconn_listener_connection_borrow_connection_t self, evconn_listener_connection_tls_info_t *ret);
 
 // Imported Functions from `evconn:listener/reactor@0.2.0`
 // Ask the host to stop: `event_base_loopexit(base, NULL)`.
@@ -638,6 +755,11 @@ extern bool evconn_listener_timers_cancel(evconn_listener_timers_timer_id_t time
 
 // Imported Functions from `evconn:listener/outbound@0.2.0`
 // Connect to `address`: `bufferevent_socket_connect`.
+// 
+// Only TCP: connecting to a Unix domain socket is not offered, so
+// `address` is an `ip-socket-address`, not a `socket-address`. An
+// outbound connection is always plain (no TLS): `connection.tls` is
+// `none` for it.
 // 
 // # Typical errors
 // - `access-denied`: `--allow-connect` does not allow this address and
@@ -764,7 +886,7 @@ extern bool wasi_keyvalue_batch_set_many(wasi_keyvalue_batch_borrow_bucket_t buc
 extern bool wasi_keyvalue_batch_delete_many(wasi_keyvalue_batch_borrow_bucket_t bucket, handler_list_string_t *keys, wasi_keyvalue_batch_error_t *err);
 
 // Exported Functions from `evconn:listener/callbacks@0.2.0`
-bool exports_evconn_listener_callbacks_on_accept(exports_evconn_listener_callbacks_borrow_listener_t listener, exports_evconn_listener_callbacks_own_connection_t conn, exports_evconn_listener_callbacks_ip_socket_address_t *peer, handler_string_t *err);
+bool exports_evconn_listener_callbacks_on_accept(exports_evconn_listener_callbacks_borrow_listener_t listener, exports_evconn_listener_callbacks_own_connection_t conn, exports_evconn_listener_callbacks_socket_address_t *peer, handler_string_t *err);
 bool exports_evconn_listener_callbacks_on_data(exports_evconn_listener_callbacks_borrow_connection_t conn, handler_list_u8_t *data, handler_string_t *err);
 bool exports_evconn_listener_callbacks_on_event(exports_evconn_listener_callbacks_borrow_connection_t conn, exports_evconn_listener_callbacks_connection_event_t *event, handler_string_t *err);
 void exports_evconn_listener_callbacks_on_accept_error(exports_evconn_listener_callbacks_borrow_listener_t listener, exports_evconn_listener_callbacks_accept_error_t *error);
@@ -775,11 +897,25 @@ bool exports_evconn_listener_callbacks_on_drain(exports_evconn_listener_callback
 
 void evconn_listener_types_ip_socket_address_free(evconn_listener_types_ip_socket_address_t *ptr);
 
+void evconn_listener_types_option_peer_credentials_free(evconn_listener_types_option_peer_credentials_t *ptr);
+
+void evconn_listener_types_unix_socket_address_free(evconn_listener_types_unix_socket_address_t *ptr);
+
+void evconn_listener_types_socket_address_free(evconn_listener_types_socket_address_t *ptr);
+
+void evconn_listener_types_peer_certificate_free(evconn_listener_types_peer_certificate_t *ptr);
+
+void handler_option_string_free(handler_option_string_t *ptr);
+
+void evconn_listener_types_option_peer_certificate_free(evconn_listener_types_option_peer_certificate_t *ptr);
+
+void evconn_listener_types_tls_info_free(evconn_listener_types_tls_info_t *ptr);
+
 void evconn_listener_types_accept_error_free(evconn_listener_types_accept_error_t *ptr);
 
 void evconn_listener_types_connection_event_free(evconn_listener_types_connection_event_t *ptr);
 
-void evconn_listener_listener_ip_socket_address_free(evconn_listener_listener_ip_socket_address_t *ptr);
+void evconn_listener_listener_socket_address_free(evconn_listener_listener_socket_address_t *ptr);
 
 extern void evconn_listener_listener_listener_drop_own(evconn_listener_listener_own_listener_t handle);
 
@@ -791,11 +927,13 @@ void evconn_listener_listener_result_own_listener_error_code_free(evconn_listene
 
 void evconn_listener_listener_result_void_error_code_free(evconn_listener_listener_result_void_error_code_t *ptr);
 
-void evconn_listener_listener_result_ip_socket_address_error_code_free(evconn_listener_listener_result_ip_socket_address_error_code_t *ptr);
+void evconn_listener_listener_result_socket_address_error_code_free(evconn_listener_listener_result_socket_address_error_code_t *ptr);
 
 void evconn_listener_listener_list_own_listener_free(evconn_listener_listener_list_own_listener_t *ptr);
 
-void evconn_listener_connection_ip_socket_address_free(evconn_listener_connection_ip_socket_address_t *ptr);
+void evconn_listener_connection_socket_address_free(evconn_listener_connection_socket_address_t *ptr);
+
+void evconn_listener_connection_tls_info_free(evconn_listener_connection_tls_info_t *ptr);
 
 extern void evconn_listener_connection_connection_drop_own(evconn_listener_connection_own_connection_t handle);
 
@@ -808,6 +946,8 @@ void handler_list_u8_free(handler_list_u8_t *ptr);
 void evconn_listener_connection_result_void_error_code_free(evconn_listener_connection_result_void_error_code_t *ptr);
 
 void handler_option_u64_free(handler_option_u64_t *ptr);
+
+void evconn_listener_connection_option_tls_info_free(evconn_listener_connection_option_tls_info_t *ptr);
 
 void evconn_listener_timers_option_duration_free(evconn_listener_timers_option_duration_t *ptr);
 
@@ -859,7 +999,7 @@ void handler_list_tuple2_string_list_u8_free(handler_list_tuple2_string_list_u8_
 
 void wasi_keyvalue_batch_result_void_error_free(wasi_keyvalue_batch_result_void_error_t *ptr);
 
-void exports_evconn_listener_callbacks_ip_socket_address_free(exports_evconn_listener_callbacks_ip_socket_address_t *ptr);
+void exports_evconn_listener_callbacks_socket_address_free(exports_evconn_listener_callbacks_socket_address_t *ptr);
 
 void exports_evconn_listener_callbacks_accept_error_free(exports_evconn_listener_callbacks_accept_error_t *ptr);
 

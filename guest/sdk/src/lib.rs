@@ -43,6 +43,31 @@
 //! says how much fits, and [`Handler::on_drain`] says when to write again
 //! (set a watermark with [`Connection::set_drain_watermark`]).
 //!
+//! # Addresses and TLS
+//! [`Handler::on_accept`] gets the peer as an [`Address`]: an IP address and
+//! port for a TCP listener, or for a Unix domain socket listener a
+//! [`UnixAddress`] with the connecting process's [`PeerCredentials`]. The
+//! connection's own `peer_address()` and `local_address()` return the WIT's
+//! [`SocketAddress`]; `Address::from` turns it into the same type.
+//! `conn.tls()` says what the TLS handshake negotiated ([`TlsInfo`]: version,
+//! cipher suite, server name, ALPN protocol, the client's certificate) on a
+//! listener where the host terminates TLS, and `None` on a plain one.
+//!
+//! ```ignore
+//! fn on_accept(&mut self, _listener: &Listener, conn: Connection, peer: Address) -> Result<(), String> {
+//!     let who = match (&peer, conn.tls()) {
+//!         (Address::Unix(unix), _) => match unix.credentials {
+//!             Some(credentials) => format!("uid {}", credentials.uid),
+//!             None => "a local process".to_string(),
+//!         },
+//!         (Address::Ip(ip), Some(tls)) => format!("{ip} over {}", tls.version),
+//!         (Address::Ip(ip), None) => ip.to_string(),
+//!     };
+//!     conn.write(format!("hello, {who}\n").as_bytes())?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Outbound connections
 //! [`outbound::connect`] and [`outbound::connect_name`] open a connection
 //! where the operator allows (`host --allow-connect`); it is connecting when
@@ -57,6 +82,7 @@
 //! ([`keyvalue::increment`] counts atomically).
 //!
 //! # Modules
+//! - [`address`]: a connection's ends, IP or Unix, as Rust types.
 //! - [`lines`]: whole lines out of bytes as they arrive, with a length limit.
 //! - [`timers`]: timers that call [`Handler::on_timer`].
 //! - [`outbound`]: connections the handler opens.
@@ -66,10 +92,9 @@
 //!   root does not re-export.
 #![deny(missing_docs)]
 
+pub mod address;
 pub mod keyvalue;
 pub mod lines;
-
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// Bindings generated from the `evconn:listener` WIT package.
 ///
@@ -87,9 +112,12 @@ pub mod bindings {
     });
 }
 
+pub use address::{Address, PeerCredentials, UnixAddress};
 pub use bindings::evconn::listener::connection::Connection;
 pub use bindings::evconn::listener::listener::{Listener, operator_listeners};
-pub use bindings::evconn::listener::types::{AcceptError, ConnectionEvent, ErrorCode, IpSocketAddress, ListenOptions};
+pub use bindings::evconn::listener::types::{
+    AcceptError, ConnectionEvent, ErrorCode, IpSocketAddress, ListenOptions, PeerCertificate, SocketAddress, TlsInfo,
+};
 
 /// Timers that call [`Handler::on_timer`]: libevent's `evtimer_*`.
 pub mod timers {
@@ -151,13 +179,16 @@ pub mod reactor {
 /// connection concerned: the host logs the message and closes it after
 /// sending what was already written.
 pub trait Handler: Default + 'static {
-    /// A connection was accepted on `listener` from `peer`.
+    /// A connection was accepted on `listener` from `peer`: an IP address
+    /// and port, or a Unix domain socket's peer with its credentials. On a
+    /// TLS listener the handshake is done: `conn.tls()` says what it
+    /// negotiated.
     ///
     /// `conn` is an owned handle: keep it (for example in a map keyed by
     /// `conn.id()`) to write to the connection from other connections'
     /// callbacks, or let it drop. Dropping it does not close the connection.
     /// The default drops it.
-    fn on_accept(&mut self, listener: &Listener, conn: Connection, peer: SocketAddr) -> Result<(), String> {
+    fn on_accept(&mut self, listener: &Listener, conn: Connection, peer: Address) -> Result<(), String> {
         let _ = (listener, conn, peer);
         Ok(())
     }
@@ -214,47 +245,6 @@ impl From<ErrorCode> for String {
     }
 }
 
-impl From<IpSocketAddress> for SocketAddr {
-    fn from(address: IpSocketAddress) -> Self {
-        match address {
-            IpSocketAddress::Ipv4(v4) => {
-                let (a, b, c, d) = v4.address;
-                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), v4.port))
-            }
-            IpSocketAddress::Ipv6(v6) => {
-                let (a, b, c, d, e, f, g, h) = v6.address;
-                SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::new(a, b, c, d, e, f, g, h),
-                    v6.port,
-                    v6.flow_info,
-                    v6.scope_id,
-                ))
-            }
-        }
-    }
-}
-
-impl From<SocketAddr> for IpSocketAddress {
-    fn from(address: SocketAddr) -> Self {
-        use bindings::evconn::listener::types::{Ipv4SocketAddress, Ipv6SocketAddress};
-        match address {
-            SocketAddr::V4(v4) => {
-                let [a, b, c, d] = v4.ip().octets();
-                IpSocketAddress::Ipv4(Ipv4SocketAddress { port: v4.port(), address: (a, b, c, d) })
-            }
-            SocketAddr::V6(v6) => {
-                let [a, b, c, d, e, f, g, h] = v6.ip().segments();
-                IpSocketAddress::Ipv6(Ipv6SocketAddress {
-                    port: v6.port(),
-                    flow_info: v6.flowinfo(),
-                    address: (a, b, c, d, e, f, g, h),
-                    scope_id: v6.scope_id(),
-                })
-            }
-        }
-    }
-}
-
 /// Export `$handler`, a type implementing [`Handler`], as the component's
 /// callbacks. Use it once, at the top level of the guest crate.
 #[macro_export]
@@ -271,7 +261,7 @@ macro_rules! export_handler {
             fn on_accept(
                 listener: &$crate::Listener,
                 conn: $crate::Connection,
-                peer: $crate::IpSocketAddress,
+                peer: $crate::SocketAddress,
             ) -> ::std::result::Result<(), ::std::string::String> {
                 __EVCONN_HANDLER
                     .with_borrow_mut(|handler| $crate::Handler::on_accept(handler, listener, conn, peer.into()))

@@ -30,4 +30,5 @@ wasmtime::component::bindgen!({
 
 pub use evconn::listener::types::{
     AcceptError, ConnectionEvent, ErrorCode, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, ListenOptions,
+    PeerCertificate, PeerCredentials, SocketAddress, TlsInfo, UnixSocketAddress,
 };

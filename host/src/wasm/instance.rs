@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::{ConnectionEvent, Handler};
+use super::bindings::{ConnectionEvent, Handler, SocketAddress};
 use super::call_clock::YIELD_AFTER;
 use super::component::Compiled;
 use super::context::InstanceContext;
@@ -165,7 +165,8 @@ impl Instance {
         let result = match handles {
             Ok((listener, owned)) => {
                 let on_accept = self.exports.evconn_listener_callbacks().func_on_accept();
-                on_accept.call_async(&mut self.store, (listener, owned, conn.peer().into())).await.map(|(r,)| r)
+                let peer = SocketAddress::from(conn.peer().clone());
+                on_accept.call_async(&mut self.store, (listener, owned, &peer)).await.map(|(r,)| r)
             }
             Err(e) => Err(e),
         };

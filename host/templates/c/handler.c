@@ -52,9 +52,11 @@ static long long next_visitor(void) {
 
 bool exports_evconn_listener_callbacks_on_accept(borrow_listener_t listener,
                                                  exports_evconn_listener_callbacks_own_connection_t conn,
-                                                 exports_evconn_listener_callbacks_ip_socket_address_t *peer,
+                                                 exports_evconn_listener_callbacks_socket_address_t *peer,
                                                  handler_string_t *err) {
-    (void)peer;
+    // The peer's address is the callback's to free: a Unix socket's path is
+    // a string the bindings allocated.
+    exports_evconn_listener_callbacks_socket_address_free(peer);
     char welcome[64];
     long long visitor = next_visitor();
     if (visitor > 0) {

@@ -29,6 +29,10 @@ function nextVisitor() {
 
 export const callbacks = {
     onAccept(listener, conn, peer) {
+        // `peer` is `{ tag: 'ipv4' | 'ipv6', val: { port, address, ... } }`
+        // or, on a Unix domain socket listener, `{ tag: 'unix', val: { path,
+        // credentials: { pid, uid, gid } } }`; `conn.tls()` is an object
+        // (`version`, `cipherSuite`, ...) on a TLS listener, else undefined.
         const visitor = nextVisitor();
         conn.write(encoder.encode(visitor === null ? 'welcome\n' : `welcome, visitor ${visitor}\n`));
     },

@@ -21,6 +21,10 @@ BUCKET = "{{name}}"
 
 class Callbacks(exports.Callbacks):
     def on_accept(self, listener, conn, peer):
+        # `peer` is a `SocketAddress_Ipv4`, `SocketAddress_Ipv6` or, on a Unix
+        # domain socket listener, `SocketAddress_Unix` (its `value.credentials`
+        # the peer's pid, uid and gid), from `wit_world.imports.types`;
+        # `conn.tls()` is a `TlsInfo` on a TLS listener, else None.
         try:
             with store.open(BUCKET) as bucket:
                 welcome = f"welcome, visitor {atomics.increment(bucket, 'visitors', 1)}\n"

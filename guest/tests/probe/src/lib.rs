@@ -5,8 +5,10 @@
 //! | --- | --- |
 //! | `ping` | `pong` |
 //! | `whoami` | `conn ID peer ADDR local ADDR listener ID fd FD` |
+//! | `peer` | `peer ADDR`, as `on-accept` got it: `127.0.0.1:5555`, `[::1]:5555`, or `unix:PATH` (`unix:(unnamed)` without one) then ` pid=N uid=N gid=N` |
+//! | `tls` | `tls VERSION SUITE sni=NAME alpn=PROTO cert=SUBJECT;FINGERPRINT` (`-` for what is absent), or `none` on a plain connection |
 //! | `operators` | `operators ID:FD:ADDR ...` |
-//! | `bind ADDR BACKLOG OPT,OPT` (`-` for none) | `bound ID FD ADDR` or `error CODE` |
+//! | `bind ADDR BACKLOG OPT,OPT` (`-` for none; ADDR an IP address and port, or `unix:PATH`) | `bound ID FD ADDR` or `error CODE` |
 //! | `enable ID`, `disable ID` | `ok` or `error CODE` |
 //! | `callback ID on|off` | `ok` |
 //! | `free ID` (drops a bound listener's handle) | `ok` |
@@ -74,8 +76,8 @@ use std::time::Duration;
 
 use evconn_guest::timers::{self, TimerId};
 use evconn_guest::{
-    AcceptError, Connection, ConnectionEvent, ErrorCode, Handler, ListenOptions, Listener, operator_listeners,
-    outbound, reactor,
+    AcceptError, Address, Connection, ConnectionEvent, ErrorCode, Handler, ListenOptions, Listener, TlsInfo,
+    UnixAddress, operator_listeners, outbound, reactor,
 };
 
 #[derive(Default)]
@@ -86,6 +88,8 @@ struct Probe {
     partial: HashMap<u64, Vec<u8>>,
     /// The listener each connection arrived on: (id, fd).
     arrived_on: HashMap<u64, (u64, i32)>,
+    /// The peer each connection's `on-accept` was given.
+    peers: HashMap<u64, Address>,
     /// Listeners this instance bound, by id.
     bound: HashMap<u64, Listener>,
     accepted: u64,
@@ -118,9 +122,10 @@ enum TimerJob {
 }
 
 impl Handler for Probe {
-    fn on_accept(&mut self, listener: &Listener, conn: Connection, _peer: SocketAddr) -> Result<(), String> {
+    fn on_accept(&mut self, listener: &Listener, conn: Connection, peer: Address) -> Result<(), String> {
         self.accepted += 1;
         self.arrived_on.insert(conn.id(), (listener.id(), listener.fd()));
+        self.peers.insert(conn.id(), peer);
         self.connections.insert(conn.id(), conn);
         Ok(())
     }
@@ -151,7 +156,7 @@ impl Handler for Probe {
         if self.dialed_by.contains_key(&conn.id()) {
             let news = match event {
                 ConnectionEvent::Connected => {
-                    let peer = SocketAddr::from(conn.peer_address());
+                    let peer = Address::from(conn.peer_address());
                     self.tell_dialer(conn.id(), &format!("connected {peer}"));
                     return Ok(());
                 }
@@ -220,6 +225,7 @@ impl Probe {
         self.connections.remove(&id);
         self.partial.remove(&id);
         self.arrived_on.remove(&id);
+        self.peers.remove(&id);
     }
 
     /// Starts a timer that does `job`; its answer.
@@ -256,27 +262,37 @@ impl Probe {
                 format!(
                     "conn {} peer {} local {} listener {listener} fd {fd}",
                     conn.id(),
-                    SocketAddr::from(conn.peer_address()),
-                    SocketAddr::from(conn.local_address())
+                    Address::from(conn.peer_address()),
+                    Address::from(conn.local_address())
                 )
             }
+            // What `on-accept` was given, which for an outbound connection
+            // (no `on-accept`) is nothing: then the connection's own word.
+            ["peer"] => match self.peers.get(&conn.id()) {
+                Some(peer) => format!("peer {peer}"),
+                None => format!("peer {}", Address::from(conn.peer_address())),
+            },
+            ["tls"] => conn.tls().map_or_else(|| "none".to_string(), |tls| describe_tls(&tls)),
             ["operators"] => {
                 let all: Vec<String> = operator_listeners()
                     .iter()
                     .map(|l| {
-                        let address = l.local_address().map(|a| SocketAddr::from(a).to_string());
+                        let address = l.local_address().map(|a| Address::from(a).to_string());
                         format!("{}:{}:{}", l.id(), l.fd(), address.unwrap_or_else(|e| e.to_string()))
                     })
                     .collect();
                 format!("operators {}", all.join(" "))
             }
             ["bind", address, backlog, options] => {
-                let address: SocketAddr = address.parse().map_err(|e| format!("bad address: {e}"))?;
+                let address = match address.strip_prefix("unix:") {
+                    Some(path) => Address::Unix(UnixAddress { path: path.to_string(), credentials: None }),
+                    None => Address::Ip(address.parse().map_err(|e| format!("bad address: {e}"))?),
+                };
                 let backlog: i32 = backlog.parse().map_err(|e| format!("bad backlog: {e}"))?;
-                match Listener::bind(address.into(), parse_options(options)?, backlog) {
+                match Listener::bind(&address.into(), parse_options(options)?, backlog) {
                     Ok(listener) => {
                         let local = listener.local_address().map_err(|e| e.to_string())?;
-                        let answer = format!("bound {} {} {}", listener.id(), listener.fd(), SocketAddr::from(local));
+                        let answer = format!("bound {} {} {}", listener.id(), listener.fd(), Address::from(local));
                         self.bound.insert(listener.id(), listener);
                         answer
                     }
@@ -542,6 +558,21 @@ fn with_listener<R>(probe: &Probe, id: &str, f: impl FnOnce(&Listener) -> R) -> 
         Some(listener) => Some(f(listener)),
         None => probe.listener(id).map(|l| f(&l)),
     }
+}
+
+/// One line for `tls`: every field, `-` for one that is absent; the
+/// certificate comes last, as its subject may hold spaces.
+fn describe_tls(tls: &TlsInfo) -> String {
+    let or_dash = |field: &Option<String>| field.clone().unwrap_or_else(|| "-".to_string());
+    let cert = tls.peer_certificate.as_ref().map(|cert| format!("{};{}", cert.subject, cert.fingerprint_sha256));
+    format!(
+        "tls {} {} sni={} alpn={} cert={}",
+        tls.version,
+        tls.cipher_suite,
+        or_dash(&tls.server_name),
+        or_dash(&tls.alpn_protocol),
+        cert.unwrap_or_else(|| "-".to_string())
+    )
 }
 
 fn parse_options(text: &str) -> Result<ListenOptions, String> {

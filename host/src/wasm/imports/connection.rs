@@ -6,7 +6,7 @@ use wasmtime::component::{Linker, Resource, WasmList};
 
 use crate::net::Connection;
 use crate::wasm::bindings::evconn::listener::connection::{Host, HostConnection};
-use crate::wasm::bindings::{ErrorCode, IpSocketAddress};
+use crate::wasm::bindings::{ErrorCode, PeerCertificate, SocketAddress, TlsInfo};
 use crate::wasm::state::HostState;
 
 /// A table entry naming a connection. Dropping it never closes the
@@ -114,12 +114,27 @@ impl HostConnection for HostState {
         Ok(())
     }
 
-    fn peer_address(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<IpSocketAddress> {
-        Ok(self.conn(&this)?.peer().into())
+    fn peer_address(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<SocketAddress> {
+        Ok(self.conn(&this)?.peer().clone().into())
     }
 
-    fn local_address(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<IpSocketAddress> {
-        Ok(self.conn(&this)?.local().into())
+    fn local_address(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<SocketAddress> {
+        Ok(self.conn(&this)?.local().clone().into())
+    }
+
+    /// What the handshake of a connection accepted on a TLS listener
+    /// negotiated; `None` for a plaintext one.
+    fn tls(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<Option<TlsInfo>> {
+        let info = self.conn(&this)?.with_tls(crate::net::tls::TlsInfo::of);
+        Ok(info.map(|info| TlsInfo {
+            version: info.version,
+            cipher_suite: info.cipher_suite,
+            server_name: info.server_name,
+            alpn_protocol: info.alpn_protocol,
+            peer_certificate: info
+                .peer_certificate
+                .map(|peer| PeerCertificate { subject: peer.subject, fingerprint_sha256: peer.fingerprint_sha256 }),
+        }))
     }
 
     fn drop(&mut self, this: Resource<ConnectionHandle>) -> wasmtime::Result<()> {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use wasmtime::component::Resource;
 
 use super::types::error_code;
-use crate::net::{BindError, Listener, bind_listener};
+use crate::net::{BindError, Endpoint, Listener, bind_listener};
 use crate::wasm::bindings::evconn::listener::listener::{Host, HostListener};
-use crate::wasm::bindings::{ErrorCode, IpSocketAddress, ListenOptions};
+use crate::wasm::bindings::{ErrorCode, ListenOptions, SocketAddress};
 use crate::wasm::state::HostState;
 
 /// A table entry naming a listener.
@@ -47,11 +47,19 @@ impl Host for HostState {
 impl HostListener for HostState {
     fn bind(
         &mut self,
-        address: IpSocketAddress,
+        address: SocketAddress,
         options: ListenOptions,
         backlog: i32,
     ) -> wasmtime::Result<Result<Resource<ListenerHandle>, ErrorCode>> {
-        let address = SocketAddr::from(address);
+        let address: SocketAddr = match Endpoint::from(address) {
+            Endpoint::Ip(address) => address,
+            // Unix listeners for guests come with `--allow-bind unix:/PATH`;
+            // until then there is nothing a guest may bind at a path.
+            Endpoint::Unix(unix) => {
+                tracing::warn!(address = %Endpoint::Unix(unix), "guest asked to bind a Unix socket, not supported yet");
+                return Ok(Err(ErrorCode::NotSupported));
+            }
+        };
         if !self.policy.may_bind(address) {
             tracing::warn!(%address, "guest may not bind this address (see --allow-bind)");
             return Ok(Err(ErrorCode::AccessDenied));
@@ -99,12 +107,9 @@ impl HostListener for HostState {
         Ok(self.listener(&this)?.fd())
     }
 
-    fn local_address(
-        &mut self,
-        this: Resource<ListenerHandle>,
-    ) -> wasmtime::Result<Result<IpSocketAddress, ErrorCode>> {
+    fn local_address(&mut self, this: Resource<ListenerHandle>) -> wasmtime::Result<Result<SocketAddress, ErrorCode>> {
         let listener = self.listener(&this)?;
-        Ok(if listener.is_closed() { Err(ErrorCode::Closed) } else { Ok(listener.local().into()) })
+        Ok(if listener.is_closed() { Err(ErrorCode::Closed) } else { Ok(listener.local().clone().into()) })
     }
 
     fn id(&mut self, this: Resource<ListenerHandle>) -> wasmtime::Result<u64> {

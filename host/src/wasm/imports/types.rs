@@ -1,13 +1,16 @@
 //! Conversions between the host's values and the WIT `types` interface:
-//! addresses, listener options, and errors (the network layer's become
-//! `error-code`s here).
+//! addresses (the network layer's `Endpoint` is the WIT `socket-address`),
+//! listener options, and errors (the network layer's become `error-code`s
+//! here).
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::path::PathBuf;
 
-use crate::net::{self, ConnectionError, DialError, Endpoint};
+use crate::net::{self, ConnectionError, Credentials, DialError, Endpoint, UnixEndpoint};
 use crate::wasm::bindings::evconn::listener::types::Host;
 use crate::wasm::bindings::{
-    AcceptError, ErrorCode, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, ListenOptions,
+    AcceptError, ErrorCode, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress, ListenOptions, PeerCredentials,
+    SocketAddress, UnixSocketAddress,
 };
 use crate::wasm::state::HostState;
 
@@ -118,14 +121,6 @@ impl From<SocketAddr> for IpSocketAddress {
     }
 }
 
-/// An endpoint as the guest sees it. A Unix one has no IP form: it reads
-/// as 0.0.0.0 port 0.
-impl From<&Endpoint> for IpSocketAddress {
-    fn from(endpoint: &Endpoint) -> Self {
-        endpoint.ip().unwrap_or(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0)).into()
-    }
-}
-
 impl From<IpSocketAddress> for SocketAddr {
     fn from(address: IpSocketAddress) -> Self {
         match address {
@@ -146,9 +141,76 @@ impl From<IpSocketAddress> for SocketAddr {
     }
 }
 
+impl From<Credentials> for PeerCredentials {
+    fn from(Credentials { pid, uid, gid }: Credentials) -> Self {
+        PeerCredentials { pid, uid, gid }
+    }
+}
+
+impl From<PeerCredentials> for Credentials {
+    fn from(PeerCredentials { pid, uid, gid }: PeerCredentials) -> Self {
+        Credentials { pid, uid, gid }
+    }
+}
+
+/// What the guest sees of an endpoint. A Unix path that is not UTF-8 is
+/// given lossily (the WIT has strings only); an unnamed socket's is empty.
+impl From<Endpoint> for SocketAddress {
+    fn from(endpoint: Endpoint) -> Self {
+        match endpoint {
+            Endpoint::Ip(address) => match IpSocketAddress::from(address) {
+                IpSocketAddress::Ipv4(v4) => SocketAddress::Ipv4(v4),
+                IpSocketAddress::Ipv6(v6) => SocketAddress::Ipv6(v6),
+            },
+            Endpoint::Unix(UnixEndpoint { path, credentials }) => SocketAddress::Unix(UnixSocketAddress {
+                path: path.map(|path| path.to_string_lossy().into_owned()).unwrap_or_default(),
+                credentials: credentials.map(PeerCredentials::from),
+            }),
+        }
+    }
+}
+
+/// What a guest asks for, as the network layer names it: an empty Unix
+/// path is an unnamed socket, which `bind` refuses.
+impl From<SocketAddress> for Endpoint {
+    fn from(address: SocketAddress) -> Self {
+        match address {
+            SocketAddress::Ipv4(v4) => Endpoint::Ip(IpSocketAddress::Ipv4(v4).into()),
+            SocketAddress::Ipv6(v6) => Endpoint::Ip(IpSocketAddress::Ipv6(v6).into()),
+            SocketAddress::Unix(UnixSocketAddress { path, credentials }) => Endpoint::Unix(UnixEndpoint {
+                path: (!path.is_empty()).then(|| PathBuf::from(path)),
+                credentials: credentials.map(Credentials::from),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// IP and Unix endpoints reach the guest and come back unchanged; an
+    /// unnamed Unix socket's path is the empty string.
+    #[test]
+    fn endpoints_convert_both_ways() {
+        let credentials = Some(Credentials { pid: 7, uid: 1000, gid: 100 });
+        let endpoints = [
+            Endpoint::Ip("127.0.0.1:9876".parse().unwrap()),
+            Endpoint::Ip("[fe80::1%2]:443".parse().unwrap()),
+            Endpoint::Unix(UnixEndpoint { path: Some("/run/echo.sock".into()), credentials: None }),
+            Endpoint::Unix(UnixEndpoint { path: None, credentials }),
+        ];
+        for endpoint in endpoints {
+            assert_eq!(Endpoint::from(SocketAddress::from(endpoint.clone())), endpoint);
+        }
+        let SocketAddress::Unix(unnamed) =
+            SocketAddress::from(Endpoint::Unix(UnixEndpoint { path: None, credentials }))
+        else {
+            panic!("a Unix endpoint became another kind of address");
+        };
+        assert_eq!(unnamed.path, "");
+        assert_eq!(unnamed.credentials.map(|c| (c.pid, c.uid, c.gid)), Some((7, 1000, 100)));
+    }
 
     /// Every WIT flag maps to the host's option of the same name, and to no
     /// other.

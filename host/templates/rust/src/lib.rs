@@ -11,7 +11,7 @@ wit_bindgen::generate!({ world: "handler", path: "wit", generate_all });
 
 use evconn::listener::connection::Connection;
 use evconn::listener::listener::Listener;
-use evconn::listener::types::{AcceptError, ConnectionEvent, IpSocketAddress};
+use evconn::listener::types::{AcceptError, ConnectionEvent, SocketAddress};
 use exports::evconn::listener::callbacks::{Guest, TimerId};
 use wasi::keyvalue::{atomics, store};
 
@@ -22,7 +22,10 @@ const BUCKET: &str = "{{name}}";
 struct Handler;
 
 impl Guest for Handler {
-    fn on_accept(_listener: &Listener, conn: Connection, _peer: IpSocketAddress) -> Result<(), String> {
+    /// `peer` is `SocketAddress::Ipv4`/`Ipv6` on a TCP listener, and
+    /// `SocketAddress::Unix` (with the peer process's `credentials`) on a
+    /// Unix domain socket one; `conn.tls()` is `Some` on a TLS listener.
+    fn on_accept(_listener: &Listener, conn: Connection, _peer: SocketAddress) -> Result<(), String> {
         let visitor = store::open(BUCKET).and_then(|bucket| atomics::increment(&bucket, "visitors", 1));
         let welcome = match visitor {
             Ok(n) => format!("welcome, visitor {n}\n"),
