@@ -9,12 +9,13 @@ use wasmtime::Engine;
 
 use super::new::Lang;
 use super::parse::{
-    parse_alpn, parse_bucket, parse_connections, parse_env, parse_listen_address, parse_listen_option, parse_workers,
+    parse_alpn, parse_bucket, parse_connections, parse_env, parse_listen_address, parse_listen_option, parse_unix_mode,
+    parse_unix_owner, parse_workers,
 };
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::ListenOptions;
 use crate::net::tls::TlsSettings;
-use crate::policy::{ConnectRule, Limits};
+use crate::policy::{BindAddress, ConnectRule, Limits};
 use crate::store::Backend;
 use crate::wasm::{CacheError, CodeCache, Isolation, Loader};
 
@@ -48,8 +49,8 @@ pub struct Args {
     /// [::1]:9876. The port must be in 1..65535. Default: 0.0.0.0:9876,
     /// unless systemd passed listening sockets (LISTEN_FDS), which are served
     /// as well as any --listen address.
-    #[arg(long = "listen", value_name = "ADDR", value_parser = parse_listen_address)]
-    pub listen: Vec<SocketAddr>,
+    #[arg(long = "listen", value_name = "ADDR", value_parser = |text: &str| BindAddress::parse(text, false))]
+    pub listen: Vec<BindAddress>,
 
     /// A listener option for every --listen socket; repeat for several:
     /// leave-sockets-blocking, close-on-free, close-on-exec, reuseable,
@@ -63,6 +64,16 @@ pub struct Args {
     /// that already listens.
     #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     pub backlog: i32,
+
+    /// The mode of unix: --listen sockets' files, in octal (such as 660).
+    /// Default: what the umask leaves.
+    #[arg(long, value_name = "MODE", value_parser = parse_unix_mode)]
+    pub unix_mode: Option<u32>,
+
+    /// The owner of unix: --listen sockets' files: USER, USER:GROUP or
+    /// :GROUP, names or numbers. Default: the host's user.
+    #[arg(long, value_name = "USER[:GROUP]", value_parser = parse_unix_owner)]
+    pub unix_owner: Option<(Option<u32>, Option<u32>)>,
 
     /// An environment variable the guest sees (std::env::var, os.environ,
     /// getenv, wasi:cli/environment), as KEY=VALUE; repeat for several. The guest
@@ -90,11 +101,13 @@ pub struct Args {
 }
 
 /// Every flag a config file replaces (clap's ids: the fields' names).
-const SERVING_FLAGS: [&str; 35] = [
+const SERVING_FLAGS: [&str; 37] = [
     "component",
     "listen",
     "listen_options",
     "backlog",
+    "unix_mode",
+    "unix_owner",
     "env",
     "tls_cert",
     "tls_key",
@@ -138,7 +151,7 @@ pub struct HostFlags {
     /// An address the guest may bind with listener.bind; repeat for several.
     /// Port 0 allows every port of that IP. Default: none.
     #[arg(long = "allow-bind", value_name = "ADDR")]
-    pub allow_bind: Vec<SocketAddr>,
+    pub allow_bind: Vec<BindAddress>,
 
     /// Where the guest may connect (outbound.connect), as HOST:PORTS; repeat
     /// for several. HOST is an IP address, a CIDR block or a host name (IPv6

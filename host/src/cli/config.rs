@@ -13,13 +13,13 @@ use serde::{Deserialize, Deserializer, de::Error as _};
 use super::HostFlags;
 use super::parse::{
     check_connections, check_env_key, check_workers, parse_alpn, parse_bucket, parse_listen_address,
-    parse_listen_option,
+    parse_listen_option, parse_unix_mode, parse_unix_owner,
 };
 use super::plan::{InheritedSockets, ListenerPlan, Plan};
 use crate::base::units::{parse_duration, parse_size};
 use crate::net::tls::{SniCertificate, TlsSettings, check_sni_name};
-use crate::net::{ListenOptions, ZeroBacklog};
-use crate::policy::ConnectRule;
+use crate::net::{ListenOptions, UnixPermissions, ZeroBacklog};
+use crate::policy::{BindAddress, ConnectRule};
 use crate::store::Backend;
 use crate::wasm::Isolation;
 
@@ -30,8 +30,8 @@ struct File {
     cache_dir: Option<PathBuf>,
     no_cache: Option<bool>,
     allow_precompiled: Option<bool>,
-    #[serde(default, deserialize_with = "socket_addresses")]
-    allow_bind: Option<Vec<SocketAddr>>,
+    #[serde(default, deserialize_with = "bind_addresses")]
+    allow_bind: Option<Vec<BindAddress>>,
     #[serde(default, deserialize_with = "connect_rules")]
     allow_connect: Option<Vec<ConnectRule>>,
     #[serde(default, deserialize_with = "backend")]
@@ -81,7 +81,7 @@ struct Entry {
     /// Relative to the config file's folder.
     component: PathBuf,
     #[serde(default, deserialize_with = "listen_addresses")]
-    listen: Vec<SocketAddr>,
+    listen: Vec<BindAddress>,
     /// Names of sockets systemd passes (`FileDescriptorName=`).
     inherited: Option<Vec<String>>,
     #[serde(default, deserialize_with = "listen_options")]
@@ -93,6 +93,12 @@ struct Entry {
     env: BTreeMap<String, String>,
     /// TLS on every socket of the listener.
     tls: Option<TlsEntry>,
+    /// The mode of its Unix sockets' files, in octal.
+    #[serde(default, deserialize_with = "unix_mode")]
+    unix_mode: Option<u32>,
+    /// The owner of its Unix sockets' files.
+    #[serde(default, deserialize_with = "unix_owner")]
+    unix_owner: Option<(Option<u32>, Option<u32>)>,
 }
 
 /// A listener's `tls` table; paths are relative to the config file's folder.
@@ -183,7 +189,18 @@ fn parse(text: &str, dir: &Path) -> Result<Plan, toml::de::Error> {
         .into_iter()
         .map(|entry| ListenerPlan {
             component: dir.join(entry.component),
-            addresses: entry.listen,
+            // Relative socket paths, like component paths, from the file's folder.
+            addresses: (entry.listen.into_iter())
+                .map(|address| match address {
+                    BindAddress::Unix(path) => BindAddress::Unix(dir.join(path)),
+                    ip => ip,
+                })
+                .collect(),
+            unix: UnixPermissions {
+                mode: entry.unix_mode,
+                uid: entry.unix_owner.and_then(|owner| owner.0),
+                gid: entry.unix_owner.and_then(|owner| owner.1),
+            },
             inherited: match entry.inherited {
                 None if only_one => InheritedSockets::All,
                 names => InheritedSockets::Named(names.unwrap_or_default()),
@@ -227,6 +244,15 @@ fn connections<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error>
     check_connections(u32::deserialize(d)?).map(Some).map_err(D::Error::custom)
 }
 
+fn unix_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    parse_unix_mode(&String::deserialize(d)?).map(Some).map_err(D::Error::custom)
+}
+
+#[allow(clippy::type_complexity)]
+fn unix_owner<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(Option<u32>, Option<u32>)>, D::Error> {
+    parse_unix_owner(&String::deserialize(d)?).map(Some).map_err(D::Error::custom)
+}
+
 fn backlog<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
     match i32::deserialize(d)? {
         0 => Err(D::Error::custom(format!("backlog 0: {ZeroBacklog}"))),
@@ -238,18 +264,17 @@ fn worker_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error
     check_workers(u16::deserialize(d)?).map(Some).map_err(D::Error::custom)
 }
 
-fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
-    Vec::<String>::deserialize(d)?.iter().map(|a| parse_listen_address(a).map_err(D::Error::custom)).collect()
+fn listen_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BindAddress>, D::Error> {
+    Vec::<String>::deserialize(d)?.iter().map(|a| BindAddress::parse(a, false).map_err(D::Error::custom)).collect()
 }
 
 fn metrics_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     parse_listen_address(&String::deserialize(d)?).map(Some).map_err(D::Error::custom)
 }
 
-fn socket_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<SocketAddr>>, D::Error> {
+fn bind_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<BindAddress>>, D::Error> {
     let addresses = Vec::<String>::deserialize(d)?;
-    let parse = |a: &String| a.parse().map_err(|_| D::Error::custom(format!("{a:?} is not an IP address and port")));
-    addresses.iter().map(parse).collect::<Result<_, _>>().map(Some)
+    addresses.iter().map(|a| a.parse().map_err(D::Error::custom)).collect::<Result<_, _>>().map(Some)
 }
 
 fn connect_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ConnectRule>>, D::Error> {

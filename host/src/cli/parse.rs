@@ -21,6 +21,41 @@ pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port as u16))
 }
 
+/// Parses a Unix socket file's mode (`--unix-mode`): octal permission
+/// bits, such as 660 or 0660.
+pub fn parse_unix_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} is not a file mode: octal permission bits, such as 660")),
+    }
+}
+
+/// Parses a Unix socket file's owner (`--unix-owner`): `USER`, `USER:GROUP`
+/// or `:GROUP`, each a name from /etc/passwd and /etc/group or a number.
+pub fn parse_unix_owner(text: &str) -> Result<(Option<u32>, Option<u32>), String> {
+    let (user, group) = text.split_once(':').unwrap_or((text, ""));
+    let id = |name: &str, file: &str| -> Result<Option<u32>, String> {
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(id) = name.parse() {
+            return Ok(Some(id));
+        }
+        let table = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+        // name:password:id:...
+        let found = table.lines().find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(name)).then(|| fields.nth(1).and_then(|id| id.parse().ok())).flatten()
+        });
+        found.map(Some).ok_or_else(|| format!("{name:?} is not in {file}"))
+    };
+    let owner = (id(user, "/etc/passwd")?, id(group, "/etc/group")?);
+    if owner == (None, None) {
+        return Err(format!("expected USER, USER:GROUP or :GROUP, not {text:?}"));
+    }
+    Ok(owner)
+}
+
 /// Parses a store bucket's name (`--allow-bucket`).
 pub fn parse_bucket(name: &str) -> Result<String, String> {
     if !crate::store::valid_bucket_name(name) {

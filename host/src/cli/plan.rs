@@ -11,14 +11,15 @@ use tokio::sync::Notify;
 use super::{Args, HostFlags};
 use crate::net::activation::Inherited;
 use crate::net::tls::{TlsConfig, TlsSettings};
-use crate::net::{ListenOptions, ListeningSocket, ZeroBacklog, bind_listener};
+use crate::net::{ListenOptions, ListeningSocket, UnixPermissions, ZeroBacklog, bind_listener, bind_unix_listener};
+use crate::policy::BindAddress;
 use crate::policy::Policy;
 use crate::serve::reload::Triggers;
 use crate::serve::{App, BoundListener, Server};
 use crate::store::{Budget, Store};
 
 /// Where the host listens when told nothing: libevent's example's port.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9876);
+pub const DEFAULT_LISTEN: BindAddress = BindAddress::Ip(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9876));
 
 /// How often `--watch` looks at component files.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -38,17 +39,19 @@ pub struct ListenerPlan {
     /// The component's file.
     pub component: PathBuf,
     /// Addresses to bind.
-    pub addresses: Vec<SocketAddr>,
+    pub addresses: Vec<BindAddress>,
     /// Which inherited sockets (socket activation) it serves.
     pub inherited: InheritedSockets,
     /// Where to listen when it has no address and inherited no socket.
-    pub fallback: Option<SocketAddr>,
+    pub fallback: Option<BindAddress>,
     /// Listener options of its sockets.
     pub options: ListenOptions,
     /// The kernel backlog of sockets it binds.
     pub backlog: i32,
     /// The environment its component's instances get.
     pub env: Vec<(String, String)>,
+    /// The mode and owner of the files of its Unix sockets.
+    pub unix: UnixPermissions,
     /// TLS on every socket of the listener (bound or inherited), if asked.
     pub tls: Option<TlsSettings>,
 }
@@ -82,6 +85,11 @@ impl Plan {
                 fallback: Some(DEFAULT_LISTEN),
                 options: args.listen_options(),
                 backlog: args.backlog,
+                unix: UnixPermissions {
+                    mode: args.unix_mode,
+                    uid: args.unix_owner.and_then(|owner| owner.0),
+                    gid: args.unix_owner.and_then(|owner| owner.1),
+                },
                 env: args.env.clone(),
                 tls: args.tls.settings(),
             }],
@@ -134,6 +142,7 @@ impl Plan {
             });
         }
 
+        let mut unix_files = Vec::new();
         for ((entry, plan), tls) in self.listeners.into_iter().enumerate().zip(tls) {
             let mut options = plan.options;
             if workers > 1 {
@@ -164,9 +173,18 @@ impl Plan {
                 addresses.push(fallback);
             }
             for address in addresses {
-                let sockets = (0..workers)
-                    .map(|_| bind_listener(address, options, plan.backlog).map(ListeningSocket::from))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let sockets = match address {
+                    BindAddress::Ip(address) => (0..workers)
+                        .map(|_| bind_listener(address, options, plan.backlog).map(ListeningSocket::from))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    // One socket, which every worker accepts from: a Unix
+                    // path cannot be bound more than once.
+                    BindAddress::Unix(path) => {
+                        let (socket, file) = bind_unix_listener(&path, plan.options, plan.backlog, plan.unix)?;
+                        unix_files.push(file);
+                        vec![socket]
+                    }
+                };
                 app.listeners.push(BoundListener { sockets, options, tls: tls.clone() });
             }
         }
@@ -179,6 +197,7 @@ impl Plan {
 
         Ok(Server {
             apps,
+            unix_files,
             metrics,
             counts: Default::default(),
             workers,

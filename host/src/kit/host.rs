@@ -151,6 +151,7 @@ impl HostBuilder {
         let watch = Arc::new(ConnectionWatch::default());
         let metrics = Arc::new(Metrics::default());
         let server = Server {
+            unix_files: Vec::new(),
             apps: vec![App {
                 name: wasm::name(&self.component),
                 path: self.component.clone(),
@@ -164,7 +165,7 @@ impl HostBuilder {
             store: Arc::new(Store::new(&self.keyvalue, budget, 1)?),
             policy: Policy {
                 limits: self.limits,
-                allow_bind: self.allow_bind,
+                allow_bind: self.allow_bind.into_iter().map(Into::into).collect(),
                 allow_connect: self.allow_connect,
                 allow_bucket: self.allow_bucket,
             },

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::connection::unix_endpoint;
 use super::tls::TlsConfig;
+use super::unix::UnixSocketFile;
 use super::{Endpoint, ListenOptions, ListeningSocket, Stream};
 
 /// Whether the accept loop runs.
@@ -41,6 +42,9 @@ pub struct Listener {
     /// The certificates of an operator's TLS listener: each connection's
     /// handshake comes before the guest hears of it.
     tls: Option<Arc<TlsConfig>>,
+    /// The socket file of a Unix listener a guest bound: removed with the
+    /// listener.
+    file: Mutex<Option<UnixSocketFile>>,
 }
 
 impl Listener {
@@ -74,7 +78,13 @@ impl Listener {
             accept_state: watch::Sender::new(initial),
             deliver: AtomicBool::new(true),
             tls,
+            file: Mutex::new(None),
         }))
+    }
+
+    /// Keeps the socket file of a Unix listener until the listener goes.
+    pub fn keep_file(&self, file: UnixSocketFile) {
+        *crate::base::sync::lock(&self.file) = Some(file);
     }
 
     /// The certificates of a TLS listener.

@@ -19,6 +19,7 @@ mod options;
 pub mod socket;
 pub mod stream;
 pub mod tls;
+pub mod unix;
 
 pub use accept::{Acceptor, accept_loop};
 pub use budget::OutputBudget;
@@ -30,3 +31,4 @@ pub use listener::{AcceptState, Listener};
 pub use options::ListenOptions;
 pub use socket::{BindError, DEFAULT_BACKLOG, ListeningSocket, ZeroBacklog, bind_listener, listen_backlog};
 pub use stream::Stream;
+pub use unix::{UnixPermissions, UnixSocketFile, bind_unix_listener};

@@ -29,7 +29,7 @@ pub struct ZeroBacklog;
 pub enum BindError {
     /// A backlog of 0 ([`ZeroBacklog`]).
     #[error("cannot listen on {0} with backlog 0: {ZeroBacklog}")]
-    ZeroBacklog(SocketAddr),
+    ZeroBacklog(Endpoint),
     /// A system call failed.
     // The field is not the error's source: the message already ends with
     // it, and `{:#}` would print it twice.
@@ -38,7 +38,7 @@ pub enum BindError {
         /// What was being done: `create a socket for`, `bind`, `listen on`, ...
         step: &'static str,
         /// The address being bound.
-        address: SocketAddr,
+        address: Endpoint,
         /// What the system said.
         error: io::Error,
     },
@@ -77,9 +77,9 @@ pub fn bind_listener(
     backlog: i32,
 ) -> Result<std::net::TcpListener, BindError> {
     let Some(backlog) = listen_backlog(backlog) else {
-        return Err(BindError::ZeroBacklog(address));
+        return Err(BindError::ZeroBacklog(address.into()));
     };
-    let io = |step| move |error| BindError::Io { step, address, error };
+    let io = |step| move |error| BindError::Io { step, address: address.into(), error };
 
     let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))
         .map_err(io("create a socket for"))?;

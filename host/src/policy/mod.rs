@@ -1,11 +1,14 @@
 //! What the operator grants and how far it goes: the limits on guests and
 //! peers, and the allow-lists a guest's requests are checked against on
 //! every use. Plain data and checks; nothing here acts.
+mod bind;
 mod connect;
 mod limits;
 
 use std::net::SocketAddr;
+use std::path::Path;
 
+pub use bind::{BindAddress, UNIX_PATH_MAX, unix_path};
 pub use connect::{ConnectRule, ConnectTarget, valid_name};
 pub use limits::Limits;
 
@@ -14,9 +17,9 @@ pub use limits::Limits;
 pub struct Policy {
     /// What a guest or a peer may use.
     pub limits: Limits,
-    /// Addresses a guest may bind; port 0 allows every port of that IP.
-    /// Empty (the default): nothing.
-    pub allow_bind: Vec<SocketAddr>,
+    /// Addresses a guest may bind; port 0 allows every port of that IP; a
+    /// Unix path allows that path alone. Empty (the default): nothing.
+    pub allow_bind: Vec<BindAddress>,
     /// Where a guest may connect. Empty (the default): nowhere.
     pub allow_connect: Vec<ConnectRule>,
     /// The store buckets a guest may open. Empty (the default): one named
@@ -27,9 +30,18 @@ pub struct Policy {
 impl Policy {
     /// Whether a guest may bind `address`.
     pub fn may_bind(&self, address: SocketAddr) -> bool {
-        self.allow_bind
-            .iter()
-            .any(|allowed| allowed.ip() == address.ip() && (allowed.port() == 0 || allowed.port() == address.port()))
+        self.allow_bind.iter().any(|allowed| match allowed {
+            BindAddress::Ip(allowed) => {
+                allowed.ip() == address.ip() && (allowed.port() == 0 || allowed.port() == address.port())
+            }
+            BindAddress::Unix(_) => false,
+        })
+    }
+
+    /// Whether a guest may bind a Unix socket at `path`: exactly as the
+    /// operator wrote it, so that no `..` or link leads elsewhere.
+    pub fn may_bind_unix(&self, path: &Path) -> bool {
+        self.allow_bind.iter().any(|allowed| matches!(allowed, BindAddress::Unix(allowed) if allowed == path))
     }
 
     /// Whether a guest may connect to `address`.
@@ -62,7 +74,12 @@ mod tests {
     fn binds_only_what_is_allowed() {
         let address = |text: &str| text.parse::<SocketAddr>().unwrap();
         assert!(!Policy::default().may_bind(address("127.0.0.1:8080")));
-        let policy = Policy { allow_bind: vec![address("127.0.0.1:0"), address("[::1]:7000")], ..Policy::default() };
+        let allow_bind =
+            vec![address("127.0.0.1:0").into(), address("[::1]:7000").into(), "unix:/run/a.sock".parse().unwrap()];
+        let policy = Policy { allow_bind, ..Policy::default() };
+        assert!(policy.may_bind_unix(Path::new("/run/a.sock")));
+        assert!(!policy.may_bind_unix(Path::new("/run/b.sock")));
+        assert!(!policy.may_bind_unix(Path::new("/run/../run/a.sock")));
         assert!(policy.may_bind(address("127.0.0.1:8080")));
         assert!(policy.may_bind(address("[::1]:7000")));
         assert!(!policy.may_bind(address("[::1]:7001")));

@@ -12,7 +12,7 @@ use super::certificates::Certificates;
 use super::mount::{App, Mounted, mount};
 use super::reactor::Reactor;
 use super::reload;
-use crate::net::{Lifecycle, OutputBudget, idle};
+use crate::net::{Lifecycle, OutputBudget, UnixSocketFile, idle};
 use crate::policy::Policy;
 use crate::store::Store;
 use crate::telemetry::{Metrics, endpoint};
@@ -22,6 +22,8 @@ use crate::wasm::{Isolation, Loader};
 pub struct Server {
     /// The components and the listeners that route to each.
     pub apps: Vec<App>,
+    /// The files of the Unix sockets bound for it: removed once it stops.
+    pub unix_files: Vec<UnixSocketFile>,
     /// Reactor threads: each serves every listener, on a socket of its own
     /// (`SO_REUSEPORT`) or a shared one, with instances of its own.
     pub workers: usize,
@@ -122,6 +124,7 @@ impl Server {
         // Workers, their instances and whatever tasks remain go with their
         // reactors.
         drop(apps);
+        drop(self.unix_files);
         for reactor in reactors {
             reactor.stop();
         }

@@ -1,12 +1,14 @@
 //! `evconn:listener/listener`: the guest's handles to listening sockets, and
 //! `bind` for the addresses the operator allows.
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
 use super::types::error_code;
-use crate::net::{BindError, Endpoint, Listener, bind_listener};
+use crate::net::{
+    BindError, Endpoint, Listener, ListeningSocket, UnixEndpoint, UnixPermissions, bind_listener, bind_unix_listener,
+};
+use crate::policy::unix_path;
 use crate::wasm::bindings::evconn::listener::listener::{Host, HostListener};
 use crate::wasm::bindings::{ErrorCode, ListenOptions, SocketAddress};
 use crate::wasm::state::HostState;
@@ -51,21 +53,30 @@ impl HostListener for HostState {
         options: ListenOptions,
         backlog: i32,
     ) -> wasmtime::Result<Result<Resource<ListenerHandle>, ErrorCode>> {
-        let address: SocketAddr = match Endpoint::from(address) {
-            Endpoint::Ip(address) => address,
-            // Unix listeners for guests come with `--allow-bind unix:/PATH`;
-            // until then there is nothing a guest may bind at a path.
-            Endpoint::Unix(unix) => {
-                tracing::warn!(address = %Endpoint::Unix(unix), "guest asked to bind a Unix socket, not supported yet");
-                return Ok(Err(ErrorCode::NotSupported));
+        let options = options.into();
+        let (bound, file) = match Endpoint::from(address) {
+            Endpoint::Ip(address) => {
+                if !self.policy.may_bind(address) {
+                    tracing::warn!(%address, "guest may not bind this address (see --allow-bind)");
+                    return Ok(Err(ErrorCode::AccessDenied));
+                }
+                (bind_listener(address, options, backlog).map(ListeningSocket::from), None)
+            }
+            Endpoint::Unix(UnixEndpoint { path, .. }) => {
+                let Some(path) = path.filter(|path| unix_path(&path.to_string_lossy()).is_ok()) else {
+                    return Ok(Err(ErrorCode::InvalidArgument));
+                };
+                if !self.policy.may_bind_unix(&path) {
+                    tracing::warn!(path = %path.display(), "guest may not bind this path (see --allow-bind unix:PATH)");
+                    return Ok(Err(ErrorCode::AccessDenied));
+                }
+                match bind_unix_listener(&path, options, backlog, UnixPermissions::default()) {
+                    Ok((socket, file)) => (Ok(socket), Some(file)),
+                    Err(e) => (Err(e), None),
+                }
             }
         };
-        if !self.policy.may_bind(address) {
-            tracing::warn!(%address, "guest may not bind this address (see --allow-bind)");
-            return Ok(Err(ErrorCode::AccessDenied));
-        }
-        let options = options.into();
-        let socket = match bind_listener(address, options, backlog) {
+        let socket = match bound {
             Ok(socket) => socket,
             Err(BindError::ZeroBacklog(_)) => return Ok(Err(ErrorCode::InvalidArgument)),
             Err(e) => {
@@ -74,10 +85,13 @@ impl HostListener for HostState {
             }
         };
         let id = self.lifecycle.next_listener_id();
-        let listener = match Listener::new(id, socket.into(), options) {
+        let listener = match Listener::new(id, socket, options) {
             Ok(listener) => listener,
             Err(e) => return Ok(Err(error_code(&e))),
         };
+        if let Some(file) = file {
+            listener.keep_file(file);
+        }
         let Some(owner) = self.owner.upgrade() else {
             // The owner is gone only while the host shuts down.
             return Ok(Err(ErrorCode::InvalidState));
