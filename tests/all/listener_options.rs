@@ -347,7 +347,7 @@ fn zero_backlog_is_an_error() {
     let address = holder.local_addr().unwrap();
     drop(holder);
     match bind_listener(address, ListenOptions::REUSEABLE | ListenOptions::CLOSE_ON_EXEC, 0) {
-        Err(BindError::ZeroBacklog(named)) => assert_eq!(named, address),
+        Err(BindError::ZeroBacklog(named)) => assert_eq!(named, address.into()),
         Err(other) => panic!("backlog 0 gave {other} instead of ZeroBacklog"),
         Ok(listener) => panic!("backlog 0 bound {:?}", listener.local_addr()),
     }

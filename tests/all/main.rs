@@ -37,5 +37,6 @@ mod socket_activation;
 mod socket_echo;
 mod test_kit;
 mod timers;
+mod unix_sockets;
 mod workers;
 mod write_input;

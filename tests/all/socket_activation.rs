@@ -83,6 +83,33 @@ fn other_descriptors_are_refused() {
         let status = host.wait_exit(Duration::from_secs(30)).expect("the host exits");
         assert!(!status.success(), "{what} was accepted");
         let output = host.output();
-        assert!(output.contains("inherited descriptor 3 (bad) is not a listening TCP socket"), "{what}:\n{output}");
+        assert!(
+            output.contains("inherited descriptor 3 (bad) is not a listening TCP or Unix stream socket"),
+            "{what}:\n{output}"
+        );
     }
+}
+
+/// An inherited Unix stream socket (a systemd `ListenStream=/path`) is
+/// served, and its file, which systemd owns, is left in place at exit.
+#[test]
+fn an_inherited_unix_socket_is_served_and_its_file_kept() {
+    let dir = std::env::temp_dir().join(format!("evconn-activation-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("activated.sock");
+    let socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let echo = support::guest("echo");
+    let mut host = spawn_activated(&[socket.as_raw_fd()], "local", None, &["--component", echo.to_str().unwrap()]);
+    drop(socket);
+    assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut stream, b"activated\n").unwrap();
+    let mut answer = [0u8; 10];
+    std::io::Read::read_exact(&mut stream, &mut answer).unwrap();
+    assert_eq!(&answer, b"activated\n");
+    host.signal(rustix::process::Signal::TERM);
+    assert!(host.wait_exit(Duration::from_secs(20)).is_some());
+    assert!(path.exists(), "the file belongs to whoever bound it");
 }
