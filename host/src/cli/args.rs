@@ -46,7 +46,8 @@ pub struct Args {
     pub component: Option<PathBuf>,
 
     /// An address to listen on; repeat for several. IPv6 goes in brackets:
-    /// [::1]:9876. The port must be in 1..65535. Default: 0.0.0.0:9876,
+    /// [::1]:9876. The port must be in 1..65535. unix:PATH listens on a
+    /// Unix domain socket at PATH. Default: 0.0.0.0:9876,
     /// unless systemd passed listening sockets (LISTEN_FDS), which are served
     /// as well as any --listen address.
     #[arg(long = "listen", value_name = "ADDR", value_parser = |text: &str| BindAddress::parse(text, false))]
@@ -149,7 +150,8 @@ pub struct HostFlags {
     pub cache: CodeArgs,
 
     /// An address the guest may bind with listener.bind; repeat for several.
-    /// Port 0 allows every port of that IP. Default: none.
+    /// Port 0 allows every port of that IP; unix:PATH allows that path.
+    /// Default: none.
     #[arg(long = "allow-bind", value_name = "ADDR")]
     pub allow_bind: Vec<BindAddress>,
 
