@@ -74,8 +74,8 @@ pub fn bind_unix_listener(
         rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode)).map_err(|e| io("set the mode of")(e.into()))?;
     }
     if permissions.uid.is_some() || permissions.gid.is_some() {
-        let uid = permissions.uid.map(|uid| rustix::fs::Uid::from_raw(uid));
-        let gid = permissions.gid.map(|gid| rustix::fs::Gid::from_raw(gid));
+        let uid = permissions.uid.map(rustix::fs::Uid::from_raw);
+        let gid = permissions.gid.map(rustix::fs::Gid::from_raw);
         rustix::fs::chown(path, uid, gid).map_err(|e| io("set the owner of")(e.into()))?;
     }
     socket.listen(backlog).map_err(io("listen on"))?;
@@ -159,7 +159,9 @@ mod tests {
         let path = temporary("replaced");
         let (socket, file) = bind_unix_listener(&path, ListenOptions::empty(), -1, Default::default()).unwrap();
         drop(socket);
-        std::fs::remove_file(&path).unwrap();
+        // Moved aside rather than removed, so the new file cannot reuse
+        // the old one's inode number.
+        std::fs::rename(&path, path.with_file_name("old.sock")).unwrap();
         let (_socket, _other) = bind_unix_listener(&path, ListenOptions::empty(), -1, Default::default()).unwrap();
         drop(file);
         assert!(path.exists(), "the newer socket's file stays");
