@@ -37,6 +37,7 @@ mod socket_activation;
 mod socket_echo;
 mod test_kit;
 mod timers;
+mod tls;
 mod unix_sockets;
 mod workers;
 mod write_input;

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod host_test;
 pub mod procfs;
+pub mod tls;
 pub mod tools;
 
 use std::io::{BufRead, BufReader, Read, Write};

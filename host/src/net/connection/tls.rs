@@ -22,7 +22,11 @@ pub(super) struct TlsSession {
 
 impl TlsSession {
     pub(super) fn new(conn: ServerConnection) -> Self {
-        TlsSession { conn, plaintext_left: false, closed: false }
+        // The handshake's last read may have brought the client's first
+        // records with it (a TLS 1.3 client sends right after its
+        // Finished): rustls holds them, and the socket will not become
+        // readable for them, so the first read looks without waiting.
+        TlsSession { conn, plaintext_left: true, closed: false }
     }
 
     /// The session rustls negotiated, for what the guest may ask of it.
