@@ -530,3 +530,85 @@ fn closing_delivers_everything_then_close_notify() {
     client.stream.read_to_end(&mut echoed).unwrap_or_else(|e| panic!("{e}\n{}", echo_host.output()));
     assert!(echoed == data, "{} bytes of {} echoed", echoed.len(), data.len());
 }
+
+/// Over TLS the output cap counts the plaintext the guest writes: a probe
+/// flooding a client that does not read is refused with `would-block`,
+/// and once the client reads, every byte taken arrives (through rustls's
+/// records) followed by the `on-drain` the probe asked for.
+#[test]
+fn the_output_cap_and_on_drain_hold_over_tls() {
+    let setup = Setup::new("cap");
+    let (host, addr) = setup.host("probe", &["--write-buffer", "64K", "--output-cap", "256K"]);
+    let mut client = TlsClient::connect(addr, setup.pki.client_config(None), "localhost").unwrap();
+    assert_eq!(client.ask("room").unwrap(), format!("room {}", 256 << 10));
+    assert_eq!(client.ask("watermark 1000").unwrap(), "ok");
+    client.stream.write_all(b"flood 64\n").unwrap();
+    client.stream.flush().unwrap();
+    let line = host.wait_for_line("flooded ", WAIT).unwrap_or_else(|| panic!("no flood result:\n{}", host.output()));
+    let mut words = line.split("flooded ").nth(1).unwrap().split_whitespace();
+    let (written, code) = (words.next().unwrap().parse::<usize>().unwrap(), words.next().unwrap());
+    assert_eq!(code, "would-block", "{line}");
+    assert!(written >= 256 << 10 && written < 64 << 20, "{written} bytes taken");
+
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 64 << 10];
+    while !String::from_utf8_lossy(&received[written.min(received.len())..]).contains("drained ") {
+        let n = client.stream.read(&mut buffer).unwrap_or_else(|e| panic!("after {} bytes: {e}", received.len()));
+        assert!(n > 0, "closed after {} bytes", received.len());
+        received.extend_from_slice(&buffer[..n]);
+    }
+    // The flood, then lines: the probe's `flooded` answer if the host had
+    // room for it, and `drained`.
+    let floods = received.iter().take_while(|&&b| b == b'f').count();
+    let tail = String::from_utf8_lossy(&received[written..]).to_string();
+    let answered_too = usize::from(tail.starts_with("flooded "));
+    assert_eq!(floods - answered_too, written, "every byte taken arrives, and nothing else before it");
+    let queued: usize = tail.lines().find_map(|l| l.strip_prefix("drained ")).unwrap().trim().parse().unwrap();
+    assert!(queued <= 1000, "drained with {queued} bytes queued: {tail:?}");
+    // Read to the end of the drained line before asking again.
+    while !received.ends_with(b"\n") {
+        let n = client.stream.read(&mut buffer).unwrap();
+        received.extend_from_slice(&buffer[..n]);
+    }
+    assert_eq!(client.ask("queued").unwrap(), "queued 0");
+}
+
+/// TLS on a Unix socket: `openssl s_client -unix` is echoed, and the probe
+/// is told both the peer's credentials and the session.
+#[test]
+fn tls_is_served_on_a_unix_socket() {
+    let setup = Setup::new("unix");
+    let path = setup.dir.path().join("tls.sock");
+    let listen = format!("unix:{}", path.display());
+    let cert = ["--tls-cert", path_str(&setup.cert), "--tls-key", path_str(&setup.key)];
+    let serve = |guest: &str| {
+        let mut args = vec![
+            "--component".to_string(),
+            path_str(&support::guest(guest)).to_string(),
+            "--listen".into(),
+            listen.clone(),
+        ];
+        args.extend(cert.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let host = HostProcess::spawn(&args);
+        assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+        host
+    };
+    let args =
+        ["-unix", path_str(&path), "-CAfile", path_str(&setup.pki.ca_file), "-brief", "-servername", "localhost"];
+
+    let echo = serve("echo");
+    let (answer, stderr) = s_client_line(&args, "over a path");
+    assert_eq!(answer.as_deref(), Some("over a path"), "{stderr}\n{}", echo.output());
+    assert!(stderr.contains("Verification: OK"), "{stderr}");
+    drop(echo);
+
+    let probe = serve("probe");
+    let (answer, stderr) = s_client_line(&args, "tls");
+    let answer = answer.unwrap_or_else(|| panic!("no answer:\n{stderr}\n{}", probe.output()));
+    assert!(answer.starts_with("tls TLSv1.3 ") && answer.contains(" sni=localhost "), "{answer}");
+    let (answer, stderr) = s_client_line(&args, "peer");
+    let answer = answer.unwrap_or_else(|| panic!("no answer:\n{stderr}"));
+    assert!(answer.starts_with("peer unix:(unnamed) pid="), "{answer}");
+    assert!(answer.contains(&format!(" uid={} ", rustix::process::getuid().as_raw())), "{answer}");
+}
