@@ -9,6 +9,8 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use evconn_host::wasm::Isolation;
@@ -240,14 +242,21 @@ fn refused_writes_are_kept_and_retried() {
 fn refused_writes_kept_by(component: &Path) {
     const SENT: usize = 8 * MIB;
     let pattern = |at: usize| (at % 251) as u8;
-    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = small_receive_buffer_listener();
     let caps = ["--write-buffer", "256K", "--output-cap", "384K", "--output-memory", "384K"];
     let (mut host, addr) = proxy_process(component, backend.local_addr().unwrap(), &caps);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let client_sent = sent.clone();
     let reading = std::thread::spawn(move || {
         let (mut server, _) = backend.accept().unwrap();
         server.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        // Meanwhile the host's output for this backend fills up.
-        std::thread::sleep(Duration::from_millis(300));
+        // Meanwhile the host's output for this backend fills up: wait
+        // until the client has sent half (a slow guest takes a while), or
+        // at most 3 s.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while client_sent.load(Ordering::Relaxed) < SENT / 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let (mut buffer, mut received) = (vec![0u8; 64 * 1024], 0usize);
         loop {
             match server.read(&mut buffer) {
@@ -265,7 +274,10 @@ fn refused_writes_kept_by(component: &Path) {
     });
     let mut client = TcpStream::connect(addr).unwrap();
     let data: Vec<u8> = (0..SENT).map(pattern).collect();
-    client.write_all(&data).unwrap();
+    for piece in data.chunks(64 * 1024) {
+        client.write_all(piece).unwrap();
+        sent.fetch_add(piece.len(), Ordering::Relaxed);
+    }
     client.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(reading.join().unwrap(), SENT, "the backend got every byte, then end-of-stream");
     host.signal(rustix::process::Signal::TERM);
@@ -279,6 +291,18 @@ fn refused_writes_kept_by(component: &Path) {
     eprintln!("{refused} writes refused");
     assert!(refused > 0, "some writes were refused, and kept: {stats}");
     assert_eq!(host.count_lines("guest trapped"), 0, "{}", host.output());
+}
+
+/// A loopback listener whose connections have a small, fixed receive
+/// buffer: the kernel's autotuning would otherwise grow it to megabytes,
+/// enough to take a whole test's stream without the host holding any.
+fn small_receive_buffer_listener() -> TcpListener {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    socket.listen(8).unwrap();
+    socket.into()
 }
 
 /// What a Python or JavaScript proxy's instance may add to the host's
