@@ -1,5 +1,6 @@
 // The rate limiter (examples/rate-limit) in C: a line echo that lets each
-// peer IP (over a Unix domain socket, each peer user) send at most
+// peer IP (over a Unix domain socket, each peer user; under mutual TLS,
+// each client certificate) send at most
 // RATE_LIMIT lines (default 10) per RATE_WINDOW seconds (default 60) and
 // answers every line past that `-ERR rate limited`; the connection stays
 // open.
@@ -9,7 +10,7 @@
 // every host sharing a Redis. Windows are fixed and numbered by the wall
 // clock (unix seconds / RATE_WINDOW); each line adds one, with the store's
 // atomic `increment`, to the key `IP/WINDOW` (`uid:UID/WINDOW` over a Unix
-// domain socket) of the bucket named after the component (RATE_BUCKET to
+// domain socket, `cert:SHA256/WINDOW` under mutual TLS) of the bucket named after the component (RATE_BUCKET to
 // change it). A peer's first line in a window deletes its key of the window
 // before. A store call that fails (Redis gone, a bucket not allowed)
 // answers that line `-ERR store unavailable`.
@@ -74,11 +75,15 @@ static wasi_keyvalue_store_own_bucket_t bucket;
 // and once when it is back.
 static bool store_failing;
 
+// The longest peer as the keys spell it, with its NUL: "cert:" and a
+// certificate's 64 hex digits, longer than any address.
+#define WHO_LEN 70
+
 // One connection: its id, its peer as the keys spell it (see
 // `format_peer`), and its unfinished line.
 typedef struct {
     uint64_t id;
-    char who[INET6_ADDRSTRLEN];
+    char who[WHO_LEN];
     uint8_t *partial;
     size_t partial_len;
     size_t partial_cap;
@@ -189,7 +194,7 @@ static verdict_t count_line(const char *who) {
     if (!open_bucket()) return STORE_FAILED;
     uint64_t index = (uint64_t)time(NULL) / window;
     // A peer as `format_peer` spells it, a slash and 20 digits.
-    char key[INET6_ADDRSTRLEN + 22];
+    char key[WHO_LEN + 22];
     snprintf(key, sizeof key, "%s/%" PRIu64, who, index);
     // An import only reads the strings it is given: `key` may live on the
     // stack.
@@ -220,28 +225,26 @@ static verdict_t count_line(const char *who) {
 // Whose lines a count is for, as text: the peer's IP (an IPv4 peer reaching
 // an IPv6 listener, ::ffff:a.b.c.d, counts as its IPv4 address), or for a
 // peer on a Unix domain socket, where clients have no address, its user:
-// `uid:1000` (`uid:unknown` without credentials). Both fit in
-// INET6_ADDRSTRLEN.
-static void format_peer(const exports_evconn_listener_callbacks_socket_address_t *peer,
-                        char out[INET6_ADDRSTRLEN]) {
+// `uid:1000` (`uid:unknown` without credentials).
+static void format_peer(const exports_evconn_listener_callbacks_socket_address_t *peer, char out[WHO_LEN]) {
     if (peer->tag == EVCONN_LISTENER_TYPES_SOCKET_ADDRESS_UNIX) {
         const evconn_listener_types_option_peer_credentials_t *credentials = &peer->val.unix.credentials;
         if (credentials->is_some) {
-            snprintf(out, INET6_ADDRSTRLEN, "uid:%" PRIu32, credentials->val.uid);
+            snprintf(out, WHO_LEN, "uid:%" PRIu32, credentials->val.uid);
         } else {
-            snprintf(out, INET6_ADDRSTRLEN, "uid:unknown");
+            snprintf(out, WHO_LEN, "uid:unknown");
         }
         return;
     }
     if (peer->tag == EVCONN_LISTENER_TYPES_SOCKET_ADDRESS_IPV4) {
         const evconn_listener_types_ipv4_address_t *a = &peer->val.ipv4.address;
-        snprintf(out, INET6_ADDRSTRLEN, "%u.%u.%u.%u", a->f0, a->f1, a->f2, a->f3);
+        snprintf(out, WHO_LEN, "%u.%u.%u.%u", a->f0, a->f1, a->f2, a->f3);
         return;
     }
     const evconn_listener_types_ipv6_address_t *a = &peer->val.ipv6.address;
     uint16_t groups[8] = {a->f0, a->f1, a->f2, a->f3, a->f4, a->f5, a->f6, a->f7};
     if (!groups[0] && !groups[1] && !groups[2] && !groups[3] && !groups[4] && groups[5] == 0xffff) {
-        snprintf(out, INET6_ADDRSTRLEN, "%u.%u.%u.%u", groups[6] >> 8, groups[6] & 0xff, groups[7] >> 8,
+        snprintf(out, WHO_LEN, "%u.%u.%u.%u", groups[6] >> 8, groups[6] & 0xff, groups[7] >> 8,
                  groups[7] & 0xff);
         return;
     }
@@ -250,7 +253,7 @@ static void format_peer(const exports_evconn_listener_callbacks_socket_address_t
         address.s6_addr[2 * i] = groups[i] >> 8;
         address.s6_addr[2 * i + 1] = groups[i] & 0xff;
     }
-    inet_ntop(AF_INET6, &address, out, INET6_ADDRSTRLEN);
+    inet_ntop(AF_INET6, &address, out, WHO_LEN);
 }
 
 static client_t *find(uint64_t id) {
@@ -274,9 +277,19 @@ bool exports_evconn_listener_callbacks_on_accept(borrow_listener_t listener,
     evconn_listener_listener_listener_drop_borrow(listener);
     // The address is the callback's to free (a Unix socket's path is a
     // string the bindings allocated): keep only what the keys need.
-    char who[INET6_ADDRSTRLEN];
+    char who[WHO_LEN];
     format_peer(peer, who);
     exports_evconn_listener_callbacks_socket_address_free(peer);
+    // Under mutual TLS a client is its certificate, wherever it connects
+    // from: `cert:` and its SHA-256 fingerprint.
+    evconn_listener_connection_tls_info_t tls;
+    if (evconn_listener_connection_method_connection_tls(evconn_listener_connection_borrow_connection(conn), &tls)) {
+        if (tls.peer_certificate.is_some) {
+            const handler_string_t *fingerprint = &tls.peer_certificate.val.fingerprint_sha256;
+            snprintf(who, sizeof who, "cert:%.*s", (int)fingerprint->len, (const char *)fingerprint->ptr);
+        }
+        evconn_listener_connection_tls_info_free(&tls);
+    }
     uint64_t id = evconn_listener_connection_method_connection_id(evconn_listener_connection_borrow_connection(conn));
     // Connections are reached only in their own callbacks, which lend a
     // handle: the owned one is not needed.

@@ -1,6 +1,6 @@
 // The rate limiter (examples/rate-limit) in JavaScript: a line echo that
-// lets each peer IP (over a Unix domain socket, each peer user) send at
-// most RATE_LIMIT lines (default 10) per RATE_WINDOW seconds (default 60)
+// lets each peer IP (over a Unix domain socket, each peer user; under
+// mutual TLS, each client certificate) send at most RATE_LIMIT lines (default 10) per RATE_WINDOW seconds (default 60)
 // and answers every line past that `-ERR rate limited`; the connection
 // stays open.
 //
@@ -9,7 +9,8 @@
 // every host sharing a Redis. Windows are fixed and numbered by the wall
 // clock (unix seconds / RATE_WINDOW, rounded down); each line adds one, with
 // the store's atomic `increment`, to the key `IP/WINDOW` (`uid:UID/WINDOW`
-// over a Unix domain socket) of the bucket named after the component
+// over a Unix domain socket, `cert:SHA256/WINDOW` under mutual TLS) of the
+// bucket named after the component
 // (RATE_BUCKET to change it). A peer's first line in a window deletes its
 // key of the window before. A store call that fails (Redis gone, a bucket
 // not allowed) answers that line `-ERR store unavailable`.
@@ -70,11 +71,14 @@ function formatIpv6(groups) {
   return `${hex(groups.slice(0, best.at))}::${hex(groups.slice(best.at + best.len))}`;
 }
 
-// Whose lines a count is for, as the keys spell it: the peer's IP (an IPv4
-// peer reaching an IPv6 listener, ::ffff:a.b.c.d, counts as its IPv4
-// address), or for a peer on a Unix domain socket, where clients have no
-// address, its user: `uid:1000` (`uid:unknown` without credentials).
-function peerKey(peer) {
+// Whose lines a count is for, as the keys spell it: under mutual TLS the
+// client's certificate, wherever it connects from (`cert:` and its SHA-256
+// fingerprint); else the peer's IP (an IPv4 peer reaching an IPv6
+// listener, ::ffff:a.b.c.d, counts as its IPv4 address), or for a peer on
+// a Unix domain socket, where clients have no address, its user:
+// `uid:1000` (`uid:unknown` without credentials).
+function peerKey(peer, tls) {
+  if (tls?.peerCertificate !== undefined) return `cert:${tls.peerCertificate.fingerprintSha256}`;
   if (peer.tag === 'unix') {
     const credentials = peer.val.credentials;
     return credentials === undefined ? 'uid:unknown' : `uid:${credentials.uid}`;
@@ -155,7 +159,7 @@ export const callbacks = {
   onAccept(listener, conn, peer) {
     // A bad setting closes every connection, and the host logs why.
     settings ??= readSettings();
-    clients.set(conn.id(), { who: peerKey(peer), partial: new Uint8Array(0) });
+    clients.set(conn.id(), { who: peerKey(peer, conn.tls()), partial: new Uint8Array(0) });
   },
 
   onData(conn, data) {

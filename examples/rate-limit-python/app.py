@@ -1,5 +1,6 @@
 """The rate limiter (examples/rate-limit) in Python: a line echo that lets
-each peer IP (over a Unix domain socket, each peer user) send at most
+each peer IP (over a Unix domain socket, each peer user; under mutual TLS,
+each client certificate) send at most
 RATE_LIMIT lines (default 10) per RATE_WINDOW seconds (default 60) and
 answers every line past that `-ERR rate limited`; the connection stays
 open.
@@ -9,7 +10,7 @@ across every instance (under both isolation models), every worker and every
 host sharing a Redis. Windows are fixed and numbered by the wall clock
 (unix seconds // RATE_WINDOW); each line adds one, with the store's atomic
 `increment`, to the key `IP/WINDOW` (`uid:UID/WINDOW` over a Unix domain
-socket) of the bucket named after the component (RATE_BUCKET to change
+socket, `cert:SHA256/WINDOW` under mutual TLS) of the bucket named after the component (RATE_BUCKET to change
 it). A peer's first line in a window deletes its key of the window before.
 A store call that fails (Redis gone, a bucket not allowed) answers that
 line `-ERR store unavailable`.
@@ -68,11 +69,15 @@ class Settings:
         self.bucket = os.environ.get("RATE_BUCKET") or DEFAULT_BUCKET
 
 
-def peer_key(peer):
-    """Whose lines a count is for, as the keys spell it: the peer's IP (an
-    IPv4 peer reaching an IPv6 listener, ::ffff:a.b.c.d, counts as its IPv4
-    address), or for a peer on a Unix domain socket, where clients have no
-    address, its user: `uid:1000` (`uid:unknown` without credentials)."""
+def peer_key(peer, tls):
+    """Whose lines a count is for, as the keys spell it: under mutual TLS
+    the client's certificate, wherever it connects from (`cert:` and its
+    SHA-256 fingerprint); else the peer's IP (an IPv4 peer reaching an IPv6
+    listener, ::ffff:a.b.c.d, counts as its IPv4 address), or for a peer on
+    a Unix domain socket, where clients have no address, its user:
+    `uid:1000` (`uid:unknown` without credentials)."""
+    if tls is not None and tls.peer_certificate is not None:
+        return f"cert:{tls.peer_certificate.fingerprint_sha256}"
     if isinstance(peer, SocketAddress_Unix):
         credentials = peer.value.credentials
         return "uid:unknown" if credentials is None else f"uid:{credentials.uid}"
@@ -149,7 +154,7 @@ class Callbacks(exports.Callbacks):
         # A bad setting closes every connection, and the host logs why.
         if settings is None:
             settings = Settings()
-        clients[conn.id()] = Client(peer_key(peer))
+        clients[conn.id()] = Client(peer_key(peer, conn.tls()))
 
     def on_data(self, conn, data):
         client = clients.get(conn.id())

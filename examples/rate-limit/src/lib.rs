@@ -1,15 +1,17 @@
 //! A line echo that allows each peer IP address (or, over a Unix domain
-//! socket, each peer user) at most `RATE_LIMIT` lines per `RATE_WINDOW`, counted in the host's store, so the limit holds across
-//! every instance (under both isolation models), every worker and every
-//! host sharing a Redis; a line past it is answered `-ERR rate limited`.
+//! socket, each peer user; under mutual TLS, each client certificate) at
+//! most `RATE_LIMIT` lines per `RATE_WINDOW`, counted in the host's store,
+//! so the limit holds across every instance (under both isolation models),
+//! every worker and every host sharing a Redis; a line past it is answered
+//! `-ERR rate limited`.
 //!
 //! Windows are fixed, numbered by the wall clock; each client's lines in a
 //! window are counted in one key with the store's atomic `increment`, one
 //! call for all the lines of a read.
 //!
 //! # Layout
-//! - [`client`]: whose lines a count is for: an IP address, or a Unix
-//!   peer's user.
+//! - [`client`]: whose lines a count is for: an IP address, a Unix
+//!   peer's user, or a client certificate.
 //! - [`settings`]: the limit, the window and the bucket, from the
 //!   environment.
 //! - [`window`]: window numbers, count keys, and which keys are old.
@@ -71,7 +73,10 @@ impl Handler for RateLimit {
                 .map_err(|e| format!("bucket {:?}: {}", settings.bucket, String::from(e)))?;
             self.ready = Some((settings, bucket));
         }
-        self.peers.insert(conn.id(), Peer { client: Client::from(&peer), lines: LineBuffer::new(MAX_LINE) });
+        self.peers.insert(
+            conn.id(),
+            Peer { client: Client::of(&peer, conn.tls().as_ref()), lines: LineBuffer::new(MAX_LINE) },
+        );
         if self.sweep_timer.is_none() {
             // Each instance sweeps as it starts too: one that serves one
             // short connection may never see its timer fire.

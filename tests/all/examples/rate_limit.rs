@@ -1,14 +1,20 @@
 //! rate-limit: lines 1 to N of a peer address in a window are echoed, the
 //! next get `-ERR rate limited`, however the lines are spread: over
 //! connections with an instance each, over two workers, over two hosts
-//! sharing a `redis-server`; another address has a count of its own, a new
-//! window starts afresh, and old windows' keys are removed.
+//! sharing a `redis-server`; another address has a count of its own, a
+//! Unix socket's peers count by user and clients under mutual TLS by
+//! certificate, a new window starts afresh, and old windows' keys are
+//! removed.
+use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, SystemTime};
 
 use evconn_host::wasm::Isolation;
+use rcgen::DnType;
 
 use super::Client;
+use crate::support::tls::{Pki, Scratch, TlsClient, fingerprint_sha256};
 use crate::support::tools::{RedisServer, run};
 use crate::support::{self, TestHost};
 
@@ -133,6 +139,109 @@ fn limit_holds_across_two_hosts_on_one_redis() {
     through_b.assert_echo("line 5");
     through_a.assert_limited("line 6");
     through_b.assert_limited("line 7");
+}
+
+/// Over a Unix domain socket a peer is counted by its user id
+/// (`SO_PEERCRED`): two connections of this test's user share one limit,
+/// counted in Redis under a key ending in `/uid:UID`.
+#[test]
+fn unix_peers_share_a_limit_by_user() {
+    let redis = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("evconn-rate-limit-unix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("limit.sock");
+    let (listen, url) = (format!("unix:{}", path.display()), format!("redis://{}", redis.addr));
+    let component = component();
+    let host = support::HostProcess::spawn(&[
+        "--component",
+        component.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--keyvalue",
+        &url,
+        "--env",
+        "RATE_LIMIT=3",
+        "--env",
+        &format!("RATE_WINDOW={LONG_WINDOW}"),
+    ]);
+    assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+    let ask = |stream: &mut BufReader<UnixStream>, line: &str| {
+        stream.get_mut().write_all(line.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_line(&mut answer).unwrap();
+        answer
+    };
+    let connect = || {
+        let stream = UnixStream::connect(&path).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        BufReader::new(stream)
+    };
+    let (mut a, mut b) = (connect(), connect());
+    assert_eq!(ask(&mut a, "one\n"), "one\n");
+    assert_eq!(ask(&mut b, "two\n"), "two\n");
+    assert_eq!(ask(&mut a, "three\n"), "three\n");
+    assert_eq!(ask(&mut b, "four\n"), LIMITED, "the 4th line of one user");
+
+    let args: Vec<String> = ["-p", &redis.addr.port().to_string(), "--scan"].map(String::from).to_vec();
+    let scan = run("redis-cli", &args, "", Duration::from_secs(10));
+    let keys: Vec<&str> = scan.stdout.lines().collect();
+    let uid = rustix::process::getuid().as_raw();
+    assert!(keys.len() == 1 && keys[0].ends_with(&format!("/uid:{uid}")), "{keys:?}");
+    drop(host);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Under mutual TLS a client is counted by its certificate: two
+/// connections presenting one certificate share a limit, another
+/// certificate has its own, and the keys end in `/cert:SHA256`.
+#[test]
+fn clients_count_by_certificate_under_mutual_tls() {
+    let dir = Scratch::new("rate-limit");
+    let pki = Pki::new(&dir, "rate");
+    let (cert, key) = pki.server("localhost", &["localhost"]).write(&dir, "server");
+    let (one, two) = (pki.client(&[(DnType::CommonName, "one")]), pki.client(&[(DnType::CommonName, "two")]));
+    let fingerprints = [one.write(&dir, "one").0, two.write(&dir, "two").0].map(|cert| fingerprint_sha256(&cert));
+    let redis = RedisServer::start();
+    let url = format!("redis://{}", redis.addr);
+    let window = format!("RATE_WINDOW={LONG_WINDOW}");
+    let args = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tls-client-ca",
+        pki.ca_file.to_str().unwrap(),
+        "--keyvalue",
+        &url,
+        "--env",
+        "RATE_LIMIT=3",
+        "--env",
+        &window,
+    ];
+    let (host, addr) = support::spawn_listening(&component(), &args);
+    let connect = |identity| {
+        TlsClient::connect(addr, pki.client_config(Some(identity)), "localhost")
+            .unwrap_or_else(|e| panic!("{e}\n{}", host.output()))
+    };
+    let limited = LIMITED.trim_end_matches('\n');
+    let (mut a, mut b) = (connect(&one), connect(&one));
+    assert_eq!(a.ask("1").unwrap(), "1");
+    assert_eq!(b.ask("2").unwrap(), "2");
+    assert_eq!(a.ask("3").unwrap(), "3");
+    assert_eq!(b.ask("4").unwrap(), limited, "the 4th line of one certificate");
+    let mut c = connect(&two);
+    assert_eq!(c.ask("another certificate's 1st").unwrap(), "another certificate's 1st");
+
+    let args: Vec<String> = ["-p", &redis.addr.port().to_string(), "--scan"].map(String::from).to_vec();
+    let scan = run("redis-cli", &args, "", Duration::from_secs(10));
+    let mut suffixes: Vec<&str> =
+        scan.stdout.lines().filter_map(|key| key.split_once("/cert:")).map(|(_, f)| f).collect();
+    suffixes.sort();
+    let mut expected = fingerprints.to_vec();
+    expected.sort();
+    assert_eq!(suffixes, expected, "keys: {}", scan.stdout);
+    assert_eq!(scan.stdout.lines().count(), 2, "{}", scan.stdout);
 }
 
 /// Milliseconds since the epoch.

@@ -3,20 +3,26 @@
 //! store (`wasi:keyvalue`) across connections under both isolation models,
 //! and across two `host` processes on one Debian `redis-server`; the keys
 //! in Redis are the peer's IP (IPv4, IPv6, and IPv4 through a dual-stack
-//! listener alike) and the window, the window before is deleted, and a
-//! store that fails answers `-ERR store unavailable` without closing.
+//! listener alike) and the window, the window before is deleted, a peer on
+//! a Unix socket is counted by its user and one with a client certificate
+//! by the certificate, and a store that fails answers
+//! `-ERR store unavailable` without closing.
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use evconn_host::net::ListenOptions;
 use evconn_host::policy::Limits;
 use evconn_host::wasm::Isolation;
+use rcgen::DnType;
 
 use super::Client;
+use crate::support::tls::{Pki, Scratch, TlsClient, fingerprint_sha256};
 use crate::support::tools::{RedisServer, run};
-use crate::support::{self, TestHost, TestHostBuilder};
+use crate::support::{self, HostProcess, TestHost, TestHostBuilder};
 
 const LIMITED: &str = "-ERR rate limited\r\n";
 const UNAVAILABLE: &str = "-ERR store unavailable\r\n";
@@ -261,6 +267,133 @@ fn keys_name_the_peer_and_the_window(component: &Path, bucket: &str) {
     assert_eq!(redis_keys(&redis), expected, "the IPv4 peer's first window is deleted, the IPv6 one's stays");
 }
 
+/// A line client over a Unix domain socket.
+struct UnixClient {
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl UnixClient {
+    fn connect(path: &Path) -> Self {
+        let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connecting to {}: {e}", path.display()));
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        UnixClient { stream, reader }
+    }
+
+    /// Sends `line` and reads one line back.
+    fn ask(&mut self, line: &str) -> String {
+        self.stream.write_all(line.as_bytes()).unwrap();
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer).unwrap();
+        answer
+    }
+}
+
+/// Over a Unix domain socket, where clients have no address, a peer is
+/// counted by its user (`SO_PEERCRED`): two connections of this test's
+/// user share one limit, and the key in Redis is `uid:UID/WINDOW`.
+fn unix_peers_count_by_user(component: &Path, bucket: &str) {
+    let redis = RedisServer::start();
+    let url = format!("redis://{}", redis.addr);
+    support::precompile(component);
+    let cache = support::code_cache();
+    let dir = std::env::temp_dir().join(format!("evconn-rate-unix-{}-{bucket}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("limit.sock");
+    let listen = format!("unix:{}", path.display());
+    let component_arg = component.to_str().unwrap();
+    let cache_arg = cache.dir().to_str().unwrap();
+    let host = HostProcess::spawn(&[
+        "--component",
+        component_arg,
+        "--listen",
+        &listen,
+        "--keyvalue",
+        &url,
+        "--env",
+        "RATE_LIMIT=3",
+        "--env",
+        "RATE_WINDOW=86400",
+        "--guest-timeout",
+        "10s",
+        "--cache-dir",
+        cache_arg,
+    ]);
+    assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
+
+    let window = settle_in_a_window(DAY, 30);
+    let mut a = UnixClient::connect(&path);
+    assert_eq!(a.ask("one\n"), "one\n");
+    assert_eq!(a.ask("two\n"), "two\n");
+    let mut b = UnixClient::connect(&path);
+    assert_eq!(b.ask("three\n"), "three\n");
+    assert_eq!(b.ask("four\n"), LIMITED, "the 4th line, on another connection of the same user");
+    assert_eq!(a.ask("five\n"), LIMITED);
+    assert_eq!(window_now(DAY), window, "the conversation ran into the next window");
+    let uid = rustix::process::getuid().as_raw();
+    let keys: Vec<String> = redis_keys(&redis).into_keys().collect();
+    assert_eq!(keys, [format!("{bucket}:uid:{uid}/{window}")]);
+    drop(host);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Under mutual TLS a client is counted by its certificate: two
+/// connections presenting one certificate share a limit, another
+/// certificate has its own, and the keys in Redis are `cert:SHA256/WINDOW`,
+/// the fingerprint as `openssl x509 -fingerprint -sha256` computes it.
+fn clients_count_by_certificate(component: &Path, bucket: &str) {
+    let dir = Scratch::new(bucket);
+    let pki = Pki::new(&dir, "rate");
+    let (cert, key) = pki.server("localhost", &["localhost"]).write(&dir, "server");
+    let one = pki.client(&[(DnType::CommonName, "one")]);
+    let two = pki.client(&[(DnType::CommonName, "two")]);
+    let fingerprints = [one.write(&dir, "one").0, two.write(&dir, "two").0].map(|cert| fingerprint_sha256(&cert));
+    let redis = RedisServer::start();
+    let url = format!("redis://{}", redis.addr);
+    support::precompile(component);
+    let cache = support::code_cache();
+    let args = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tls-client-ca",
+        pki.ca_file.to_str().unwrap(),
+        "--keyvalue",
+        &url,
+        "--env",
+        "RATE_LIMIT=3",
+        "--env",
+        "RATE_WINDOW=86400",
+        "--guest-timeout",
+        "10s",
+        "--cache-dir",
+        cache.dir().to_str().unwrap(),
+    ];
+    let (host, addr) = support::spawn_listening(component, &args);
+    let connect = |identity| {
+        TlsClient::connect(addr, pki.client_config(Some(identity)), "localhost")
+            .unwrap_or_else(|e| panic!("{e}\n{}", host.output()))
+    };
+    let limited = LIMITED.trim_end_matches('\n');
+
+    let window = settle_in_a_window(DAY, 30);
+    let (mut a, mut b) = (connect(&one), connect(&one));
+    assert_eq!(a.ask("1").unwrap(), "1");
+    assert_eq!(b.ask("2").unwrap(), "2");
+    assert_eq!(a.ask("3").unwrap(), "3");
+    assert_eq!(b.ask("4").unwrap(), limited, "the 4th line of one certificate");
+    let mut c = connect(&two);
+    assert_eq!(c.ask("another certificate's 1st").unwrap(), "another certificate's 1st");
+    assert_eq!(window_now(DAY), window, "the conversation ran into the next window");
+    let keys: Vec<String> = redis_keys(&redis).into_keys().collect();
+    let mut expected: Vec<String> = fingerprints.iter().map(|f| format!("{bucket}:cert:{f}/{window}")).collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+}
+
 /// The tests above, in a module per language.
 macro_rules! rate_limit_tests {
     ($($lang:ident => $example:literal;)*) => {$(
@@ -290,6 +423,16 @@ macro_rules! rate_limit_tests {
             #[test]
             fn two_hosts_on_one_redis() {
                 super::two_hosts_on_one_redis(&support::example($example));
+            }
+
+            #[test]
+            fn unix_peers_count_by_user() {
+                super::unix_peers_count_by_user(&support::example($example), $example);
+            }
+
+            #[test]
+            fn clients_count_by_certificate() {
+                super::clients_count_by_certificate(&support::example($example), $example);
             }
 
             #[test]
