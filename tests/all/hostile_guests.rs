@@ -23,6 +23,13 @@ const PROMPTLY: Duration = Duration::from_secs(10);
 const GUEST_TIMEOUT: Duration = Duration::from_millis(500);
 /// How soon after `spin` the looping guest's connection must be closed.
 const SPIN_CLOSED_WITHIN: Duration = Duration::from_secs(2);
+/// The same while fifty other clients keep the host busy. The timeout
+/// counts the callback's own run time, not the turns it waits after
+/// yielding at each epoch tick while the reactor serves the others: with a
+/// debug host and the clients sharing two cores those turns take one to
+/// four times the guest's slices, so the loop lasts a few timeouts of wall
+/// time.
+const SPIN_CLOSED_UNDER_LOAD_WITHIN: Duration = Duration::from_secs(4);
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -268,7 +275,8 @@ fn looping_guest_holds_only_its_connection() {
     let errors: Vec<&String> = reports.iter().flat_map(|r| &r.errors).collect();
     assert!(errors.is_empty(), "the other clients saw errors: {errors:?}");
     assert!(held >= GUEST_TIMEOUT - Duration::from_millis(50), "the loop ran until the timeout, not less: {held:?}");
-    assert!(held < SPIN_CLOSED_WITHIN, "the looping guest's connection is closed within 2 s: {held:?}");
+    let within = SPIN_CLOSED_UNDER_LOAD_WITHIN;
+    assert!(held < within, "the looping guest's connection is closed within {within:?}: {held:?}");
     assert!(fewest >= 3, "every client was served while the guest looped (fewest round trips: {fewest})");
     assert!(worst < Duration::from_millis(250), "worst round trip during the loop: {worst:?}");
 
