@@ -13,11 +13,14 @@ use crate::net::Stream;
 #[derive(Debug)]
 pub(super) struct TlsSession {
     conn: ServerConnection,
-    /// The last read filled its buffer: rustls may hold more plaintext,
-    /// which no socket readiness will announce.
+    /// The last read left something for the next one that no socket
+    /// readiness will announce: plaintext rustls holds, the end of the
+    /// stream, an error.
     plaintext_left: bool,
     /// `close_notify` has been queued: nothing more may be written.
     closed: bool,
+    /// An error met after a read had taken plaintext: the next read's.
+    deferred_error: Option<io::Error>,
 }
 
 impl TlsSession {
@@ -26,7 +29,7 @@ impl TlsSession {
         // records with it (a TLS 1.3 client sends right after its
         // Finished): rustls holds them, and the socket will not become
         // readable for them, so the first read looks without waiting.
-        TlsSession { conn, plaintext_left: true, closed: false }
+        TlsSession { conn, plaintext_left: true, closed: false, deferred_error: None }
     }
 
     /// The session rustls negotiated, for what the guest may ask of it.
@@ -34,35 +37,62 @@ impl TlsSession {
         &self.conn
     }
 
-    /// Reads plaintext into `buffer`, taking records from `stream` as
-    /// needed. `Ok(0)` is the end of the stream: the peer's `close_notify`,
-    /// or the socket's end without one (which most servers accept, as
-    /// plain TCP connections end). `WouldBlock` when the socket has no
-    /// complete record. A protocol error queues an alert for the peer and
-    /// sends what it can of it.
+    /// Reads plaintext into `buffer`, taking records from `stream` until
+    /// the buffer is full or the socket has no complete record left: one
+    /// record holds at most 16 KiB, and a read per record would cost the
+    /// guest a callback per record where a plain connection's reads fill
+    /// the buffer. `Ok(0)` is the end of the stream: the peer's
+    /// `close_notify`, or the socket's end without one (which most servers
+    /// accept, as plain TCP connections end). `WouldBlock` when the socket
+    /// has no complete record. A protocol error queues an alert for the
+    /// peer and sends what it can of it. After plaintext, the end of the
+    /// stream or an error waits for the next read.
     pub(super) fn read(&mut self, stream: &Stream, buffer: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.conn.reader().read(buffer) {
+        if let Some(error) = self.deferred_error.take() {
+            return Err(error);
+        }
+        let mut filled = 0;
+        // Whether something is left for the next read without the socket
+        // becoming readable: plaintext, the end of the stream, an error.
+        self.plaintext_left = true;
+        let error = loop {
+            if filled == buffer.len() {
+                return Ok(filled);
+            }
+            match self.conn.reader().read(&mut buffer[filled..]) {
+                Ok(0) => return Ok(filled),
                 Ok(n) => {
-                    self.plaintext_left = n == buffer.len();
-                    return Ok(n);
+                    filled += n;
+                    continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+                Err(e) => break e,
             }
-            self.plaintext_left = false;
             // Ok(0): the socket's end, which the reader reports next time
             // round.
-            self.conn.read_tls(&mut SocketIo(stream))?;
+            match self.conn.read_tls(&mut SocketIo(stream)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.plaintext_left = false;
+                    return if filled > 0 { Ok(filled) } else { Err(e) };
+                }
+                Err(e) => break e,
+            }
             if let Err(error) = self.conn.process_new_packets() {
                 let _ = self.send(stream);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+                break io::Error::new(io::ErrorKind::InvalidData, error);
             }
+        };
+        if filled == 0 {
+            return Err(error);
         }
+        self.deferred_error = Some(error);
+        Ok(filled)
     }
 
-    /// Whether rustls may hold plaintext the guest has not read.
+    /// Whether the next read may find something without the socket
+    /// becoming readable.
     pub(super) fn has_plaintext(&self) -> bool {
         self.plaintext_left
     }
