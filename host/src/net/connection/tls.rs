@@ -13,14 +13,11 @@ use crate::net::Stream;
 #[derive(Debug)]
 pub(super) struct TlsSession {
     conn: ServerConnection,
-    /// The last read left something for the next one that no socket
-    /// readiness will announce: plaintext rustls holds, the end of the
-    /// stream, an error.
+    /// The last read filled its buffer: rustls may hold more plaintext,
+    /// which no socket readiness will announce.
     plaintext_left: bool,
     /// `close_notify` has been queued: nothing more may be written.
     closed: bool,
-    /// An error met after a read had taken plaintext: the next read's.
-    deferred_error: Option<io::Error>,
 }
 
 impl TlsSession {
@@ -29,7 +26,7 @@ impl TlsSession {
         // records with it (a TLS 1.3 client sends right after its
         // Finished): rustls holds them, and the socket will not become
         // readable for them, so the first read looks without waiting.
-        TlsSession { conn, plaintext_left: true, closed: false, deferred_error: None }
+        TlsSession { conn, plaintext_left: true, closed: false }
     }
 
     /// The session rustls negotiated, for what the guest may ask of it.
@@ -37,62 +34,35 @@ impl TlsSession {
         &self.conn
     }
 
-    /// Reads plaintext into `buffer`, taking records from `stream` until
-    /// the buffer is full or the socket has no complete record left: one
-    /// record holds at most 16 KiB, and a read per record would cost the
-    /// guest a callback per record where a plain connection's reads fill
-    /// the buffer. `Ok(0)` is the end of the stream: the peer's
-    /// `close_notify`, or the socket's end without one (which most servers
-    /// accept, as plain TCP connections end). `WouldBlock` when the socket
-    /// has no complete record. A protocol error queues an alert for the
-    /// peer and sends what it can of it. After plaintext, the end of the
-    /// stream or an error waits for the next read.
+    /// Reads plaintext into `buffer`, taking records from `stream` as
+    /// needed. `Ok(0)` is the end of the stream: the peer's `close_notify`,
+    /// or the socket's end without one (which most servers accept, as
+    /// plain TCP connections end). `WouldBlock` when the socket has no
+    /// complete record. A protocol error queues an alert for the peer and
+    /// sends what it can of it.
     pub(super) fn read(&mut self, stream: &Stream, buffer: &mut [u8]) -> io::Result<usize> {
-        if let Some(error) = self.deferred_error.take() {
-            return Err(error);
-        }
-        let mut filled = 0;
-        // Whether something is left for the next read without the socket
-        // becoming readable: plaintext, the end of the stream, an error.
-        self.plaintext_left = true;
-        let error = loop {
-            if filled == buffer.len() {
-                return Ok(filled);
-            }
-            match self.conn.reader().read(&mut buffer[filled..]) {
-                Ok(0) => return Ok(filled),
+        loop {
+            match self.conn.reader().read(buffer) {
                 Ok(n) => {
-                    filled += n;
-                    continue;
+                    self.plaintext_left = n == buffer.len();
+                    return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
-                Err(e) => break e,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
             }
+            self.plaintext_left = false;
             // Ok(0): the socket's end, which the reader reports next time
             // round.
-            match self.conn.read_tls(&mut SocketIo(stream)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.plaintext_left = false;
-                    return if filled > 0 { Ok(filled) } else { Err(e) };
-                }
-                Err(e) => break e,
-            }
+            self.conn.read_tls(&mut SocketIo(stream))?;
             if let Err(error) = self.conn.process_new_packets() {
                 let _ = self.send(stream);
-                break io::Error::new(io::ErrorKind::InvalidData, error);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
             }
-        };
-        if filled == 0 {
-            return Err(error);
         }
-        self.deferred_error = Some(error);
-        Ok(filled)
     }
 
-    /// Whether the next read may find something without the socket
-    /// becoming readable.
+    /// Whether rustls may hold plaintext the guest has not read.
     pub(super) fn has_plaintext(&self) -> bool {
         self.plaintext_left
     }
