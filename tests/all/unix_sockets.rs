@@ -8,10 +8,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::HostProcess;
+use support::tools::run;
 
 /// How long a host may take to start listening.
 const START: Duration = Duration::from_secs(60);
@@ -44,24 +44,13 @@ fn ask(stream: &mut UnixStream, line: &str) -> String {
     answer.trim_end().to_string()
 }
 
-/// Runs a client `program` with `input` on its stdin; returns its stdout.
-fn client(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} runs (scripts/setup installs it): {e}"));
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "{program} ends");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{program} {args:?}: {:?}", output.status);
-    output.stdout
+/// Runs a client `program` with `input` on its stdin (bounded by 20 s);
+/// fails unless it succeeds; returns its stdout.
+fn client(program: &str, args: &[&str], input: &str) -> String {
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    let ran = run(program, &args, input, Duration::from_secs(20));
+    assert!(ran.status.success(), "{program} {args:?}: {:?}\n{}", ran.status, ran.stderr);
+    ran.stdout
 }
 
 /// socat and `nc -U` get their lines echoed over the path; the file has
@@ -75,9 +64,9 @@ fn real_clients_are_echoed_over_a_path_with_the_mode_asked_and_the_file_goes_at_
     assert_eq!(mode, 0o640, "--unix-mode 640");
 
     let address = format!("UNIX-CONNECT:{}", path.display());
-    assert_eq!(client("socat", &["-t", "5", "-", &address], b"hello socat\n"), b"hello socat\n");
-    let nc = client("nc", &["-N", "-U", path.to_str().unwrap()], b"hello nc\n");
-    assert_eq!(nc, b"hello nc\n");
+    assert_eq!(client("socat", &["-t", "5", "-", &address], "hello socat\n"), "hello socat\n");
+    let nc = client("nc", &["-N", "-U", path.to_str().unwrap()], "hello nc\n");
+    assert_eq!(nc, "hello nc\n");
 
     host.signal(rustix::process::Signal::TERM);
     assert!(host.wait_exit(Duration::from_secs(20)).is_some_and(|status| status.success()));

@@ -5,16 +5,12 @@
 //! Unix socket's peers count by user and clients under mutual TLS by
 //! certificate, a new window starts afresh, and old windows' keys are
 //! removed.
-use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, SystemTime};
 
 use evconn_host::wasm::Isolation;
-use rcgen::DnType;
 
-use super::Client;
-use crate::support::tls::{Pki, Scratch, TlsClient, fingerprint_sha256};
+use super::{Client, rate_limit_langs};
 use crate::support::tools::{RedisServer, run};
 use crate::support::{self, TestHost};
 
@@ -147,49 +143,10 @@ fn limit_holds_across_two_hosts_on_one_redis() {
 #[test]
 fn unix_peers_share_a_limit_by_user() {
     let redis = RedisServer::start();
-    let dir = std::env::temp_dir().join(format!("evconn-rate-limit-unix-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("limit.sock");
-    let (listen, url) = (format!("unix:{}", path.display()), format!("redis://{}", redis.addr));
-    let component = component();
-    let host = support::HostProcess::spawn(&[
-        "--component",
-        component.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--keyvalue",
-        &url,
-        "--env",
-        "RATE_LIMIT=3",
-        "--env",
-        &format!("RATE_WINDOW={LONG_WINDOW}"),
-    ]);
-    assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
-    let ask = |stream: &mut BufReader<UnixStream>, line: &str| {
-        stream.get_mut().write_all(line.as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_line(&mut answer).unwrap();
-        answer
-    };
-    let connect = || {
-        let stream = UnixStream::connect(&path).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        BufReader::new(stream)
-    };
-    let (mut a, mut b) = (connect(), connect());
-    assert_eq!(ask(&mut a, "one\n"), "one\n");
-    assert_eq!(ask(&mut b, "two\n"), "two\n");
-    assert_eq!(ask(&mut a, "three\n"), "three\n");
-    assert_eq!(ask(&mut b, "four\n"), LIMITED, "the 4th line of one user");
-
-    let args: Vec<String> = ["-p", &redis.addr.port().to_string(), "--scan"].map(String::from).to_vec();
-    let scan = run("redis-cli", &args, "", Duration::from_secs(10));
-    let keys: Vec<&str> = scan.stdout.lines().collect();
+    rate_limit_langs::unix_user_shares_a_limit(&component(), &redis, LONG_WINDOW);
+    let keys = keys_in(&redis);
     let uid = rustix::process::getuid().as_raw();
     assert!(keys.len() == 1 && keys[0].ends_with(&format!("/uid:{uid}")), "{keys:?}");
-    drop(host);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Under mutual TLS a client is counted by its certificate: two
@@ -197,51 +154,21 @@ fn unix_peers_share_a_limit_by_user() {
 /// certificate has its own, and the keys end in `/cert:SHA256`.
 #[test]
 fn clients_count_by_certificate_under_mutual_tls() {
-    let dir = Scratch::new("rate-limit");
-    let pki = Pki::new(&dir, "rate");
-    let (cert, key) = pki.server("localhost", &["localhost"]).write(&dir, "server");
-    let (one, two) = (pki.client(&[(DnType::CommonName, "one")]), pki.client(&[(DnType::CommonName, "two")]));
-    let fingerprints = [one.write(&dir, "one").0, two.write(&dir, "two").0].map(|cert| fingerprint_sha256(&cert));
     let redis = RedisServer::start();
-    let url = format!("redis://{}", redis.addr);
-    let window = format!("RATE_WINDOW={LONG_WINDOW}");
-    let args = [
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--tls-client-ca",
-        pki.ca_file.to_str().unwrap(),
-        "--keyvalue",
-        &url,
-        "--env",
-        "RATE_LIMIT=3",
-        "--env",
-        &window,
-    ];
-    let (host, addr) = support::spawn_listening(&component(), &args);
-    let connect = |identity| {
-        TlsClient::connect(addr, pki.client_config(Some(identity)), "localhost")
-            .unwrap_or_else(|e| panic!("{e}\n{}", host.output()))
-    };
-    let limited = LIMITED.trim_end_matches('\n');
-    let (mut a, mut b) = (connect(&one), connect(&one));
-    assert_eq!(a.ask("1").unwrap(), "1");
-    assert_eq!(b.ask("2").unwrap(), "2");
-    assert_eq!(a.ask("3").unwrap(), "3");
-    assert_eq!(b.ask("4").unwrap(), limited, "the 4th line of one certificate");
-    let mut c = connect(&two);
-    assert_eq!(c.ask("another certificate's 1st").unwrap(), "another certificate's 1st");
-
-    let args: Vec<String> = ["-p", &redis.addr.port().to_string(), "--scan"].map(String::from).to_vec();
-    let scan = run("redis-cli", &args, "", Duration::from_secs(10));
-    let mut suffixes: Vec<&str> =
-        scan.stdout.lines().filter_map(|key| key.split_once("/cert:")).map(|(_, f)| f).collect();
+    let fingerprints = rate_limit_langs::certificates_have_limits_of_their_own(&component(), &redis, LONG_WINDOW);
+    let keys = keys_in(&redis);
+    let mut suffixes: Vec<&str> = keys.iter().filter_map(|key| key.split_once("/cert:")).map(|(_, f)| f).collect();
     suffixes.sort();
     let mut expected = fingerprints.to_vec();
     expected.sort();
-    assert_eq!(suffixes, expected, "keys: {}", scan.stdout);
-    assert_eq!(scan.stdout.lines().count(), 2, "{}", scan.stdout);
+    assert_eq!(suffixes, expected, "keys: {keys:?}");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+/// Every key in `redis`.
+fn keys_in(redis: &RedisServer) -> Vec<String> {
+    let args: Vec<String> = ["-p", &redis.addr.port().to_string(), "--scan"].map(String::from).to_vec();
+    run("redis-cli", &args, "", Duration::from_secs(10)).stdout.lines().map(str::to_string).collect()
 }
 
 /// Milliseconds since the epoch.

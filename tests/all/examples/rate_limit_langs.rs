@@ -20,6 +20,7 @@ use evconn_host::wasm::Isolation;
 use rcgen::DnType;
 
 use super::Client;
+use crate::support::host_test::path_str;
 use crate::support::tls::{Pki, Scratch, TlsClient, fingerprint_sha256};
 use crate::support::tools::{RedisServer, run};
 use crate::support::{self, HostProcess, TestHost, TestHostBuilder};
@@ -167,23 +168,8 @@ fn buckets_as_the_operator_allows(component: &Path) {
 /// `-ERR store unavailable`, on connections that stay open.
 fn two_hosts_on_one_redis(component: &Path) {
     let redis = RedisServer::start();
-    let url = format!("redis://{}", redis.addr);
-    // The host processes find the compiled code in the tests' code cache.
-    support::precompile(component);
-    let cache = support::code_cache();
-    let cache = cache.dir().to_str().unwrap();
-    let args = [
-        "--keyvalue",
-        &url,
-        "--env",
-        "RATE_LIMIT=3",
-        "--env",
-        "RATE_WINDOW=86400",
-        "--guest-timeout",
-        "10s",
-        "--cache-dir",
-        cache,
-    ];
+    let flags = limiter_flags(component, &redis, "86400");
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (_host_a, a) = support::spawn_listening(component, &args);
     let (_host_b, b) = support::spawn_listening(component, &args);
 
@@ -267,6 +253,20 @@ fn keys_name_the_peer_and_the_window(component: &Path, bucket: &str) {
     assert_eq!(redis_keys(&redis), expected, "the IPv4 peer's first window is deleted, the IPv6 one's stays");
 }
 
+/// The flags of a `host` process of `component` allowing 3 lines per
+/// `window` (a `RATE_WINDOW` value), counted in `redis`; the process finds
+/// the compiled code in the tests' code cache.
+pub(super) fn limiter_flags(component: &Path, redis: &RedisServer, window: &str) -> Vec<String> {
+    support::precompile(component);
+    let cache = support::code_cache();
+    let url = format!("redis://{}", redis.addr);
+    let window = format!("RATE_WINDOW={window}");
+    let cache = cache.dir().to_str().unwrap();
+    ["--keyvalue", &url, "--env", "RATE_LIMIT=3", "--env", &window, "--guest-timeout", "10s", "--cache-dir", cache]
+        .map(String::from)
+        .to_vec()
+}
+
 /// A line client over a Unix domain socket.
 struct UnixClient {
     stream: UnixStream,
@@ -292,38 +292,19 @@ impl UnixClient {
 
 /// Over a Unix domain socket, where clients have no address, a peer is
 /// counted by its user (`SO_PEERCRED`): two connections of this test's
-/// user share one limit, and the key in Redis is `uid:UID/WINDOW`.
-fn unix_peers_count_by_user(component: &Path, bucket: &str) {
-    let redis = RedisServer::start();
-    let url = format!("redis://{}", redis.addr);
-    support::precompile(component);
-    let cache = support::code_cache();
-    let dir = std::env::temp_dir().join(format!("evconn-rate-unix-{}-{bucket}", std::process::id()));
+/// user share `component`'s limit of 3 per `window`, counted in `redis`.
+pub(super) fn unix_user_shares_a_limit(component: &Path, redis: &RedisServer, window: &str) {
+    let name = component.file_stem().unwrap().to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("evconn-rate-unix-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("limit.sock");
     let listen = format!("unix:{}", path.display());
-    let component_arg = component.to_str().unwrap();
-    let cache_arg = cache.dir().to_str().unwrap();
-    let host = HostProcess::spawn(&[
-        "--component",
-        component_arg,
-        "--listen",
-        &listen,
-        "--keyvalue",
-        &url,
-        "--env",
-        "RATE_LIMIT=3",
-        "--env",
-        "RATE_WINDOW=86400",
-        "--guest-timeout",
-        "10s",
-        "--cache-dir",
-        cache_arg,
-    ]);
+    let mut args = vec!["--component".to_string(), component.to_str().unwrap().to_string(), "--listen".into(), listen];
+    args.extend(limiter_flags(component, redis, window));
+    let host = HostProcess::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(host.wait_for_line("listening", Duration::from_secs(60)).is_some(), "{}", host.output());
 
-    let window = settle_in_a_window(DAY, 30);
     let mut a = UnixClient::connect(&path);
     assert_eq!(a.ask("one\n"), "one\n");
     assert_eq!(a.ask("two\n"), "two\n");
@@ -331,47 +312,40 @@ fn unix_peers_count_by_user(component: &Path, bucket: &str) {
     assert_eq!(b.ask("three\n"), "three\n");
     assert_eq!(b.ask("four\n"), LIMITED, "the 4th line, on another connection of the same user");
     assert_eq!(a.ask("five\n"), LIMITED);
-    assert_eq!(window_now(DAY), window, "the conversation ran into the next window");
-    let uid = rustix::process::getuid().as_raw();
-    let keys: Vec<String> = redis_keys(&redis).into_keys().collect();
-    assert_eq!(keys, [format!("{bucket}:uid:{uid}/{window}")]);
     drop(host);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The keys in Redis of a Unix peer: `uid:UID/WINDOW`.
+fn unix_peers_count_by_user(component: &Path, bucket: &str) {
+    let redis = RedisServer::start();
+    let window = settle_in_a_window(DAY, 30);
+    unix_user_shares_a_limit(component, &redis, "86400");
+    assert_eq!(window_now(DAY), window, "the conversation ran into the next window");
+    let uid = rustix::process::getuid().as_raw();
+    let keys: Vec<String> = redis_keys(&redis).into_keys().collect();
+    assert_eq!(keys, [format!("{bucket}:uid:{uid}/{window}")]);
+}
+
 /// Under mutual TLS a client is counted by its certificate: two
-/// connections presenting one certificate share a limit, another
-/// certificate has its own, and the keys in Redis are `cert:SHA256/WINDOW`,
-/// the fingerprint as `openssl x509 -fingerprint -sha256` computes it.
-fn clients_count_by_certificate(component: &Path, bucket: &str) {
-    let dir = Scratch::new(bucket);
+/// connections presenting one certificate share `component`'s limit of 3
+/// per `window`, counted in `redis`, and another certificate has its own.
+/// Returns the two certificates' SHA-256 fingerprints, as `openssl x509
+/// -fingerprint -sha256` computes them.
+pub(super) fn certificates_have_limits_of_their_own(
+    component: &Path,
+    redis: &RedisServer,
+    window: &str,
+) -> [String; 2] {
+    let dir = Scratch::new("rate-limit");
     let pki = Pki::new(&dir, "rate");
     let (cert, key) = pki.server("localhost", &["localhost"]).write(&dir, "server");
     let one = pki.client(&[(DnType::CommonName, "one")]);
     let two = pki.client(&[(DnType::CommonName, "two")]);
     let fingerprints = [one.write(&dir, "one").0, two.write(&dir, "two").0].map(|cert| fingerprint_sha256(&cert));
-    let redis = RedisServer::start();
-    let url = format!("redis://{}", redis.addr);
-    support::precompile(component);
-    let cache = support::code_cache();
-    let args = [
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--tls-client-ca",
-        pki.ca_file.to_str().unwrap(),
-        "--keyvalue",
-        &url,
-        "--env",
-        "RATE_LIMIT=3",
-        "--env",
-        "RATE_WINDOW=86400",
-        "--guest-timeout",
-        "10s",
-        "--cache-dir",
-        cache.dir().to_str().unwrap(),
-    ];
+    let tls = ["--tls-cert", path_str(&cert), "--tls-key", path_str(&key), "--tls-client-ca", path_str(&pki.ca_file)];
+    let flags = limiter_flags(component, redis, window);
+    let args: Vec<&str> = tls.into_iter().chain(flags.iter().map(String::as_str)).collect();
     let (host, addr) = support::spawn_listening(component, &args);
     let connect = |identity| {
         TlsClient::connect(addr, pki.client_config(Some(identity)), "localhost")
@@ -379,7 +353,6 @@ fn clients_count_by_certificate(component: &Path, bucket: &str) {
     };
     let limited = LIMITED.trim_end_matches('\n');
 
-    let window = settle_in_a_window(DAY, 30);
     let (mut a, mut b) = (connect(&one), connect(&one));
     assert_eq!(a.ask("1").unwrap(), "1");
     assert_eq!(b.ask("2").unwrap(), "2");
@@ -387,6 +360,14 @@ fn clients_count_by_certificate(component: &Path, bucket: &str) {
     assert_eq!(b.ask("4").unwrap(), limited, "the 4th line of one certificate");
     let mut c = connect(&two);
     assert_eq!(c.ask("another certificate's 1st").unwrap(), "another certificate's 1st");
+    fingerprints
+}
+
+/// The keys in Redis of clients under mutual TLS: `cert:SHA256/WINDOW`.
+fn clients_count_by_certificate(component: &Path, bucket: &str) {
+    let redis = RedisServer::start();
+    let window = settle_in_a_window(DAY, 30);
+    let fingerprints = certificates_have_limits_of_their_own(component, &redis, "86400");
     assert_eq!(window_now(DAY), window, "the conversation ran into the next window");
     let keys: Vec<String> = redis_keys(&redis).into_keys().collect();
     let mut expected: Vec<String> = fingerprints.iter().map(|f| format!("{bucket}:cert:{f}/{window}")).collect();
