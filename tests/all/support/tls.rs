@@ -143,11 +143,7 @@ impl TlsClient {
     /// Connects to `addr` asking for `name`, and finishes the handshake
     /// (every wait bounded by 10 s).
     pub fn connect(addr: SocketAddr, config: Arc<ClientConfig>, name: &str) -> io::Result<Self> {
-        let socket = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
-        socket.set_write_timeout(Some(Duration::from_secs(10)))?;
-        let name = ServerName::try_from(name.to_string()).map_err(io::Error::other)?;
-        let session = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        let (socket, session) = start(addr, config, name)?;
         let mut stream = StreamOwned::new(session, socket);
         while stream.conn.is_handshaking() {
             stream.conn.complete_io(&mut stream.sock)?;
@@ -159,11 +155,7 @@ impl TlsClient {
     /// client's `Finished` message, as a TLS 1.3 client that has data
     /// waiting sends it: the server reads both at once.
     pub fn connect_sending(addr: SocketAddr, config: Arc<ClientConfig>, name: &str, first: &[u8]) -> io::Result<Self> {
-        let mut socket = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        socket.set_read_timeout(Some(Duration::from_secs(10)))?;
-        socket.set_write_timeout(Some(Duration::from_secs(10)))?;
-        let name = ServerName::try_from(name.to_string()).map_err(io::Error::other)?;
-        let mut session = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        let (mut socket, mut session) = start(addr, config, name)?;
         // The ClientHello; then the server's flight, until rustls has
         // queued its Finished (and ends the handshake on its side).
         while session.wants_write() {
@@ -215,6 +207,16 @@ impl TlsClient {
         line.pop();
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
+}
+
+/// A connection to `addr` (every wait bounded by 10 s) and a client
+/// session asking for `name`, before its handshake.
+fn start(addr: SocketAddr, config: Arc<ClientConfig>, name: &str) -> io::Result<(TcpStream, ClientConnection)> {
+    let socket = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    socket.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let name = ServerName::try_from(name.to_string()).map_err(io::Error::other)?;
+    Ok((socket, ClientConnection::new(config, name).map_err(io::Error::other)?))
 }
 
 /// What a child process printed so far, and a signal for more.
