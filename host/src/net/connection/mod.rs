@@ -449,8 +449,8 @@ impl Connection {
         match &result {
             Ok(0) => self.state().advance(Phase::PeerEnded),
             Ok(n) => {
-                // Not after a TLS read: rustls takes one record at a time,
-                // so the socket may hold more than the read showed.
+                // Not after a TLS read: its socket reads go on until one
+                // would block, which forgets the readiness itself.
                 if !tls && (*n < buffer.len() || all_waiting) {
                     self.forget_readable();
                 }
@@ -562,7 +562,7 @@ impl Connection {
     /// connection, or it is over, sending queued output meanwhile.
     pub async fn ready(&self) -> Ready {
         loop {
-            let (want_read, want_write, want_room) = {
+            let (want_read, want_write, want_room, plaintext_held) = {
                 let mut state = self.state();
                 let output_pending = state.output_pending();
                 if state.phase == Phase::Failed || (state.closing.is_some() && !output_pending) {
@@ -584,11 +584,17 @@ impl Connection {
                 let shutdown_pending = state.write_side == WriteSide::ShutdownRequested;
                 let wants_input = state.wants_input();
                 // Plaintext rustls holds already: no readiness will tell.
-                if wants_input && state.tls.as_ref().is_some_and(|tls| tls.has_plaintext()) {
-                    return Ready::Readable;
-                }
-                (wants_input, output_pending || shutdown_pending, drained)
+                let plaintext_held = wants_input && state.tls.as_ref().is_some_and(|tls| tls.has_plaintext());
+                (wants_input, output_pending || shutdown_pending, drained, plaintext_held)
             };
+            if plaintext_held {
+                // A wait on the socket's readiness spends tokio's budget for
+                // this task; this path must too, or a connection whose
+                // client keeps every read full never yields the thread, and
+                // the reactor's other connections starve.
+                tokio::task::consume_budget().await;
+                return Ready::Readable;
+            }
             let wait = if want_room {
                 // Only while the host's output memory is full, which no
                 // connection reaches in ordinary work: boxed, so that the
@@ -698,6 +704,7 @@ impl Connection {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
     use futures_util::FutureExt;
@@ -824,21 +831,19 @@ mod tests {
         (Arc::new(conn), client.unwrap())
     }
 
-    /// Runs `conn`'s task as the host does, reading into small buffers (so
-    /// that rustls holds plaintext between reads) and appending to `input`,
-    /// until it is over; then finishes it.
-    async fn serve(conn: Arc<Connection>, input: Arc<Mutex<Vec<u8>>>) {
+    /// Runs `conn`'s task as the host does, reading into buffers of
+    /// `buffer_len` and appending to `input`, until it is over; then
+    /// finishes it.
+    async fn serve(conn: Arc<Connection>, input: Arc<Mutex<Vec<u8>>>, buffer_len: usize) {
+        let mut buffer = vec![0u8; buffer_len];
         loop {
             match conn.ready().await {
-                Ready::Readable => {
-                    let mut buffer = [0u8; 1000];
-                    match conn.try_read(&mut buffer) {
-                        Ok(0) => conn.close(CloseReason::PeerClosed),
-                        Ok(n) => input.lock().unwrap().extend_from_slice(&buffer[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("read failed: {e}"),
-                    }
-                }
+                Ready::Readable => match conn.try_read(&mut buffer) {
+                    Ok(0) => conn.close(CloseReason::PeerClosed),
+                    Ok(n) => input.lock().unwrap().extend_from_slice(&buffer[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("read failed: {e}"),
+                },
                 Ready::Finished => break,
                 other => panic!("unexpected {other:?}"),
             }
@@ -850,11 +855,21 @@ mod tests {
     /// (writes refused at the cap are retried, as a guest does after
     /// `on-drain`), and the close sends `close_notify` after the last byte:
     /// the client reads everything and a clean end, not a cut.
+    ///
+    /// Small reads leave rustls holding plaintext between them; large ones
+    /// take many records from one socket read, records cut in two by it
+    /// among them.
     #[tokio::test]
     async fn tls_carries_every_byte_both_ways_and_ends_with_close_notify() {
+        for buffer_len in [1000, 64 * 1024, 256 * 1024] {
+            tls_carries_every_byte(buffer_len).await;
+        }
+    }
+
+    async fn tls_carries_every_byte(buffer_len: usize) {
         let (conn, mut client) = tls_connected(64 * 1024).await;
         let input = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(serve(conn.clone(), input.clone()));
+        let task = tokio::spawn(serve(conn.clone(), input.clone(), buffer_len));
         let sent: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
         let reply: Vec<u8> = (0..1_000_000u32).map(|n| (n % 241) as u8).collect();
         let reader = tokio::spawn(async move {
@@ -888,13 +903,114 @@ mod tests {
         assert!(*input == sent, "{} bytes of {} read, in order", input.len(), sent.len());
     }
 
+    /// One read takes as many records as the socket holds and the buffer
+    /// fits, as a plain read takes what the socket holds, rather than one
+    /// record of at most 16 KiB a read; then the end of the stream.
+    #[tokio::test]
+    async fn a_tls_read_takes_every_record_that_fits() {
+        let (conn, mut client) = tls_connected(1 << 20).await;
+        let sent: Vec<u8> = (0..100_000u32).map(|n| (n % 251) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        client.shutdown().await.unwrap();
+        // Until every record has reached the socket (loopback is quick).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut received = Vec::new();
+        let mut reads = 0;
+        loop {
+            assert_eq!(conn.ready().await, Ready::Readable);
+            match conn.try_read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    reads += 1;
+                    received.extend_from_slice(&buffer[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+        assert!(received == sent, "{} bytes of {} read, in order", received.len(), sent.len());
+        assert_eq!(reads, 1, "seven records in one read");
+    }
+
+    /// A stream cut without `close_notify` (the socket's end right after
+    /// the records) ends as a plain connection's does: every byte, then
+    /// the end of the stream.
+    #[tokio::test]
+    async fn a_tls_stream_cut_without_close_notify_ends_after_every_byte() {
+        let (conn, mut client) = tls_connected(1 << 20).await;
+        let sent: Vec<u8> = (0..50_000u32).map(|n| (n % 251) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        client.flush().await.unwrap();
+        client.get_mut().0.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let input = Arc::new(Mutex::new(Vec::new()));
+        tokio::time::timeout(Duration::from_secs(5), serve(conn.clone(), input.clone(), 256 * 1024)).await.unwrap();
+        assert_eq!(conn.close_reason(), CloseReason::PeerClosed);
+        assert!(*input.lock().unwrap() == sent, "{} bytes of {} read", input.lock().unwrap().len(), sent.len());
+    }
+
+    /// Bytes that are no TLS record, after good ones read in the same
+    /// socket read: the read hands over the good records' plaintext, and
+    /// the next read fails.
+    #[tokio::test]
+    async fn a_tls_error_after_plaintext_waits_for_the_next_read() {
+        let (conn, mut client) = tls_connected(1 << 20).await;
+        let sent: Vec<u8> = (0..50_000u32).map(|n| (n % 251) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        client.flush().await.unwrap();
+        // A record header announcing an alert of impossible length.
+        client.get_mut().0.write_all(&[21, 3, 3, 0xff, 0xff, 0, 0, 0]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buffer = vec![0u8; 256 * 1024];
+        assert_eq!(conn.ready().await, Ready::Readable);
+        let n = conn.try_read(&mut buffer).expect("the good records' plaintext first");
+        assert!(buffer[..n] == sent[..], "{n} bytes of {} read", sent.len());
+        assert_eq!(conn.ready().await, Ready::Readable, "the error is the next read's");
+        let error = conn.try_read(&mut buffer).expect_err("then the error");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+    }
+
+    /// A connection whose every read fills its buffer, so that rustls
+    /// always holds more plaintext, still lets the reactor's other tasks
+    /// run: its waits spend tokio's budget as socket waits do. Without that
+    /// it would read all of its input before anything else ran.
+    #[tokio::test]
+    async fn a_tls_connection_that_always_has_plaintext_yields_to_others() {
+        let (conn, mut client) = tls_connected(1 << 20).await;
+        let sent = vec![7u8; 200_000];
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.flush().await.unwrap();
+            client
+        });
+        let client = writer.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let other_ran = Arc::new(AtomicBool::new(false));
+        let flag = other_ran.clone();
+        tokio::spawn(async move { flag.store(true, Ordering::Relaxed) });
+        // Single bytes: each read fills its buffer.
+        let mut read_before_other = None;
+        let mut total = 0;
+        while total < 200_000 {
+            assert_eq!(conn.ready().await, Ready::Readable);
+            total += conn.try_read(&mut [0u8; 1]).unwrap();
+            if read_before_other.is_none() && other_ran.load(Ordering::Relaxed) {
+                read_before_other = Some(total);
+            }
+        }
+        let read_before_other = read_before_other.expect("the other task ran before the input was all read");
+        assert!(read_before_other < 10_000, "the other task waited for {read_before_other} reads");
+        drop(client);
+    }
+
     /// `shutdown_write` over TLS sends `close_notify`: the client sees the
     /// end of the stream, and can still send.
     #[tokio::test]
     async fn tls_shutdown_write_sends_close_notify_and_reading_goes_on() {
         let (conn, mut client) = tls_connected(1 << 20).await;
         let input = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(serve(conn.clone(), input.clone()));
+        let task = tokio::spawn(serve(conn.clone(), input.clone(), 1000));
         conn.write(b"bye").unwrap();
         conn.shutdown_write().unwrap();
         let mut received = Vec::new();
