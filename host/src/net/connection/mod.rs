@@ -263,10 +263,19 @@ impl Connection {
         {
             let (taken, sent) = match state.tls.as_deref_mut() {
                 // rustls takes what its buffer holds, encrypted, whether
-                // or not the socket takes the records now.
+                // or not the socket takes the records now; while the socket
+                // takes them, it takes more, so that a large write is not
+                // copied into the queue only to be encrypted from there.
                 Some(tls) => {
-                    let taken = tls.write(data);
-                    (taken, tls.send(stream))
+                    let mut taken = 0;
+                    loop {
+                        let took = tls.write(&data[taken..]);
+                        taken += took;
+                        let sent = tls.send(stream);
+                        if took == 0 || taken == data.len() || sent.is_err() {
+                            break (taken, sent);
+                        }
+                    }
                 }
                 None => match stream.try_write(data) {
                     Ok(n) => (n, Ok(())),
@@ -931,6 +940,20 @@ mod tests {
         }
         assert!(received == sent, "{} bytes of {} read, in order", received.len(), sent.len());
         assert_eq!(reads, 1, "seven records in one read");
+    }
+
+    /// A write larger than rustls's buffer of records goes on being
+    /// encrypted and sent while the socket takes records, rather than
+    /// leaving the rest to the queue (a copy, and a later pass).
+    #[tokio::test]
+    async fn a_large_tls_write_is_sent_while_the_socket_takes_it() {
+        let (conn, mut client) = tls_connected(1 << 20).await;
+        let sent: Vec<u8> = (0..150_000u32).map(|n| (n % 251) as u8).collect();
+        conn.write(&sent).unwrap();
+        assert_eq!(conn.queued(), 0, "rustls holds at most 64 KiB, the socket took the rest");
+        let mut received = vec![0u8; sent.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut received)).await.unwrap().unwrap();
+        assert!(received == sent);
     }
 
     /// A stream cut without `close_notify` (the socket's end right after
