@@ -458,8 +458,9 @@ impl Connection {
         match &result {
             Ok(0) => self.state().advance(Phase::PeerEnded),
             Ok(n) => {
-                // Not after a TLS read: its socket reads go on until one
-                // would block, which forgets the readiness itself.
+                // Not after a TLS read: it stops at a socket read that
+                // would block, which forgets the readiness itself, or with
+                // its buffer full, when the socket may hold more.
                 if !tls && (*n < buffer.len() || all_waiting) {
                     self.forget_readable();
                 }
