@@ -841,6 +841,12 @@ mod tests {
         (Arc::new(conn), client.unwrap())
     }
 
+    /// `len` bytes counting up modulo `period`: a stream in which a lost,
+    /// doubled or misplaced piece shows.
+    fn pattern(len: u32, period: u32) -> Vec<u8> {
+        (0..len).map(|n| (n % period) as u8).collect()
+    }
+
     /// Runs `conn`'s task as the host does, reading into buffers of
     /// `buffer_len` and appending to `input`, until it is over; then
     /// finishes it.
@@ -880,8 +886,8 @@ mod tests {
         let (conn, mut client) = tls_connected(64 * 1024).await;
         let input = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(serve(conn.clone(), input.clone(), buffer_len));
-        let sent: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
-        let reply: Vec<u8> = (0..1_000_000u32).map(|n| (n % 241) as u8).collect();
+        let sent = pattern(300_000, 251);
+        let reply = pattern(1_000_000, 241);
         let reader = tokio::spawn(async move {
             client.write_all(&sent).await.unwrap();
             let mut received = Vec::new();
@@ -919,7 +925,7 @@ mod tests {
     #[tokio::test]
     async fn a_tls_read_takes_every_record_that_fits() {
         let (conn, mut client) = tls_connected(1 << 20).await;
-        let sent: Vec<u8> = (0..100_000u32).map(|n| (n % 251) as u8).collect();
+        let sent = pattern(100_000, 251);
         client.write_all(&sent).await.unwrap();
         client.shutdown().await.unwrap();
         // Until every record has reached the socket (loopback is quick).
@@ -949,7 +955,7 @@ mod tests {
     #[tokio::test]
     async fn a_large_tls_write_is_sent_while_the_socket_takes_it() {
         let (conn, mut client) = tls_connected(1 << 20).await;
-        let sent: Vec<u8> = (0..150_000u32).map(|n| (n % 251) as u8).collect();
+        let sent = pattern(150_000, 251);
         conn.write(&sent).unwrap();
         assert_eq!(conn.queued(), 0, "rustls holds at most 64 KiB, the socket took the rest");
         let mut received = vec![0u8; sent.len()];
@@ -963,7 +969,7 @@ mod tests {
     #[tokio::test]
     async fn a_tls_stream_cut_without_close_notify_ends_after_every_byte() {
         let (conn, mut client) = tls_connected(1 << 20).await;
-        let sent: Vec<u8> = (0..50_000u32).map(|n| (n % 251) as u8).collect();
+        let sent = pattern(50_000, 251);
         client.write_all(&sent).await.unwrap();
         client.flush().await.unwrap();
         client.get_mut().0.shutdown().await.unwrap();
@@ -980,7 +986,7 @@ mod tests {
     #[tokio::test]
     async fn a_tls_error_after_plaintext_waits_for_the_next_read() {
         let (conn, mut client) = tls_connected(1 << 20).await;
-        let sent: Vec<u8> = (0..50_000u32).map(|n| (n % 251) as u8).collect();
+        let sent = pattern(50_000, 251);
         client.write_all(&sent).await.unwrap();
         client.flush().await.unwrap();
         // A record header announcing an alert of impossible length.
