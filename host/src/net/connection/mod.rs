@@ -947,7 +947,7 @@ mod tests {
         }
         assert!(received == sent, "{} bytes of {} read, in order", received.len(), sent.len());
         let first = super::tls::PLAINTEXT_PER_READ;
-        assert_eq!(reads, [first, sent.len() - first], "four records and part of a fifth, then the rest");
+        assert_eq!(reads, [first, sent.len() - first], "four whole records, then the other three");
     }
 
     /// A write larger than rustls's buffer of records goes on being

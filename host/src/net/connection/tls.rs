@@ -28,8 +28,9 @@ pub(super) const PLAINTEXT_PER_READ: usize = 64 << 10;
 thread_local! {
     /// Each reactor thread's buffer for records read from sockets before
     /// rustls takes them: filled and emptied within one read, so one per
-    /// thread serves all its connections. A read takes fewer records than
-    /// its plaintext bound, so this is never short.
+    /// thread serves all its connections. A read asks the socket for less
+    /// than its plaintext bound (it keeps room for one record rustls may
+    /// hold), so this size never limits it.
     static CIPHERTEXT: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; PLAINTEXT_PER_READ].into_boxed_slice());
 }
 
@@ -63,10 +64,9 @@ impl TlsSession {
 
     /// Reads plaintext into `buffer` (at most `PLAINTEXT_PER_READ` of it),
     /// taking records from `stream` until that is full or the socket has
-    /// no complete record left: one
-    /// record holds at most 16 KiB, and a read per record would cost the
-    /// guest a callback per record where a plain connection's reads fill
-    /// the buffer. `Ok(0)` is the end of the stream: the peer's
+    /// no complete record left: one record holds at most 16 KiB, and a read
+    /// per record would cost the guest a callback per record where a plain
+    /// connection's reads fill the buffer. `Ok(0)` is the end of the stream: the peer's
     /// `close_notify`, or the socket's end without one (which most servers
     /// accept, as plain TCP connections end). `WouldBlock` when the socket
     /// has no complete record. A protocol error queues an alert for the
